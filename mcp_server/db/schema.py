@@ -1,0 +1,145 @@
+"""SQLAlchemy Core table definitions: the one description of the schema the code queries.
+
+The migrations in `migrations/versions` create exactly these tables; `tests/test_migrations.py`
+checks that the two agree.
+
+Index generations: each repository has an `active_generation`. A run writes its new file and
+chunk rows with `gen_from = active + 1`, and marks replaced or deleted rows with
+`gen_to = active + 1`; search sees a row when `gen_from <= active < gen_to`. Switching the
+repository's `active_generation` in one UPDATE publishes the whole run at once; a failed or killed
+run leaves rows that no search can see, and the next run reuses the ones whose content hash still
+matches (see mcp_server/index_store.py).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from pgvector.sqlalchemy import Vector
+from sqlalchemy.dialects.postgresql import TSVECTOR, UUID
+
+metadata = MetaData()
+
+JOB_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+# Rows with gen_to = LIVE are in the active generation and every later one until replaced.
+LIVE = 2**31 - 1
+
+indexing_jobs = Table(
+    "indexing_jobs",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("repo_path", Text, nullable=False),
+    Column("project_id", Text, nullable=False),
+    Column("status", Text, nullable=False, server_default="pending"),
+    Column("error_message", Text),
+    Column("files_indexed", Integer, nullable=False, server_default="0"),
+    Column("chunks_created", Integer, nullable=False, server_default="0"),
+    Column("started_at", DateTime(timezone=True)),
+    Column("completed_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Beyond the original MVP columns:
+    Column("force_reindex", Boolean, nullable=False, server_default=text("false")),
+    Column("source_git_url", Text),
+    Column("source_git_ref", Text),
+    Column("phase", Text),
+    Column("progress_message", Text),
+    Column("files_seen", Integer, nullable=False, server_default="0"),
+    Column("files_total", Integer),
+    Column("files_skipped", Integer, nullable=False, server_default="0"),
+    Column("timeout_seconds", Integer),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("heartbeat_at", DateTime(timezone=True)),
+    Column("runner", Text),  # local launcher: "host:pid:start_time" of the supervising process
+    Column("k8s_namespace", Text),
+    Column("k8s_name", Text),  # the IndexingRequest's name (Kubernetes launcher / operator)
+    Column("k8s_job_name", Text),
+    CheckConstraint(
+        "status IN ('pending', 'running', 'completed', 'failed', 'cancelled')",
+        name="indexing_jobs_status_check",
+    ),
+    Index(
+        "ix_indexing_jobs_active",
+        "project_id",
+        "status",
+        postgresql_where=text("status IN ('pending', 'running')"),
+    ),
+    Index("ix_indexing_jobs_created_at", text("created_at DESC")),
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("project_id", Text, primary_key=True),
+    Column("embedding_model", Text, nullable=False),
+    Column("embedding_dimension", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+repositories = Table(
+    "repositories",
+    metadata,
+    Column("id", Integer, Identity(), primary_key=True),
+    Column("project_id", Text, ForeignKey("projects.project_id", ondelete="CASCADE"), nullable=False),
+    Column("root_path", Text, nullable=False),
+    Column("active_generation", Integer, nullable=False, server_default="0"),
+    Column("last_indexed_at", DateTime(timezone=True)),
+    Column("last_job_id", UUID(as_uuid=True)),
+    UniqueConstraint("project_id", "root_path", name="uq_repositories_project_root"),
+)
+
+files = Table(
+    "files",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("language", Text),
+    Column("content_hash", LargeBinary, nullable=False),  # blake2b-128 of the raw bytes
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("gen_from", Integer, nullable=False),
+    Column("gen_to", Integer, nullable=False, server_default=str(LIVE)),
+    Index("ix_files_repository_path", "repository_id", "path"),
+)
+
+chunks = Table(
+    "chunks",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("file_id", BigInteger, ForeignKey("files.id", ondelete="CASCADE"), nullable=False),
+    Column("repository_id", Integer, nullable=False),
+    Column("project_id", Text, nullable=False),
+    Column("gen_from", Integer, nullable=False),
+    Column("gen_to", Integer, nullable=False, server_default=str(LIVE)),
+    Column("path", Text, nullable=False),
+    Column("language", Text),
+    Column("start_line", Integer, nullable=False),
+    Column("end_line", Integer, nullable=False),
+    Column("symbol", Text),
+    Column("kind", Text, nullable=False),
+    Column("content", Text, nullable=False),
+    Column("embedding_dim", SmallInteger, nullable=False),
+    # pgvector `vector` without a fixed dimension; HNSW indexes are partial expression indexes,
+    # one per dimension in use (see index_store.ensure_vector_index).
+    Column("embedding", Vector(), nullable=False),
+    Column("search_tsv", TSVECTOR, nullable=False),
+    Index("ix_chunks_file", "file_id"),
+    Index("ix_chunks_project_repo_gen", "project_id", "repository_id", "gen_from", "gen_to"),
+    Index("ix_chunks_search_tsv", "search_tsv", postgresql_using="gin"),
+)

@@ -1,0 +1,53 @@
+"""The project's own exception tree.
+
+Third-party failures (psycopg, httpx, the Kubernetes client, the filesystem) are translated into
+these at the edge where they happen, so the MCP layer and the CLI map each one to a clear message
+in one place. The message of every exception here is written for a person and never contains a
+secret (database passwords, tokens).
+"""
+
+from __future__ import annotations
+
+
+class CodebaseMCPError(Exception):
+    """Base class: anything the product refuses or fails on, with a readable message."""
+
+
+class InvalidInput(CodebaseMCPError):
+    """A tool argument, CLI argument or resource spec is malformed."""
+
+
+class InvalidRepositoryPath(InvalidInput):
+    """The repository path is relative, escapes with '..', does not exist, or is not allowed."""
+
+
+class InvalidProjectId(InvalidInput):
+    """The project id is not a DNS-label-like name."""
+
+
+class JobNotFound(CodebaseMCPError):
+    """No indexing job has that id (in that project)."""
+
+
+class InvalidTransition(CodebaseMCPError):
+    """A job state change that the state machine does not allow (for example out of a terminal state)."""
+
+
+class ConfigurationError(CodebaseMCPError):
+    """An environment variable or setting is invalid; the message names the variable."""
+
+
+class DatabaseUnavailable(CodebaseMCPError):
+    """PostgreSQL cannot be reached or started."""
+
+
+class EmbeddingError(CodebaseMCPError):
+    """The embedding backend failed (server unreachable, bad response, wrong dimension)."""
+
+
+class EmbeddingModelMismatch(CodebaseMCPError):
+    """A project was indexed with another embedding model or dimension than the one configured."""
+
+
+class LauncherError(CodebaseMCPError):
+    """The launcher could not start or stop an indexing run."""

@@ -1,0 +1,27 @@
+"""Plain data passed between the walker, the chunker and the writer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    """A file the walker decided to index (text, inside the repository, under the size limit)."""
+
+    path: Path  # absolute path on disk
+    relative_path: str  # POSIX path relative to the repository root
+    size: int
+    language: str | None  # e.g. "python"; None for plain text without a known language
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A contiguous region of one file: a function, a class, a block of module-level code, or a window."""
+
+    start_line: int  # 1-based, inclusive
+    end_line: int  # 1-based, inclusive
+    content: str
+    symbol: str | None  # e.g. "MyClass.method"; None for module-level code and text windows
+    kind: str  # "function", "method", "class", "module", "text", ...

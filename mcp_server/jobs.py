@@ -1,0 +1,382 @@
+"""The indexing job store and its state machine: the only code that writes `indexing_jobs` rows.
+
+    pending --> running --> completed
+       |           |------> failed
+       |           '------> cancelled
+       |------------------> failed
+       '------------------> cancelled
+
+Every transition is one conditional UPDATE (`WHERE id = :id AND status IN (:allowed_from)`), so
+replayed, repeated or out-of-order events (a watch replaying, a restarted operator, two replicas,
+a cancel racing a completion) are harmless: the first one to land wins and a terminal row never
+changes again. `transition()` returns whether it applied; callers treat False as "someone else
+already decided".
+
+The MCP tools, the CLI, the local launcher, the indexer (progress only) and the Kubernetes operator
+all go through this module.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.engine import Engine, RowMapping
+
+from mcp_server.db.schema import indexing_jobs
+from mcp_server.errors import InvalidTransition, JobNotFound
+
+
+class JobStatus(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+ACTIVE_STATUSES = frozenset({JobStatus.PENDING, JobStatus.RUNNING})
+
+# target state -> the states it may be entered from
+ALLOWED_FROM: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.PENDING: frozenset(),
+    JobStatus.RUNNING: frozenset({JobStatus.PENDING}),
+    JobStatus.COMPLETED: frozenset({JobStatus.RUNNING}),
+    JobStatus.FAILED: frozenset({JobStatus.PENDING, JobStatus.RUNNING}),
+    JobStatus.CANCELLED: frozenset({JobStatus.PENDING, JobStatus.RUNNING}),
+}
+
+MAX_ERROR_MESSAGE_CHARS = 4000
+
+
+def can_transition(current: JobStatus, target: JobStatus) -> bool:
+    return current in ALLOWED_FROM[target]
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: uuid.UUID
+    repo_path: str
+    project_id: str
+    status: JobStatus
+    error_message: str | None
+    files_indexed: int
+    chunks_created: int
+    started_at: datetime | None
+    completed_at: datetime | None
+    created_at: datetime
+    force_reindex: bool
+    source_git_url: str | None
+    source_git_ref: str | None
+    phase: str | None
+    progress_message: str | None
+    files_seen: int
+    files_total: int | None
+    files_skipped: int
+    timeout_seconds: int | None
+    updated_at: datetime
+    heartbeat_at: datetime | None
+    runner: str | None
+    k8s_namespace: str | None
+    k8s_name: str | None
+    k8s_job_name: str | None
+
+    @classmethod
+    def from_row(cls, row: RowMapping) -> Job:
+        values = {f.name: row[f.name] for f in fields(cls)}
+        values["status"] = JobStatus(values["status"])
+        return cls(**values)
+
+    @property
+    def percent(self) -> float | None:
+        """Share of the walked files processed so far; None until the walk knows the total."""
+        if self.status is JobStatus.COMPLETED:
+            return 100.0
+        if not self.files_total:
+            return None
+        return round(min(100.0, 100.0 * self.files_seen / self.files_total), 1)
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Remaining time extrapolated from the rate so far; None when it cannot be estimated."""
+        if self.status is not JobStatus.RUNNING or self.started_at is None or not self.files_total:
+            return None
+        if self.files_seen <= 0:
+            return None
+        elapsed = (self.updated_at - self.started_at).total_seconds()
+        if elapsed <= 0:
+            return None
+        remaining = max(0, self.files_total - self.files_seen)
+        return round(remaining * elapsed / self.files_seen, 1)
+
+
+def _clip(message: str | None) -> str | None:
+    if message is None:
+        return None
+    return message if len(message) <= MAX_ERROR_MESSAGE_CHARS else message[: MAX_ERROR_MESSAGE_CHARS - 1] + "…"
+
+
+class JobStore:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    # --- creating and reading -------------------------------------------------------------------
+
+    def create(
+        self,
+        *,
+        repo_path: str,
+        project_id: str,
+        force_reindex: bool = False,
+        job_id: uuid.UUID | None = None,
+        timeout_seconds: int | None = None,
+        source_git_url: str | None = None,
+        source_git_ref: str | None = None,
+        k8s_namespace: str | None = None,
+        k8s_name: str | None = None,
+    ) -> Job:
+        """Insert a `pending` job. With an explicit `job_id` that already exists, return that row
+        (idempotent: the operator adopting a row the MCP tool created, or a replayed event)."""
+        job_id = job_id or uuid.uuid4()
+        values: dict[str, Any] = {
+            "id": job_id,
+            "repo_path": repo_path,
+            "project_id": project_id,
+            "status": JobStatus.PENDING.value,
+            "force_reindex": force_reindex,
+            "timeout_seconds": timeout_seconds,
+            "source_git_url": source_git_url,
+            "source_git_ref": source_git_ref,
+            "k8s_namespace": k8s_namespace,
+            "k8s_name": k8s_name,
+            "phase": "queued",
+        }
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt = pg_insert(indexing_jobs).values(**values).on_conflict_do_nothing(index_elements=["id"])
+        with self._engine.begin() as conn:
+            conn.execute(stmt)
+            row = conn.execute(select(indexing_jobs).where(indexing_jobs.c.id == job_id)).mappings().one()
+        return Job.from_row(row)
+
+    def get(self, job_id: uuid.UUID, *, project_id: str | None = None) -> Job:
+        query = select(indexing_jobs).where(indexing_jobs.c.id == job_id)
+        if project_id is not None:
+            query = query.where(indexing_jobs.c.project_id == project_id)
+        with self._engine.connect() as conn:
+            row = conn.execute(query).mappings().one_or_none()
+        if row is None:
+            scope = f" in project {project_id!r}" if project_id is not None else ""
+            raise JobNotFound(f"no indexing job with id {job_id}{scope}")
+        return Job.from_row(row)
+
+    def list(
+        self,
+        *,
+        status: JobStatus | None = None,
+        project_id: str | None = None,
+        limit: int = 20,
+    ) -> list[Job]:
+        query = select(indexing_jobs).order_by(indexing_jobs.c.created_at.desc()).limit(limit)
+        if status is not None:
+            query = query.where(indexing_jobs.c.status == status.value)
+        if project_id is not None:
+            query = query.where(indexing_jobs.c.project_id == project_id)
+        with self._engine.connect() as conn:
+            return [Job.from_row(r) for r in conn.execute(query).mappings()]
+
+    def find_active(self, *, project_id: str, repo_path: str) -> Job | None:
+        """The pending or running job for this repository, if any (the oldest one)."""
+        query = (
+            select(indexing_jobs)
+            .where(
+                indexing_jobs.c.project_id == project_id,
+                indexing_jobs.c.repo_path == repo_path,
+                indexing_jobs.c.status.in_([s.value for s in ACTIVE_STATUSES]),
+            )
+            .order_by(indexing_jobs.c.created_at)
+            .limit(1)
+        )
+        with self._engine.connect() as conn:
+            row = conn.execute(query).mappings().one_or_none()
+        return Job.from_row(row) if row else None
+
+    def find_by_k8s_name(self, *, namespace: str, name: str) -> Job | None:
+        query = (
+            select(indexing_jobs)
+            .where(indexing_jobs.c.k8s_namespace == namespace, indexing_jobs.c.k8s_name == name)
+            .order_by(indexing_jobs.c.created_at.desc())
+            .limit(1)
+        )
+        with self._engine.connect() as conn:
+            row = conn.execute(query).mappings().one_or_none()
+        return Job.from_row(row) if row else None
+
+    def count_by_status(self) -> dict[JobStatus, int]:
+        query = select(indexing_jobs.c.status, func.count()).group_by(indexing_jobs.c.status)
+        counts = dict.fromkeys(JobStatus, 0)
+        with self._engine.connect() as conn:
+            for status, count in conn.execute(query):
+                counts[JobStatus(status)] = count
+        return counts
+
+    def pending_in_order(self, *, limit: int) -> list[Job]:
+        query = (
+            select(indexing_jobs)
+            .where(indexing_jobs.c.status == JobStatus.PENDING.value)
+            .order_by(indexing_jobs.c.created_at, indexing_jobs.c.id)
+            .limit(limit)
+        )
+        with self._engine.connect() as conn:
+            return [Job.from_row(r) for r in conn.execute(query).mappings()]
+
+    # --- the state machine ----------------------------------------------------------------------
+
+    def transition(
+        self,
+        job_id: uuid.UUID,
+        target: JobStatus,
+        *,
+        error_message: str | None = None,
+        message: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> bool:
+        """Move the job to `target` if its current state allows it; True when this call applied it."""
+        allowed = ALLOWED_FROM[target]
+        if not allowed:
+            raise InvalidTransition(f"no transition leads into {target.value!r}")
+        values: dict[str, Any] = {"status": target.value, "updated_at": func.now()}
+        if target is JobStatus.RUNNING:
+            values["started_at"] = func.now()
+            values["heartbeat_at"] = func.now()
+            values["phase"] = "starting"
+        else:
+            values["completed_at"] = func.now()
+            values["phase"] = target.value
+        if error_message is not None:
+            values["error_message"] = _clip(error_message)
+        if message is not None:
+            values["progress_message"] = _clip(message)
+        if extra:
+            values.update(extra)
+        stmt = (
+            update(indexing_jobs)
+            .where(
+                indexing_jobs.c.id == job_id,
+                indexing_jobs.c.status.in_([s.value for s in allowed]),
+            )
+            .values(**values)
+        )
+        with self._engine.begin() as conn:
+            applied = conn.execute(stmt).rowcount == 1
+        return applied
+
+    def mark_running(self, job_id: uuid.UUID, *, runner: str | None = None, **extra: Any) -> bool:
+        return self.transition(job_id, JobStatus.RUNNING, extra={"runner": runner, **extra})
+
+    def complete(
+        self, job_id: uuid.UUID, *, files_indexed: int | None = None, chunks_created: int | None = None
+    ) -> bool:
+        extra: dict[str, Any] = {}
+        if files_indexed is not None:
+            extra["files_indexed"] = files_indexed
+        if chunks_created is not None:
+            extra["chunks_created"] = chunks_created
+        return self.transition(job_id, JobStatus.COMPLETED, message="indexing completed", extra=extra)
+
+    def fail(self, job_id: uuid.UUID, reason: str) -> bool:
+        return self.transition(job_id, JobStatus.FAILED, error_message=reason)
+
+    def cancel(self, job_id: uuid.UUID, reason: str = "cancelled by request") -> bool:
+        return self.transition(job_id, JobStatus.CANCELLED, error_message=reason)
+
+    # --- progress (only while running; never changes the state) ---------------------------------
+
+    def update_progress(
+        self,
+        job_id: uuid.UUID,
+        *,
+        phase: str | None = None,
+        message: str | None = None,
+        files_seen: int | None = None,
+        files_total: int | None = None,
+        files_indexed: int | None = None,
+        files_skipped: int | None = None,
+        chunks_created: int | None = None,
+    ) -> bool:
+        """Record progress; returns False when the job is no longer running (cancelled, failed),
+        which tells the indexer to stop."""
+        values: dict[str, Any] = {"updated_at": func.now(), "heartbeat_at": func.now()}
+        for name, value in (
+            ("phase", phase),
+            ("progress_message", _clip(message)),
+            ("files_seen", files_seen),
+            ("files_total", files_total),
+            ("files_indexed", files_indexed),
+            ("files_skipped", files_skipped),
+            ("chunks_created", chunks_created),
+        ):
+            if value is not None:
+                values[name] = value
+        stmt = (
+            update(indexing_jobs)
+            .where(indexing_jobs.c.id == job_id, indexing_jobs.c.status == JobStatus.RUNNING.value)
+            .values(**values)
+        )
+        with self._engine.begin() as conn:
+            return conn.execute(stmt).rowcount == 1
+
+    def set_runner(self, job_id: uuid.UUID, runner: str) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(update(indexing_jobs).where(indexing_jobs.c.id == job_id).values(runner=runner))
+
+    def heartbeat(self, job_id: uuid.UUID) -> bool:
+        stmt = (
+            update(indexing_jobs)
+            .where(indexing_jobs.c.id == job_id, indexing_jobs.c.status == JobStatus.RUNNING.value)
+            .values(heartbeat_at=func.now())
+        )
+        with self._engine.begin() as conn:
+            return conn.execute(stmt).rowcount == 1
+
+    def set_kubernetes_names(
+        self, job_id: uuid.UUID, *, namespace: str | None = None, name: str | None = None,
+        job_name: str | None = None,
+    ) -> None:
+        values: dict[str, Any] = {"updated_at": func.now()}
+        if namespace is not None:
+            values["k8s_namespace"] = namespace
+        if name is not None:
+            values["k8s_name"] = name
+        if job_name is not None:
+            values["k8s_job_name"] = job_name
+        with self._engine.begin() as conn:
+            conn.execute(update(indexing_jobs).where(indexing_jobs.c.id == job_id).values(**values))
+
+    def stale_running(self, *, older_than_seconds: int) -> list[Job]:
+        """Running jobs whose heartbeat is older than the threshold (their supervisor is gone)."""
+        query = select(indexing_jobs).where(
+            and_(
+                indexing_jobs.c.status == JobStatus.RUNNING.value,
+                indexing_jobs.c.heartbeat_at
+                < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_seconds),
+            )
+        )
+        with self._engine.connect() as conn:
+            return [Job.from_row(r) for r in conn.execute(query).mappings()]
+
+    def running(self) -> list[Job]:
+        return self.list(status=JobStatus.RUNNING, limit=10_000)

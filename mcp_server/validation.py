@@ -1,0 +1,119 @@
+"""Validation of everything that crosses a boundary: repository paths, project ids, job ids.
+
+The MCP tools, the CLI, the operator (IndexingRequest specs) and the indexer all call these, so a
+path or id is judged the same way wherever it enters.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from mcp_server.errors import InvalidInput, InvalidProjectId, InvalidRepositoryPath
+
+# Like a Kubernetes DNS label: it is also used in object names and labels.
+PROJECT_ID_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+MAX_PATH_CHARS = 4096
+
+
+def validate_project_id(project_id: str | None, *, default: str = "default") -> str:
+    if project_id is None:
+        return default
+    if not isinstance(project_id, str):
+        raise InvalidProjectId("project_id must be a string")
+    if not PROJECT_ID_RE.fullmatch(project_id):
+        shown = project_id if len(project_id) <= 80 else project_id[:77] + "..."
+        raise InvalidProjectId(
+            f"invalid project_id {shown!r}: use 1-63 lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit (like a DNS label)"
+        )
+    return project_id
+
+
+def validate_job_id(job_id: str | uuid.UUID) -> uuid.UUID:
+    if isinstance(job_id, uuid.UUID):
+        return job_id
+    if not isinstance(job_id, str) or len(job_id) > 64:
+        raise InvalidInput("job_id must be a UUID string such as 123e4567-e89b-12d3-a456-426614174000")
+    try:
+        return uuid.UUID(job_id.strip())
+    except ValueError:
+        shown = job_id if len(job_id) <= 64 else job_id[:61] + "..."
+        raise InvalidInput(f"job_id {shown!r} is not a valid UUID") from None
+
+
+def check_path_syntax(raw: str) -> str:
+    """Refuse what is wrong with the text itself, before touching the filesystem."""
+    if not isinstance(raw, str) or not raw:
+        raise InvalidRepositoryPath("repo_path must be a non-empty absolute path")
+    if len(raw) > MAX_PATH_CHARS:
+        raise InvalidRepositoryPath(f"repo_path is longer than {MAX_PATH_CHARS} characters")
+    if "\x00" in raw or "\n" in raw or "\r" in raw:
+        raise InvalidRepositoryPath("repo_path contains a NUL byte or a line break")
+    if raw.startswith("~"):
+        raise InvalidRepositoryPath(
+            f"repo_path {raw!r} starts with '~': give the absolute path (home directories are not expanded)"
+        )
+    if not os.path.isabs(raw):
+        raise InvalidRepositoryPath(f"repo_path {raw!r} is relative: give an absolute path")
+    if ".." in Path(raw).parts:
+        raise InvalidRepositoryPath(f"repo_path {raw!r} contains a '..' segment, which is not allowed")
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRepositoryPath("repo_path is not valid UTF-8") from None
+    return os.path.normpath(raw)
+
+
+def validate_repo_path(raw: str, *, allowed_roots: Sequence[Path] = ()) -> Path:
+    """An absolute, existing, readable directory inside the allowed roots (if any).
+
+    Returns the resolved path (symlinks followed), and applies the allowed-roots check to the
+    resolved path, so a symlink inside an allowed root cannot point out of it.
+    """
+    normalised = check_path_syntax(raw)
+    path = Path(normalised)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise InvalidRepositoryPath(f"repo_path {normalised!r} does not exist") from None
+    except PermissionError:
+        raise InvalidRepositoryPath(f"repo_path {normalised!r} is not accessible (permission denied)") from None
+    except OSError as exc:
+        raise InvalidRepositoryPath(f"repo_path {normalised!r} cannot be read: {exc.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise InvalidRepositoryPath(f"repo_path {normalised!r} is not a directory")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise InvalidRepositoryPath(f"repo_path {normalised!r} is not readable")
+    resolved = path.resolve()
+    if allowed_roots and not any(_is_within(resolved, root) for root in allowed_roots):
+        roots = ", ".join(str(r) for r in allowed_roots)
+        raise InvalidRepositoryPath(
+            f"repo_path {normalised!r} is outside the allowed roots ({roots}); "
+            "set CODEBASE_ALLOWED_ROOTS to allow it"
+        )
+    return resolved
+
+
+def _is_within(path: Path, root: Path) -> bool:
+    try:
+        root_resolved = root.resolve()
+    except OSError:
+        return False
+    return path == root_resolved or root_resolved in path.parents
+
+
+GIT_URL_RE = re.compile(r"^(https://|http://|ssh://|git@|file://)[^\s]+$")
+GIT_REF_RE = re.compile(r"^[A-Za-z0-9._/@-]{1,200}$")
+
+
+def validate_git_source(url: str, ref: str | None) -> tuple[str, str | None]:
+    if not isinstance(url, str) or not GIT_URL_RE.fullmatch(url) or len(url) > 2048:
+        raise InvalidInput("source.git.url must be an https://, ssh://, git@ or file:// URL without spaces")
+    if ref is not None and (not GIT_REF_RE.fullmatch(ref) or ".." in ref or ref.startswith("-")):
+        raise InvalidInput(f"source.git.ref {ref!r} is not a valid branch, tag or commit name")
+    return url, ref
