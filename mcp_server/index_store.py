@@ -1,0 +1,356 @@
+"""Writes to the searchable index: projects, repositories, generations, files and chunks.
+
+A run for repository R works on generation G = R.active_generation + 1:
+  1. `begin_run` resets leftovers of killed runs (rows marked `gen_to = G` go back to LIVE) but
+     keeps rows written at `gen_from = G`: a retry reuses those whose content hash still matches.
+  2. `write_files` stores new file rows and their chunks at `gen_from = G` and marks the rows they
+     replace with `gen_to = G`, committing batch by batch (durable, invisible to search).
+  3. `retire_missing` marks deleted files `gen_to = G`; unused pending rows are deleted.
+  4. `publish` sets R.active_generation = G in one UPDATE: search now sees the new generation.
+     Rows with `gen_to <= G` are garbage-collected afterwards.
+Search reads rows with `gen_from <= active < gen_to`, so nothing of an unfinished run is ever
+visible and the previous generation stays searchable until the switch.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+
+from mcp_server.db.schema import LIVE
+from mcp_server.errors import EmbeddingModelMismatch
+
+# pgvector: HNSW supports up to 2,000 dimensions for `vector` and 4,000 for `halfvec`.
+MAX_VECTOR_HNSW_DIM = 2000
+TEXT_SEARCH_CONFIG = "english"
+
+_CAMEL_RE = re.compile(r"[A-Za-z][a-z0-9]*[A-Z][A-Za-z0-9]*|[A-Z]{2,}[a-z][A-Za-z0-9]*")
+_CAMEL_SPLIT_RE = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+
+
+def split_identifiers(content: str) -> str:
+    """The camelCase identifiers of `content`, split into words ("parseHTTPResponse" -> "parse
+    HTTP Response"). PostgreSQL's parser already splits snake_case at underscores."""
+    seen: set[str] = set()
+    words: list[str] = []
+    for match in _CAMEL_RE.finditer(content):
+        token = match.group(0)
+        if token in seen:
+            continue
+        seen.add(token)
+        words.extend(_CAMEL_SPLIT_RE.findall(token))
+    return " ".join(words)
+
+
+def vector_index_name(dimension: int) -> str:
+    return f"ix_chunks_embedding_hnsw_{dimension}"
+
+
+def vector_expression(dimension: int) -> str:
+    kind = "vector" if dimension <= MAX_VECTOR_HNSW_DIM else "halfvec"
+    return f"(embedding::{kind}({dimension}))"
+
+
+def vector_opclass(dimension: int) -> str:
+    return "vector_cosine_ops" if dimension <= MAX_VECTOR_HNSW_DIM else "halfvec_cosine_ops"
+
+
+@dataclass(frozen=True, slots=True)
+class KnownFile:
+    file_id: int
+    content_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RunState:
+    repository_id: int
+    project_id: str
+    generation: int  # the generation this run writes
+    live: dict[str, KnownFile]  # path -> row visible in the active generation
+    pending: dict[str, KnownFile]  # path -> row written at this generation by an earlier attempt
+
+
+@dataclass(slots=True)
+class ChunkRow:
+    start_line: int
+    end_line: int
+    symbol: str | None
+    kind: str
+    content: str
+
+
+@dataclass(slots=True)
+class FileWrite:
+    path: str
+    language: str | None
+    content_hash: bytes
+    size_bytes: int
+    chunks: list[ChunkRow]
+
+
+class IndexStore:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    # --- projects and models --------------------------------------------------------------------
+
+    def check_project_model(
+        self, project_id: str, *, model_id: str, dimension: int, allow_change: bool
+    ) -> None:
+        """Record the project's embedding model on first use; refuse another one later unless a
+        forced re-index is replacing the whole project."""
+        with self._engine.begin() as conn:
+            row = conn.execute(
+                text("SELECT embedding_model, embedding_dimension FROM projects WHERE project_id = :p"),
+                {"p": project_id},
+            ).one_or_none()
+            if row is None:
+                conn.execute(
+                    text(
+                        "INSERT INTO projects (project_id, embedding_model, embedding_dimension) "
+                        "VALUES (:p, :m, :d) ON CONFLICT (project_id) DO NOTHING"
+                    ),
+                    {"p": project_id, "m": model_id, "d": dimension},
+                )
+                return
+            if (row.embedding_model, row.embedding_dimension) == (model_id, dimension):
+                return
+            if not allow_change:
+                raise EmbeddingModelMismatch(
+                    f"project {project_id!r} was indexed with embedding model {row.embedding_model!r} "
+                    f"({row.embedding_dimension} dimensions) but {model_id!r} ({dimension} dimensions) is "
+                    "configured: vectors of two models cannot be compared. Re-index with "
+                    "force_reindex=true to re-embed the project with the configured model, or configure "
+                    "the original model again."
+                )
+
+    def project_model(self, project_id: str) -> tuple[str, int] | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                text("SELECT embedding_model, embedding_dimension FROM projects WHERE project_id = :p"),
+                {"p": project_id},
+            ).one_or_none()
+        return (row.embedding_model, row.embedding_dimension) if row else None
+
+    def ensure_vector_index(self, dimension: int) -> None:
+        name = vector_index_name(dimension)
+        with self._engine.connect() as conn:
+            exists = conn.execute(text("SELECT to_regclass(:n)"), {"n": name}).scalar()
+            if exists:
+                return
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": 0x766563 + dimension})
+            try:
+                conn.execute(
+                    text(
+                        f"CREATE INDEX IF NOT EXISTS {name} ON chunks USING hnsw "
+                        f"({vector_expression(dimension)} {vector_opclass(dimension)}) "
+                        f"WHERE embedding_dim = {int(dimension)}"
+                    )
+                )
+                conn.commit()
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": 0x766563 + dimension})
+                conn.commit()
+
+    # --- a run ----------------------------------------------------------------------------------
+
+    def begin_run(self, *, project_id: str, root_path: str) -> RunState:
+        with self._engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO repositories (project_id, root_path) VALUES (:p, :r) "
+                    "ON CONFLICT (project_id, root_path) DO NOTHING"
+                ),
+                {"p": project_id, "r": root_path},
+            )
+            repo = conn.execute(
+                text(
+                    "SELECT id, active_generation FROM repositories "
+                    "WHERE project_id = :p AND root_path = :r FOR UPDATE"
+                ),
+                {"p": project_id, "r": root_path},
+            ).one()
+            active = repo.active_generation
+            generation = active + 1
+            params = {"r": repo.id, "a": active, "live": LIVE}
+            # Undo the "replaced" marks of a killed run; its new rows (gen_from = G) stay for reuse.
+            conn.execute(
+                text("UPDATE files SET gen_to = :live WHERE repository_id = :r AND gen_to > :a AND gen_to <> :live"),
+                params,
+            )
+            conn.execute(
+                text("UPDATE chunks SET gen_to = :live WHERE repository_id = :r AND gen_to > :a AND gen_to <> :live"),
+                params,
+            )
+            conn.execute(
+                text("DELETE FROM files WHERE repository_id = :r AND gen_from > :g"),
+                {"r": repo.id, "g": generation},
+            )
+            live: dict[str, KnownFile] = {}
+            pending: dict[str, KnownFile] = {}
+            rows = conn.execute(
+                text(
+                    "SELECT id, path, content_hash, gen_from FROM files "
+                    "WHERE repository_id = :r AND gen_to > :a"
+                ),
+                {"r": repo.id, "a": active},
+            )
+            for row in rows:
+                known = KnownFile(row.id, bytes(row.content_hash))
+                if row.gen_from <= active:
+                    live[row.path] = known
+                else:
+                    pending[row.path] = known
+        return RunState(repo.id, project_id, generation, live, pending)
+
+    def write_files(
+        self,
+        state: RunState,
+        writes: Sequence[FileWrite],
+        embeddings: npt.NDArray[np.float32],
+        *,
+        replaced_file_ids: Sequence[int],
+    ) -> int:
+        """Store files and their chunks at generation G in one transaction; return chunks written.
+
+        `embeddings` holds one row per chunk, in the order of `writes` then `chunks`.
+        """
+        total_chunks = sum(len(w.chunks) for w in writes)
+        if embeddings.shape[0] != total_chunks:
+            raise ValueError(f"{embeddings.shape[0]} embeddings for {total_chunks} chunks")
+        dimension = int(embeddings.shape[1]) if total_chunks else 0
+        with self._engine.begin() as conn:
+            if replaced_file_ids:
+                self._mark_replaced(conn, state, list(replaced_file_ids))
+            if not writes:
+                return 0
+            file_ids = self._allocate_ids(conn, "files", len(writes))
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            with raw.cursor() as cur:
+                with cur.copy(
+                    "COPY files (id, repository_id, path, language, content_hash, size_bytes, gen_from) "
+                    "FROM STDIN"
+                ) as copy:
+                    for file_id, w in zip(file_ids, writes, strict=True):
+                        copy.write_row(
+                            (file_id, state.repository_id, w.path, w.language, w.content_hash,
+                             w.size_bytes, state.generation)
+                        )
+                cur.execute(
+                    "CREATE TEMP TABLE IF NOT EXISTS chunk_stage ("
+                    " file_id bigint, path text, language text, start_line int, end_line int,"
+                    " symbol text, kind text, content text, embedding vector, head text, body text"
+                    ") ON COMMIT DELETE ROWS"
+                )
+                with cur.copy(
+                    "COPY chunk_stage (file_id, path, language, start_line, end_line, symbol, kind, "
+                    "content, embedding, head, body) FROM STDIN WITH (FORMAT BINARY)"
+                ) as copy:
+                    # Binary COPY with pgvector's numpy dumper: formatting vectors as text in Python
+                    # would dominate the write time.
+                    copy.set_types(
+                        ["int8", "text", "text", "int4", "int4", "text", "text", "text", "vector", "text", "text"]
+                    )
+                    i = 0
+                    for file_id, w in zip(file_ids, writes, strict=True):
+                        for c in w.chunks:
+                            head = f"{w.path} {c.symbol or ''}"
+                            copy.write_row(
+                                (file_id, w.path, w.language, c.start_line, c.end_line, c.symbol, c.kind,
+                                 c.content.replace("\x00", ""), embeddings[i],
+                                 head + " " + split_identifiers(head),
+                                 c.content.replace("\x00", "") + " " + split_identifiers(c.content))
+                            )
+                            i += 1
+                cur.execute(
+                    "INSERT INTO chunks (file_id, repository_id, project_id, gen_from, path, language, "
+                    " start_line, end_line, symbol, kind, content, embedding_dim, embedding, search_tsv) "
+                    "SELECT file_id, %(r)s, %(p)s, %(g)s, path, language, start_line, end_line, symbol, kind,"
+                    " content, %(d)s, embedding,"
+                    f" setweight(to_tsvector('{TEXT_SEARCH_CONFIG}', head), 'A') ||"
+                    f" setweight(to_tsvector('{TEXT_SEARCH_CONFIG}', body), 'B')"
+                    " FROM chunk_stage",
+                    {"r": state.repository_id, "p": state.project_id, "g": state.generation, "d": dimension},
+                )
+        return total_chunks
+
+    def reuse_pending(self, state: RunState, *, replaced_file_ids: Sequence[int]) -> None:
+        """An earlier attempt of this generation already wrote these files: only mark what they replace."""
+        if replaced_file_ids:
+            with self._engine.begin() as conn:
+                self._mark_replaced(conn, state, list(replaced_file_ids))
+
+    def retire(self, state: RunState, *, file_ids: Sequence[int]) -> None:
+        """Mark live files that no longer exist (or changed) as ending at this generation."""
+        if file_ids:
+            with self._engine.begin() as conn:
+                self._mark_replaced(conn, state, list(file_ids))
+
+    def drop_pending(self, state: RunState, *, file_ids: Sequence[int]) -> None:
+        """Delete rows an earlier attempt wrote that this run does not use."""
+        if file_ids:
+            with self._engine.begin() as conn:
+                conn.execute(text("DELETE FROM files WHERE id = ANY(:ids)"), {"ids": list(file_ids)})
+
+    def publish(self, state: RunState, *, job_id: uuid.UUID | None, replace_project_model: tuple[str, int] | None) -> None:
+        """Make generation G the searchable one, then collect what it replaced."""
+        with self._engine.begin() as conn:
+            conn.execute(
+                text(
+                    "UPDATE repositories SET active_generation = :g, last_indexed_at = now(), "
+                    "last_job_id = :j WHERE id = :r"
+                ),
+                {"g": state.generation, "j": job_id, "r": state.repository_id},
+            )
+            if replace_project_model is not None:
+                model_id, dimension = replace_project_model
+                current = conn.execute(
+                    text("SELECT embedding_model, embedding_dimension FROM projects WHERE project_id = :p FOR UPDATE"),
+                    {"p": state.project_id},
+                ).one()
+                if (current.embedding_model, current.embedding_dimension) != (model_id, dimension):
+                    # The other repositories of the project hold vectors of the old model: they are
+                    # emptied and must be re-indexed.
+                    conn.execute(
+                        text(
+                            "DELETE FROM files USING repositories r WHERE files.repository_id = r.id "
+                            "AND r.project_id = :p AND r.id <> :r"
+                        ),
+                        {"p": state.project_id, "r": state.repository_id},
+                    )
+                    conn.execute(
+                        text(
+                            "UPDATE projects SET embedding_model = :m, embedding_dimension = :d "
+                            "WHERE project_id = :p"
+                        ),
+                        {"m": model_id, "d": dimension, "p": state.project_id},
+                    )
+        with self._engine.begin() as conn:
+            conn.execute(
+                text("DELETE FROM files WHERE repository_id = :r AND gen_to <= :g"),
+                {"r": state.repository_id, "g": state.generation},
+            )
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _mark_replaced(conn: Connection, state: RunState, file_ids: list[int]) -> None:
+        params = {"g": state.generation, "ids": file_ids}
+        conn.execute(text("UPDATE files SET gen_to = :g WHERE id = ANY(:ids)"), params)
+        conn.execute(text("UPDATE chunks SET gen_to = :g WHERE file_id = ANY(:ids)"), params)
+
+    @staticmethod
+    def _allocate_ids(conn: Connection, table: str, count: int) -> list[int]:
+        rows = conn.execute(
+            text(f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, :n)"),
+            {"n": count},
+        )
+        return [r[0] for r in rows]

@@ -1,0 +1,288 @@
+"""One indexing run: walk -> read and hash -> chunk (in worker processes) -> embed -> write.
+
+Files stream through the pipeline: the walker yields them one by one, a bounded number are in
+flight in the worker pool at once, and chunks are embedded and written in batches, so memory stays
+flat on huge repositories. Unchanged files (same content hash as the live row) are read and hashed
+but neither parsed nor embedded. Progress goes to the jobs store about twice a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import multiprocessing
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mcp_server.embeddings.base import Embedder
+from mcp_server.index_store import ChunkRow, FileWrite, IndexStore, RunState
+from mcp_server.indexing.chunker import chunk_source
+from mcp_server.indexing.types import SourceFile
+from mcp_server.indexing.walker import decode_source, read_source_bytes, walk_repository
+
+log = logging.getLogger(__name__)
+
+EMBED_BATCH_CHUNKS = 1024
+MAX_IN_FLIGHT_FILES = 512
+PROGRESS_INTERVAL_SECONDS = 0.5
+
+
+class RunCancelled(Exception):
+    """The job left the running state (cancelled, failed by the supervisor) while we worked."""
+
+
+@dataclass(slots=True)
+class RunCounters:
+    files_seen: int = 0
+    files_total: int | None = None
+    files_indexed: int = 0  # accepted files now in the index (changed + unchanged)
+    files_changed: int = 0
+    files_unchanged: int = 0
+    files_removed: int = 0
+    files_skipped: int = 0
+    chunks_created: int = 0
+    phase: str = "scanning"
+    skipped_reasons: dict[str, int] = field(default_factory=dict)
+
+
+ProgressCallback = Callable[[RunCounters, str], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class _Task:
+    path: str
+    relative_path: str
+    language: str | None
+    size: int
+    live_hash: bytes | None
+    pending_hash: bytes | None
+    force: bool
+    max_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    relative_path: str
+    language: str | None
+    outcome: str  # "unchanged" | "reuse" | "changed" | "skipped"
+    content_hash: bytes
+    size: int
+    chunks: list[tuple[int, int, str | None, str, str]]
+    reason: str | None = None
+
+
+def _process_file(task: _Task) -> _Result:
+    """Runs in a worker process: read, hash, and (when changed) chunk one file."""
+    data = read_source_bytes(task.path, max_bytes=task.max_bytes)
+    if data is None:
+        return _Result(task.relative_path, task.language, "skipped", b"", 0, [], "vanished or changed")
+    digest = hashlib.blake2b(data, digest_size=16).digest()
+    if not task.force and digest == task.live_hash:
+        return _Result(task.relative_path, task.language, "unchanged", digest, len(data), [])
+    if digest == task.pending_hash:
+        return _Result(task.relative_path, task.language, "reuse", digest, len(data), [])
+    text = decode_source(data)
+    if text is None:
+        return _Result(task.relative_path, task.language, "skipped", digest, len(data), [], "binary")
+    chunks = chunk_source(text, task.language)
+    rows = [(c.start_line, c.end_line, c.symbol, c.kind, c.content) for c in chunks if c.content.strip()]
+    return _Result(task.relative_path, task.language, "changed", digest, len(data), rows)
+
+
+def embedding_text(path: str, symbol: str | None, content: str) -> str:
+    """What gets embedded: the path and symbol name carry meaning the body alone may not."""
+    header = path if symbol is None else f"{path} {symbol}"
+    return f"{header}\n{content}"
+
+
+def _worker_count(configured: int) -> int:
+    if configured > 0:
+        return configured
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+class IndexRun:
+    def __init__(
+        self,
+        *,
+        store: IndexStore,
+        embedder: Embedder,
+        project_id: str,
+        root: Path,
+        force: bool,
+        repository_key: str | None = None,
+        max_file_bytes: int,
+        workers: int = 0,
+        job_id: uuid.UUID | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.project_id = project_id
+        self.root = root
+        # What identifies the repository in the index: its path, or the git URL it was cloned from.
+        self.repository_key = repository_key or str(root)
+        self.force = force
+        self.max_file_bytes = max_file_bytes
+        self.workers = _worker_count(workers)
+        self.job_id = job_id
+        self.progress = progress
+        self.counters = RunCounters()
+        self._last_progress = 0.0
+        self._pending_writes: list[FileWrite] = []
+        self._pending_replaced: list[int] = []
+        self._pending_chunks = 0
+
+    # --- progress ------------------------------------------------------------------------------
+
+    def _report(self, message: str, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_progress < PROGRESS_INTERVAL_SECONDS:
+            return
+        self._last_progress = now
+        if self.progress is not None and not self.progress(self.counters, message):
+            raise RunCancelled("the job is no longer running")
+
+    # --- the run -------------------------------------------------------------------------------
+
+    def run(self) -> RunCounters:
+        c = self.counters
+        model_id, dimension = self.embedder.model_id, self.embedder.dimension
+        self.store.check_project_model(
+            self.project_id, model_id=model_id, dimension=dimension, allow_change=self.force
+        )
+        self.store.ensure_vector_index(dimension)
+        state = self.store.begin_run(project_id=self.project_id, root_path=self.repository_key)
+        self._report("scanning the repository", force=True)
+
+        seen_paths: set[str] = set()
+        in_flight = threading.BoundedSemaphore(MAX_IN_FLIGHT_FILES)
+        walk_done = threading.Event()
+        walked = [0]
+
+        def tasks() -> Iterator[_Task]:
+            for source in walk_repository(self.root, max_file_bytes=self.max_file_bytes):
+                in_flight.acquire()
+                walked[0] += 1
+                yield self._task_for(source, state)
+            walk_done.set()
+
+        c.phase = "parsing"
+        # forkserver: workers must not inherit this process's database connections and threads.
+        context = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
+        if os.name == "posix":
+            context.set_forkserver_preload(["mcp_server.indexing.chunker"])
+        if self.workers > 1:
+            pool: Any = context.Pool(self.workers)
+            results = pool.imap_unordered(_process_file, tasks(), chunksize=8)
+        else:
+            pool = None
+            results = map(_process_file, tasks())
+        try:
+            for result in results:
+                in_flight.release()
+                c.files_seen += 1
+                if walk_done.is_set() and c.files_total is None:
+                    c.files_total = walked[0]
+                self._absorb(result, state, seen_paths)
+                if self._pending_chunks >= EMBED_BATCH_CHUNKS:
+                    self._flush(state)
+                self._report(f"processed {c.files_seen} files")
+        finally:
+            if pool is not None:
+                pool.terminate()
+                pool.join()
+        c.files_total = c.files_seen
+        self._flush(state)
+
+        c.phase = "writing"
+        missing = [k.file_id for path, k in state.live.items() if path not in seen_paths]
+        c.files_removed = len(missing)
+        self.store.retire(state, file_ids=missing)
+        unused_pending = [k.file_id for path, k in state.pending.items() if path not in seen_paths]
+        self.store.drop_pending(state, file_ids=unused_pending)
+        self._report("publishing the new index generation", force=True)
+        self.store.publish(
+            state, job_id=self.job_id, replace_project_model=(model_id, dimension) if self.force else None
+        )
+        c.phase = "done"
+        return c
+
+    def _task_for(self, source: SourceFile, state: RunState) -> _Task:
+        live = state.live.get(source.relative_path)
+        pending = state.pending.get(source.relative_path)
+        return _Task(
+            path=str(source.path),
+            relative_path=source.relative_path,
+            language=source.language,
+            size=source.size,
+            live_hash=live.content_hash if live else None,
+            pending_hash=pending.content_hash if pending else None,
+            force=self.force,
+            max_bytes=self.max_file_bytes,
+        )
+
+    def _absorb(self, result: _Result, state: RunState, seen_paths: set[str]) -> None:
+        c = self.counters
+        if result.outcome == "skipped":
+            c.files_skipped += 1
+            reason = result.reason or "skipped"
+            c.skipped_reasons[reason] = c.skipped_reasons.get(reason, 0) + 1
+            return
+        seen_paths.add(result.relative_path)
+        c.files_indexed += 1
+        live = state.live.get(result.relative_path)
+        pending = state.pending.get(result.relative_path)
+        if result.outcome == "unchanged":
+            c.files_unchanged += 1
+            if pending is not None:  # an earlier attempt wrote a version that is now stale
+                self.store.drop_pending(state, file_ids=[pending.file_id])
+            return
+        c.files_changed += 1
+        if result.outcome == "reuse":
+            self.store.reuse_pending(state, replaced_file_ids=[live.file_id] if live else [])
+            return
+        if pending is not None:
+            self.store.drop_pending(state, file_ids=[pending.file_id])
+        write = FileWrite(
+            path=result.relative_path,
+            language=result.language,
+            content_hash=result.content_hash,
+            size_bytes=result.size,
+            chunks=[ChunkRow(s, e, sym, kind, content) for s, e, sym, kind, content in result.chunks],
+        )
+        self._pending_writes.append(write)
+        if live is not None:
+            self._pending_replaced.append(live.file_id)
+        self._pending_chunks += len(write.chunks)
+
+    def _flush(self, state: RunState) -> None:
+        if not self._pending_writes and not self._pending_replaced:
+            return
+        c = self.counters
+        texts = [
+            embedding_text(w.path, ch.symbol, ch.content) for w in self._pending_writes for ch in w.chunks
+        ]
+        c.phase = "embedding"
+        self._report(f"embedding {len(texts)} chunks", force=True)
+        if texts:
+            vectors = self.embedder.embed_documents(texts)
+        else:
+            vectors = np.zeros((0, self.embedder.dimension), dtype=np.float32)
+        c.phase = "writing"
+        written = self.store.write_files(
+            state, self._pending_writes, vectors, replaced_file_ids=self._pending_replaced
+        )
+        c.chunks_created += written
+        self._pending_writes = []
+        self._pending_replaced = []
+        self._pending_chunks = 0
+        c.phase = "parsing"
