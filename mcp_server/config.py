@@ -8,6 +8,7 @@ fix, and `load_settings()` turns pydantic's error into one ConfigurationError li
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -18,6 +19,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from mcp_server.errors import ConfigurationError
 
 DEFAULT_PROJECT_ID = "default"
+# A Kubernetes resource quantity (https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/quantity/).
+_QUANTITY_RE = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 
 
 def _default_home() -> Path:
@@ -26,7 +29,7 @@ def _default_home() -> Path:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=None, extra="ignore", case_sensitive=False, populate_by_name=True
+        env_file=None, extra="ignore", case_sensitive=False, populate_by_name=True, env_ignore_empty=True
     )
 
     # --- database -----------------------------------------------------------------------------
@@ -81,6 +84,68 @@ class Settings(BaseSettings):
 
     # --- kubernetes -----------------------------------------------------------------------------
     k8s_namespace: str = Field(default="default", validation_alias="CODEBASE_K8S_NAMESPACE")
+
+    # --- kubernetes: the operator and the indexer Jobs it creates -------------------------------
+    indexer_image: str = Field(
+        default="codebase-mcp:0.1.0", min_length=1, max_length=512, validation_alias="INDEXER_IMAGE"
+    )
+    indexer_image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        default="IfNotPresent", validation_alias="INDEXER_IMAGE_PULL_POLICY"
+    )
+    indexer_service_account: str = Field(
+        default="codebase-mcp-indexer",
+        min_length=1,
+        max_length=253,
+        validation_alias="INDEXER_SERVICE_ACCOUNT",
+    )
+    indexer_cpu_request: str = Field(default="250m", validation_alias="INDEXER_CPU_REQUEST")
+    indexer_cpu_limit: str = Field(default="2", validation_alias="INDEXER_CPU_LIMIT")
+    indexer_memory_request: str = Field(default="512Mi", validation_alias="INDEXER_MEMORY_REQUEST")
+    indexer_memory_limit: str = Field(default="2Gi", validation_alias="INDEXER_MEMORY_LIMIT")
+    # Optional Secret loaded into the indexer container with envFrom (e.g. EMBEDDING_API_KEY).
+    indexer_env_secret_name: str | None = Field(default=None, validation_alias="INDEXER_ENV_SECRET_NAME")
+    # The indexer pod reads DATABASE_URL from this Secret key; the URL never appears in a manifest.
+    database_url_secret_name: str = Field(
+        default="codebase-mcp-database", min_length=1, validation_alias="DATABASE_URL_SECRET_NAME"
+    )
+    database_url_secret_key: str = Field(
+        default="url", min_length=1, validation_alias="DATABASE_URL_SECRET_KEY"
+    )
+    # The volume shared by the MCP server and the indexer pods for `source.path` requests.
+    workspace_pvc_name: str | None = Field(default=None, validation_alias="WORKSPACE_PVC_NAME")
+    workspace_mount_path: str = Field(default="/workspace", validation_alias="WORKSPACE_MOUNT_PATH")
+    pod_pending_timeout_seconds: int = Field(
+        default=300, ge=1, le=24 * 3600, validation_alias="POD_PENDING_TIMEOUT_SECONDS"
+    )
+    job_ttl_seconds_after_finished: int = Field(
+        default=3600, ge=0, le=30 * 24 * 3600, validation_alias="JOB_TTL_SECONDS_AFTER_FINISHED"
+    )
+    # 0 turns the endpoint off.
+    operator_metrics_port: int = Field(default=8080, ge=0, le=65535, validation_alias="OPERATOR_METRICS_PORT")
+    operator_health_port: int = Field(default=8081, ge=0, le=65535, validation_alias="OPERATOR_HEALTH_PORT")
+    # How often the operator re-lists everything and converges, whatever the watch streams said.
+    operator_resync_seconds: float = Field(
+        default=10.0, ge=0.2, le=3600, validation_alias="OPERATOR_RESYNC_SECONDS"
+    )
+    # Test clusters only: copy `codebase-mcp.dev/test-*` labels/annotations of an IndexingRequest
+    # onto its pod (they steer kwok's fake kubelet; see deploy/dev/kwok-stages.yaml).
+    operator_test_hooks: bool = Field(default=False, validation_alias="OPERATOR_TEST_HOOKS")
+
+    @field_validator(
+        "indexer_cpu_request", "indexer_cpu_limit", "indexer_memory_request", "indexer_memory_limit"
+    )
+    @classmethod
+    def _kubernetes_quantity(cls, value: str) -> str:
+        if not _QUANTITY_RE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a Kubernetes quantity such as 500m, 2, 512Mi or 2Gi")
+        return value
+
+    @field_validator("workspace_mount_path")
+    @classmethod
+    def _mount_path_absolute(cls, value: str) -> str:
+        if not value.startswith("/") or ".." in value.split("/") or value.rstrip("/") in ("", "/tmp"):
+            raise ValueError(f"must be an absolute path other than / and /tmp, got {value!r}")
+        return os.path.normpath(value)
 
     @field_validator("allowed_roots", mode="before")
     @classmethod

@@ -182,11 +182,17 @@ class IndexStore:
             params = {"r": repo.id, "a": active, "live": LIVE}
             # Undo the "replaced" marks of a killed run; its new rows (gen_from = G) stay for reuse.
             conn.execute(
-                text("UPDATE files SET gen_to = :live WHERE repository_id = :r AND gen_to > :a AND gen_to <> :live"),
+                text(
+                    "UPDATE files SET gen_to = :live "
+                    "WHERE repository_id = :r AND gen_to > :a AND gen_to <> :live"
+                ),
                 params,
             )
             conn.execute(
-                text("UPDATE chunks SET gen_to = :live WHERE repository_id = :r AND gen_to > :a AND gen_to <> :live"),
+                text(
+                    "UPDATE chunks SET gen_to = :live "
+                    "WHERE repository_id = :r AND gen_to > :a AND gen_to <> :live"
+                ),
                 params,
             )
             conn.execute(
@@ -241,8 +247,15 @@ class IndexStore:
                 ) as copy:
                     for file_id, w in zip(file_ids, writes, strict=True):
                         copy.write_row(
-                            (file_id, state.repository_id, w.path, w.language, w.content_hash,
-                             w.size_bytes, state.generation)
+                            (
+                                file_id,
+                                state.repository_id,
+                                w.path,
+                                w.language,
+                                w.content_hash,
+                                w.size_bytes,
+                                state.generation,
+                            )
                         )
                 cur.execute(
                     "CREATE TEMP TABLE IF NOT EXISTS chunk_stage ("
@@ -257,17 +270,38 @@ class IndexStore:
                     # Binary COPY with pgvector's numpy dumper: formatting vectors as text in Python
                     # would dominate the write time.
                     copy.set_types(
-                        ["int8", "text", "text", "int4", "int4", "text", "text", "text", "vector", "text", "text"]
+                        [
+                            "int8",
+                            "text",
+                            "text",
+                            "int4",
+                            "int4",
+                            "text",
+                            "text",
+                            "text",
+                            "vector",
+                            "text",
+                            "text",
+                        ]
                     )
                     i = 0
                     for file_id, w in zip(file_ids, writes, strict=True):
                         for c in w.chunks:
                             head = f"{w.path} {c.symbol or ''}"
                             copy.write_row(
-                                (file_id, w.path, w.language, c.start_line, c.end_line, c.symbol, c.kind,
-                                 c.content.replace("\x00", ""), embeddings[i],
-                                 head + " " + split_identifiers(head),
-                                 c.content.replace("\x00", "") + " " + split_identifiers(c.content))
+                                (
+                                    file_id,
+                                    w.path,
+                                    w.language,
+                                    c.start_line,
+                                    c.end_line,
+                                    c.symbol,
+                                    c.kind,
+                                    c.content.replace("\x00", ""),
+                                    embeddings[i],
+                                    head + " " + split_identifiers(head),
+                                    c.content.replace("\x00", "") + " " + split_identifiers(c.content),
+                                )
                             )
                             i += 1
                 cur.execute(
@@ -300,7 +334,9 @@ class IndexStore:
             with self._engine.begin() as conn:
                 conn.execute(text("DELETE FROM files WHERE id = ANY(:ids)"), {"ids": list(file_ids)})
 
-    def publish(self, state: RunState, *, job_id: uuid.UUID | None, replace_project_model: tuple[str, int] | None) -> None:
+    def publish(
+        self, state: RunState, *, job_id: uuid.UUID | None, replace_project_model: tuple[str, int] | None
+    ) -> None:
         """Make generation G the searchable one, then collect what it replaced."""
         with self._engine.begin() as conn:
             conn.execute(
@@ -313,7 +349,10 @@ class IndexStore:
             if replace_project_model is not None:
                 model_id, dimension = replace_project_model
                 current = conn.execute(
-                    text("SELECT embedding_model, embedding_dimension FROM projects WHERE project_id = :p FOR UPDATE"),
+                    text(
+                        "SELECT embedding_model, embedding_dimension FROM projects "
+                        "WHERE project_id = :p FOR UPDATE"
+                    ),
                     {"p": state.project_id},
                 ).one()
                 if (current.embedding_model, current.embedding_dimension) != (model_id, dimension):

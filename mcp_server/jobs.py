@@ -18,13 +18,14 @@ all go through this module.
 
 from __future__ import annotations
 
+import builtins
 import enum
 import uuid
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.engine import Engine, RowMapping
 
 from mcp_server.db.schema import indexing_jobs
@@ -122,7 +123,9 @@ class Job:
 def _clip(message: str | None) -> str | None:
     if message is None:
         return None
-    return message if len(message) <= MAX_ERROR_MESSAGE_CHARS else message[: MAX_ERROR_MESSAGE_CHARS - 1] + "…"
+    return (
+        message if len(message) <= MAX_ERROR_MESSAGE_CHARS else message[: MAX_ERROR_MESSAGE_CHARS - 1] + "…"
+    )
 
 
 class JobStore:
@@ -189,7 +192,7 @@ class JobStore:
         status: JobStatus | None = None,
         project_id: str | None = None,
         limit: int = 20,
-    ) -> list[Job]:
+    ) -> builtins.list[Job]:
         query = select(indexing_jobs).order_by(indexing_jobs.c.created_at.desc()).limit(limit)
         if status is not None:
             query = query.where(indexing_jobs.c.status == status.value)
@@ -233,7 +236,7 @@ class JobStore:
                 counts[JobStatus(status)] = count
         return counts
 
-    def pending_in_order(self, *, limit: int) -> list[Job]:
+    def pending_in_order(self, *, limit: int) -> builtins.list[Job]:
         query = (
             select(indexing_jobs)
             .where(indexing_jobs.c.status == JobStatus.PENDING.value)
@@ -353,7 +356,11 @@ class JobStore:
             return conn.execute(stmt).rowcount == 1
 
     def set_kubernetes_names(
-        self, job_id: uuid.UUID, *, namespace: str | None = None, name: str | None = None,
+        self,
+        job_id: uuid.UUID,
+        *,
+        namespace: str | None = None,
+        name: str | None = None,
         job_name: str | None = None,
     ) -> None:
         values: dict[str, Any] = {"updated_at": func.now()}
@@ -366,7 +373,7 @@ class JobStore:
         with self._engine.begin() as conn:
             conn.execute(update(indexing_jobs).where(indexing_jobs.c.id == job_id).values(**values))
 
-    def stale_running(self, *, older_than_seconds: int) -> list[Job]:
+    def stale_running(self, *, older_than_seconds: int) -> builtins.list[Job]:
         """Running jobs whose heartbeat is older than the threshold (their supervisor is gone)."""
         query = select(indexing_jobs).where(
             and_(
@@ -378,5 +385,5 @@ class JobStore:
         with self._engine.connect() as conn:
             return [Job.from_row(r) for r in conn.execute(query).mappings()]
 
-    def running(self) -> list[Job]:
+    def running(self) -> builtins.list[Job]:
         return self.list(status=JobStatus.RUNNING, limit=10_000)

@@ -210,7 +210,12 @@ class Searcher:
                 f"ORDER BY {expr.replace('embedding', 'c.embedding')} <=> CAST(:qv AS vector({dimension})) "
                 "LIMIT :k"
             ),
-            {**params, "dim": dimension, "qv": "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]", "k": k},
+            {
+                **params,
+                "dim": dimension,
+                "qv": "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]",
+                "k": k,
+            },
         )
         return [r.id for r in rows]
 

