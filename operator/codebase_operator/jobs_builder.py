@@ -1,0 +1,222 @@
+"""The batch/v1 Job that runs one indexing job: a pure function of the request, the job id and the
+settings, so it is unit-tested without a cluster and a restarted operator builds the same Job.
+
+Why these fields:
+- The name is derived from the job id alone, so creating it twice (a restart, two events racing)
+  meets a 409 Conflict instead of making a second Job.
+- backoffLimit 0 and a podFailurePolicy: the indexer's own exit codes (1 failed, 2 invalid input,
+  3 not runnable) are final, a retry cannot help; a pod disrupted by the cluster (eviction,
+  preemption, node drain) is replaced without counting as a failure.
+- activeDeadlineSeconds is the job's timeout; ttlSecondsAfterFinished cleans up finished Jobs.
+- The pod runs with the restricted Pod Security profile: non-root, read-only root filesystem,
+  no privilege escalation, no capabilities, RuntimeDefault seccomp; /tmp is an emptyDir (git
+  clones, the embedder's scratch files).
+- DATABASE_URL comes from a Secret reference: the URL (with its password) is never in a manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from codebase_operator.spec import RequestSpec
+from mcp_server.config import Settings
+from mcp_server.kube import ObjectRef
+
+CONTAINER_NAME = "indexer"
+LABEL_PREFIX = "codebase-mcp.dev/"
+JOB_ID_LABEL = "codebase-mcp.dev/job-id"
+PROJECT_LABEL = "codebase-mcp.dev/project"
+REQUEST_ANNOTATION = "codebase-mcp.dev/request"
+MANAGED_BY = "codebase-mcp-operator"
+MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
+FAILURE_EXIT_CODES = (1, 2, 3)  # see mcp_server.indexing.entrypoint
+TMP_SIZE_LIMIT = "4Gi"
+
+# Test-only pass-through (settings.operator_test_hooks): `codebase-mcp.dev/test-<hook>` on the
+# IndexingRequest becomes `codebase-mcp.dev/<hook>` on the pod, where the kwok stage rules in
+# deploy/dev/kwok-stages.yaml read it. An allowlist, so a hook can never overwrite our own labels.
+TEST_HOOK_PREFIX = "codebase-mcp.dev/test-"
+TEST_LABEL_HOOKS = frozenset({"fail-exit-code", "stuck-pending"})
+TEST_ANNOTATION_HOOKS = frozenset({"pending-duration", "run-duration", "fail-reason", "fail-message"})
+
+
+def job_name(job_id: uuid.UUID) -> str:
+    """`cbm-index-<first 8 hex of the id>-<6 hex of its hash>`: readable, unique, <= 63 chars."""
+    digest = hashlib.sha256(str(job_id).encode()).hexdigest()[:6]
+    return f"cbm-index-{job_id.hex[:8]}-{digest}"
+
+
+def labels_for(job_id: uuid.UUID, project_id: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "codebase-mcp",
+        "app.kubernetes.io/component": "indexer",
+        "app.kubernetes.io/part-of": "codebase-mcp",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        JOB_ID_LABEL: str(job_id),
+        PROJECT_LABEL: project_id,
+    }
+
+
+def passthrough_test_hooks(
+    labels: Mapping[str, str] | None, annotations: Mapping[str, str] | None
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The pod labels and annotations asked for by `codebase-mcp.dev/test-*` keys."""
+
+    def pick(source: Mapping[str, str] | None, allowed: frozenset[str]) -> dict[str, str]:
+        picked = {}
+        for key, value in (source or {}).items():
+            if key.startswith(TEST_HOOK_PREFIX) and key[len(TEST_HOOK_PREFIX) :] in allowed:
+                picked[LABEL_PREFIX + key[len(TEST_HOOK_PREFIX) :]] = str(value)
+        return picked
+
+    return pick(labels, TEST_LABEL_HOOKS), pick(annotations, TEST_ANNOTATION_HOOKS)
+
+
+def _indexer_env(settings: Settings, spec: RequestSpec) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        {
+            "name": "DATABASE_URL",
+            "valueFrom": {
+                "secretKeyRef": {
+                    "name": settings.database_url_secret_name,
+                    "key": settings.database_url_secret_key,
+                }
+            },
+        },
+        # Read-only root filesystem: everything the process writes goes to the /tmp emptyDir.
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "CODEBASE_MCP_HOME", "value": "/tmp/codebase-mcp"},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+        {"name": "CODEBASE_MCP_LOG_LEVEL", "value": settings.log_level},
+        {"name": "CODEBASE_MAX_FILE_BYTES", "value": str(settings.max_file_bytes)},
+        {"name": "CODEBASE_INDEXER_WORKERS", "value": str(settings.indexer_workers)},
+        # The index must be written with the embedding model the MCP server searches with.
+        {"name": "EMBEDDING_BACKEND", "value": settings.embedding_backend},
+        {"name": "EMBEDDING_BATCH_SIZE", "value": str(settings.embedding_batch_size)},
+        {"name": "EMBEDDING_TIMEOUT_SECONDS", "value": str(settings.embedding_timeout_seconds)},
+    ]
+    optional = {
+        "EMBEDDING_MODEL": settings.embedding_model,
+        "EMBEDDING_URL": settings.embedding_url,
+        "EMBEDDING_DIMENSION": settings.embedding_dimension,
+        "EMBEDDING_MODEL_PATH": settings.embedding_model_path,
+    }
+    env += [{"name": name, "value": str(value)} for name, value in optional.items() if value is not None]
+    if spec.path is not None and settings.workspace_pvc_name:
+        # Defence in depth: the indexer itself refuses paths outside the mounted workspace.
+        env.append({"name": "CODEBASE_ALLOWED_ROOTS", "value": settings.workspace_mount_path})
+    return env
+
+
+def build_job(
+    *,
+    request: ObjectRef,
+    spec: RequestSpec,
+    job_id: uuid.UUID,
+    settings: Settings,
+    request_labels: Mapping[str, str] | None = None,
+    request_annotations: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The Job manifest for one indexing job of the IndexingRequest `request`."""
+    labels = labels_for(job_id, spec.project_id)
+    annotations = {REQUEST_ANNOTATION: request.name}
+    pod_labels, pod_annotations = dict(labels), dict(annotations)
+    if settings.operator_test_hooks:
+        hook_labels, hook_annotations = passthrough_test_hooks(request_labels, request_annotations)
+        pod_labels = {**hook_labels, **pod_labels}
+        pod_annotations = {**hook_annotations, **pod_annotations}
+
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}}]
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
+    if spec.path is not None and settings.workspace_pvc_name:
+        volumes.append(
+            {
+                "name": "workspace",
+                "persistentVolumeClaim": {"claimName": settings.workspace_pvc_name, "readOnly": True},
+            }
+        )
+        mounts.append({"name": "workspace", "mountPath": settings.workspace_mount_path, "readOnly": True})
+
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": settings.indexer_image,
+        "imagePullPolicy": settings.indexer_image_pull_policy,
+        "command": ["codebase-mcp", "indexer", "run", "--job-id", str(job_id)],
+        "env": _indexer_env(settings, spec),
+        "resources": {
+            "requests": {"cpu": settings.indexer_cpu_request, "memory": settings.indexer_memory_request},
+            "limits": {"cpu": settings.indexer_cpu_limit, "memory": settings.indexer_memory_limit},
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": mounts,
+        # The indexer writes its failure reason here; the kubelet copies it into the pod status.
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if settings.indexer_env_secret_name:
+        container["envFrom"] = [{"secretRef": {"name": settings.indexer_env_secret_name}}]
+
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(job_id),
+            "namespace": request.namespace,
+            "labels": labels,
+            "annotations": annotations,
+            "ownerReferences": [
+                {
+                    "apiVersion": request.api_version,
+                    "kind": request.kind,
+                    "name": request.name,
+                    "uid": request.uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": spec.timeout_seconds or settings.indexing_job_timeout_seconds,
+            "ttlSecondsAfterFinished": settings.job_ttl_seconds_after_finished,
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {
+                            "containerName": CONTAINER_NAME,
+                            "operator": "In",
+                            "values": list(FAILURE_EXIT_CODES),
+                        },
+                    },
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+                ]
+            },
+            "template": {
+                "metadata": {"labels": pod_labels, "annotations": pod_annotations},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "serviceAccountName": settings.indexer_service_account,
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 10001,
+                        "runAsGroup": 10001,
+                        "fsGroup": 10001,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }

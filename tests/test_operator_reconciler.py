@@ -1,0 +1,329 @@
+"""The operator's reconciliation logic against a fake Kubernetes API and the real job store.
+
+The real control plane tests (tests/kubernetes/) prove the same behaviours end to end; these run in
+a second and pin down the decisions: admission order and limit, restart safety, stuck pods,
+deleted requests, invalid specs and refused adoptions.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from codebase_operator.jobs_builder import JOB_ID_LABEL, job_name
+from codebase_operator.metrics import OperatorMetrics
+from codebase_operator.reconciler import Reconciler, derived_job_id
+
+from mcp_server.config import Settings
+from mcp_server.jobs import JobStatus, JobStore
+from mcp_server.kube import Conflict, ObjectRef
+
+NS = "team-a"
+_uids = itertools.count(1)
+
+
+class FakeKube:
+    """In-memory IndexingRequests, Jobs and pods with the KubeApi methods the Reconciler calls."""
+
+    def __init__(self) -> None:
+        self.requests: dict[str, dict[str, Any]] = {}
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.pods: list[dict[str, Any]] = []
+        self.events: list[tuple[str, str, str]] = []
+        self.created: list[str] = []
+
+    def add_request(
+        self, name: str, spec: dict[str, Any], labels: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        body = {
+            "apiVersion": "codebase-mcp.dev/v1alpha1",
+            "kind": "IndexingRequest",
+            "metadata": {
+                "name": name,
+                "namespace": NS,
+                "uid": f"uid-{next(_uids)}",
+                "generation": 1,
+                "labels": labels or {},
+            },
+            "spec": spec,
+        }
+        self.requests[name] = body
+        return copy.deepcopy(body)
+
+    def get_indexing_request(self, namespace: str, name: str) -> dict[str, Any] | None:
+        body = self.requests.get(name)
+        return copy.deepcopy(body) if body is not None else None
+
+    def list_indexing_requests(self, namespace: str | None) -> list[dict[str, Any]]:
+        return [copy.deepcopy(b) for b in self.requests.values()]
+
+    def patch_indexing_request_status(self, namespace: str, name: str, status: Any) -> dict[str, Any]:
+        current = self.requests[name].setdefault("status", {})
+        for key, value in status.items():
+            if value is None:
+                current.pop(key, None)
+            else:
+                current[key] = copy.deepcopy(value)
+        return copy.deepcopy(self.requests[name])
+
+    def create_job(self, namespace: str, body: Any) -> dict[str, Any]:
+        name = body["metadata"]["name"]
+        if name in self.jobs:
+            raise Conflict(f"jobs.batch {name!r} already exists", status=409)
+        self.jobs[name] = copy.deepcopy(dict(body))
+        self.created.append(name)
+        return copy.deepcopy(dict(body))
+
+    def list_jobs(self, namespace: str | None, *, label_selector: str) -> list[dict[str, Any]]:
+        return [copy.deepcopy(j) for j in self.jobs.values()]
+
+    def delete_job(self, namespace: str, name: str) -> bool:
+        return self.jobs.pop(name, None) is not None
+
+    def list_pods(self, namespace: str | None, *, label_selector: str) -> list[dict[str, Any]]:
+        key, _, value = label_selector.partition("=")
+        return [copy.deepcopy(p) for p in self.pods if p["metadata"]["labels"].get(key) == value]
+
+    def post_event(
+        self, regarding: ObjectRef, *, reason: str, message: str, warning: bool = False, component: str = ""
+    ) -> None:
+        self.events.append((regarding.name, reason, message))
+
+    # --- playing the job controller -------------------------------------------------------------
+
+    def finish(self, name: str, outcome: str, reason: str = "") -> dict[str, Any]:
+        self.jobs[name]["status"] = {"conditions": [{"type": outcome, "status": "True", "reason": reason}]}
+        return copy.deepcopy(self.jobs[name])
+
+    def add_pod(
+        self, job: str, phase: str, *, age_seconds: float = 0, waiting: str | None = None
+    ) -> dict[str, Any]:
+        labels = dict(self.jobs[job]["spec"]["template"]["metadata"]["labels"])
+        created = datetime.now(UTC) - timedelta(seconds=age_seconds)
+        state = {"waiting": {"reason": waiting, "message": "back-off pulling image"}} if waiting else {}
+        pod = {
+            "metadata": {
+                "name": f"{job}-pod",
+                "namespace": NS,
+                "labels": labels,
+                "creationTimestamp": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
+            "status": {"phase": phase, "containerStatuses": [{"name": "indexer", "state": state}]},
+        }
+        self.pods.append(pod)
+        return copy.deepcopy(pod)
+
+
+@pytest.fixture
+def kube() -> FakeKube:
+    return FakeKube()
+
+
+@pytest.fixture
+def store(clean_db: Any) -> JobStore:
+    return JobStore(clean_db)
+
+
+def make_reconciler(settings: Settings, store: JobStore, kube: FakeKube, **overrides: Any) -> Reconciler:
+    tuned = settings.model_copy(update={"max_concurrent_indexing_jobs": 2, **overrides})
+    return Reconciler(settings=tuned, jobs=store, kube=kube, metrics=OperatorMetrics(), namespace=NS)
+
+
+def path_spec(name: str, **extra: Any) -> dict[str, Any]:
+    return {"projectId": "default", "source": {"path": f"/workspace/{name}"}, **extra}
+
+
+def admit_all(reconciler: Reconciler, kube: FakeKube, names: list[str]) -> list[uuid.UUID]:
+    ids = []
+    for name in names:
+        body = kube.add_request(name, path_spec(name))
+        reconciler.admit(body)
+        ids.append(uuid.UUID(kube.requests[name]["status"]["jobId"]))
+    return ids
+
+
+def test_requests_are_admitted_oldest_first_and_never_beyond_the_limit(
+    settings: Settings, store: JobStore, kube: FakeKube
+) -> None:
+    reconciler = make_reconciler(settings, store, kube)
+    ids = admit_all(reconciler, kube, ["a", "b", "c", "d"])
+    assert [store.get(i).status for i in ids] == [JobStatus.PENDING] * 4
+    assert kube.requests["c"]["status"]["phase"] == "Pending"
+
+    reconciler.resync()
+    assert kube.created == [job_name(ids[0]), job_name(ids[1])]
+    assert kube.requests["a"]["status"]["jobName"] == job_name(ids[0])
+    assert "jobName" not in kube.requests["c"]["status"]
+
+    reconciler.job_changed(kube.finish(job_name(ids[0]), "Complete"))
+    assert store.get(ids[0]).status is JobStatus.COMPLETED
+    assert kube.requests["a"]["status"]["phase"] == "Completed"
+    reconciler.resync()
+    assert kube.created[2:] == [job_name(ids[2])]  # one slot freed, the oldest waiting request took it
+
+
+def test_a_restarted_operator_converges_without_duplicating_jobs(
+    settings: Settings, store: JobStore, kube: FakeKube
+) -> None:
+    first = make_reconciler(settings, store, kube)
+    (job_id,) = admit_all(first, kube, ["a"])
+    first.resync()
+    kube.finish(job_name(job_id), "Complete")  # finishes while no operator runs
+
+    second = make_reconciler(settings, store, kube)
+    second.admit(kube.get_indexing_request(NS, "a"))  # kopf's resume handler
+    second.resync()
+    second.resync()
+    assert kube.created == [job_name(job_id)]
+    assert store.get(job_id).status is JobStatus.COMPLETED
+    assert kube.requests["a"]["status"]["phase"] == "Completed"
+
+
+def test_a_request_without_job_id_gets_a_stable_derived_id(
+    settings: Settings, store: JobStore, kube: FakeKube
+) -> None:
+    reconciler = make_reconciler(settings, store, kube)
+    body = kube.add_request("a", path_spec("a"))
+    reconciler.admit(body)
+    reconciler.admit(kube.get_indexing_request(NS, "a"))
+    expected = derived_job_id(ObjectRef.of(body))
+    assert kube.requests["a"]["status"]["jobId"] == str(expected)
+    assert len(store.list(limit=10)) == 1
+
+
+def test_a_pod_stuck_pending_fails_the_job_and_deletes_it(
+    settings: Settings, store: JobStore, kube: FakeKube
+) -> None:
+    reconciler = make_reconciler(settings, store, kube, pod_pending_timeout_seconds=30)
+    (job_id,) = admit_all(reconciler, kube, ["a"])
+    reconciler.resync()
+    kube.add_pod(job_name(job_id), "Pending", age_seconds=5, waiting="ImagePullBackOff")
+    reconciler.resync()
+    assert store.get(job_id).status is JobStatus.PENDING  # not yet
+
+    kube.pods[0]["metadata"]["creationTimestamp"] = "2000-01-01T00:00:00Z"
+    reconciler.resync()
+    failed = store.get(job_id)
+    assert failed.status is JobStatus.FAILED
+    assert "ImagePullBackOff" in (failed.error_message or "") and "stayed Pending" in (
+        failed.error_message or ""
+    )
+    assert job_name(job_id) not in kube.jobs
+    assert kube.requests["a"]["status"]["phase"] == "Failed"
+
+
+def test_running_pods_mark_the_row_running_and_failures_carry_the_exit_code(
+    settings: Settings, store: JobStore, kube: FakeKube
+) -> None:
+    reconciler = make_reconciler(settings, store, kube)
+    (job_id,) = admit_all(reconciler, kube, ["a"])
+    reconciler.resync()
+    pod = kube.add_pod(job_name(job_id), "Running")
+    reconciler.pod_changed(pod)
+    assert store.get(job_id).status is JobStatus.RUNNING
+    assert kube.requests["a"]["status"]["phase"] == "Running"
+
+    kube.pods[0]["status"] = {
+        "phase": "Failed",
+        "containerStatuses": [
+            {
+                "name": "indexer",
+                "state": {"terminated": {"exitCode": 2, "message": "repo_path does not exist"}},
+            }
+        ],
+    }
+    reconciler.job_changed(kube.finish(job_name(job_id), "Failed", "PodFailurePolicy"))
+    row = store.get(job_id)
+    assert row.status is JobStatus.FAILED
+    assert row.error_message == (
+        "the indexer refused its input (exit code 2): repo_path does not exist (PodFailurePolicy)"
+    )
+    reasons = [reason for name, reason, _ in kube.events if name == "a"]
+    assert reasons == ["Accepted", "JobCreated", "Running", "Failed"]
+
+
+def test_a_deleted_request_cancels_its_row_and_deletes_its_job(
+    settings: Settings, store: JobStore, kube: FakeKube
+) -> None:
+    reconciler = make_reconciler(settings, store, kube)
+    first, second = admit_all(reconciler, kube, ["a", "b"])
+    reconciler.resync()
+    reconciler.request_deleted(kube.requests.pop("a"))
+    assert store.get(first).status is JobStatus.CANCELLED
+    assert job_name(first) not in kube.jobs
+
+    kube.requests.pop("b")  # deleted while the operator was down: the resync notices
+    reconciler.resync()
+    assert store.get(second).status is JobStatus.CANCELLED
+    assert "was deleted" in (store.get(second).error_message or "")
+    assert kube.jobs == {}
+
+
+def test_an_invalid_spec_fails_the_request_and_the_row_it_names(
+    settings: Settings, store: JobStore, kube: FakeKube
+) -> None:
+    reconciler = make_reconciler(settings, store, kube)
+    job_id = uuid.uuid4()
+    body = kube.add_request("bad", {"source": {"path": "relative"}, "jobId": str(job_id)})
+    reconciler.admit(body)
+    assert kube.requests["bad"]["status"]["phase"] == "Failed"
+    assert "relative" in kube.requests["bad"]["status"]["message"]
+    row = store.get(job_id)
+    assert row.status is JobStatus.FAILED and "invalid IndexingRequest team-a/bad" in (
+        row.error_message or ""
+    )
+    reconciler.resync()
+    assert kube.created == []
+
+
+def test_a_job_id_of_another_project_is_not_adopted(
+    settings: Settings, store: JobStore, kube: FakeKube
+) -> None:
+    reconciler = make_reconciler(settings, store, kube)
+    other = store.create(repo_path="/workspace/a", project_id="other")
+    body = kube.add_request("a", path_spec("a", jobId=str(other.id)))
+    reconciler.admit(body)
+    status = kube.requests["a"]["status"]
+    assert status["phase"] == "Failed" and "project 'other'" in status["message"]
+    assert store.get(other.id).status is JobStatus.PENDING  # someone else's row is left alone
+    reconciler.resync()
+    assert kube.created == []
+
+    # ... and deleting the refused request touches neither that row nor a Job of that id.
+    kube.jobs[job_name(other.id)] = {"metadata": {"name": job_name(other.id)}}
+    reconciler.request_deleted(kube.requests.pop("a"))
+    assert store.get(other.id).status is JobStatus.PENDING
+    assert job_name(other.id) in kube.jobs
+
+
+def test_the_mcp_servers_row_is_adopted_by_its_job_id(
+    settings: Settings, store: JobStore, kube: FakeKube
+) -> None:
+    reconciler = make_reconciler(settings, store, kube)
+    row = store.create(repo_path="/workspace/a", project_id="default")
+    body = kube.add_request("index-x", path_spec("a", jobId=str(row.id)))
+    reconciler.admit(body)
+    adopted = store.get(row.id)
+    assert (adopted.k8s_namespace, adopted.k8s_name) == (NS, "index-x")
+    reconciler.resync()
+    assert kube.created == [job_name(row.id)]
+    assert kube.jobs[job_name(row.id)]["metadata"]["labels"][JOB_ID_LABEL] == str(row.id)
+
+
+def test_a_succeeded_pod_completes_the_row_before_the_job_controller_does(
+    settings: Settings, store: JobStore, kube: FakeKube
+) -> None:
+    reconciler = make_reconciler(settings, store, kube)
+    (job_id,) = admit_all(reconciler, kube, ["a"])
+    reconciler.resync()
+    kube.add_pod(job_name(job_id), "Succeeded")
+    kube.pods[0]["status"]["containerStatuses"][0]["state"] = {"terminated": {"exitCode": 0}}
+    reconciler.pod_changed(kube.pods[0])
+    assert store.get(job_id).status is JobStatus.COMPLETED
+    assert kube.requests["a"]["status"]["phase"] == "Completed"
+    reconciler.job_changed(kube.finish(job_name(job_id), "Complete"))  # later: nothing changes
+    assert [r for n, r, _ in kube.events if n == "a"].count("Completed") == 1
