@@ -14,6 +14,7 @@ visible and the previous generation stays searchable until the switch.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from collections.abc import Sequence
@@ -30,6 +31,9 @@ from mcp_server.errors import EmbeddingModelMismatch
 # pgvector: HNSW supports up to 2,000 dimensions for `vector` and 4,000 for `halfvec`.
 MAX_VECTOR_HNSW_DIM = 2000
 TEXT_SEARCH_CONFIG = "english"
+PROJECT_LITERAL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+# Bulk loads build the HNSW graph once at the end: about 5x faster than inserting into it.
+INDEX_BUILD_SETTINGS = ("SET maintenance_work_mem = '512MB'", "SET max_parallel_maintenance_workers = 2")
 
 _CAMEL_RE = re.compile(r"[A-Za-z][a-z0-9]*[A-Z][A-Za-z0-9]*|[A-Z]{2,}[a-z][A-Za-z0-9]*")
 _CAMEL_SPLIT_RE = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
@@ -49,8 +53,24 @@ def split_identifiers(content: str) -> str:
     return " ".join(words)
 
 
-def vector_index_name(dimension: int) -> str:
-    return f"ix_chunks_embedding_hnsw_{dimension}"
+def vector_index_name(project_id: str, dimension: int) -> str:
+    """One HNSW index per project and dimension (a partial index), so loading one project never
+    pays for another's graph and a bulk load can build its graph once instead of row by row."""
+    digest = hashlib.blake2b(project_id.encode(), digest_size=6).hexdigest()
+    return f"ix_chunks_hnsw_{digest}_{int(dimension)}"
+
+
+def vector_index_predicate(project_id: str, dimension: int) -> str:
+    """The partial index's WHERE clause. The project id is inlined as a literal so the planner can
+    match the index at plan time; it is validated as a DNS label ([a-z0-9-]) before it gets here."""
+    if not PROJECT_LITERAL_RE.fullmatch(project_id):
+        raise ValueError(f"unsafe project id {project_id!r}")
+    return f"project_id = '{project_id}' AND embedding_dim = {int(dimension)}"
+
+
+def vector_query_cast(dimension: int) -> str:
+    kind = "vector" if dimension <= MAX_VECTOR_HNSW_DIM else "halfvec"
+    return f"{kind}({int(dimension)})"
 
 
 def vector_expression(dimension: int) -> str:
@@ -139,25 +159,39 @@ class IndexStore:
             ).one_or_none()
         return (row.embedding_model, row.embedding_dimension) if row else None
 
-    def ensure_vector_index(self, dimension: int) -> None:
-        name = vector_index_name(dimension)
+    def drop_vector_index(self, project_id: str, dimension: int) -> None:
+        """Before a bulk load: searches meanwhile use an exact scan of the project (slower, correct)."""
         with self._engine.connect() as conn:
-            exists = conn.execute(text("SELECT to_regclass(:n)"), {"n": name}).scalar()
-            if exists:
+            self._with_project_lock(conn, project_id)
+            conn.execute(text(f"DROP INDEX IF EXISTS {vector_index_name(project_id, dimension)}"))
+            conn.commit()
+
+    def ensure_vector_index(self, project_id: str, dimension: int) -> None:
+        name = vector_index_name(project_id, dimension)
+        with self._engine.connect() as conn:
+            if conn.execute(text("SELECT to_regclass(:n)"), {"n": name}).scalar():
                 return
-            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": 0x766563 + dimension})
-            try:
-                conn.execute(
-                    text(
-                        f"CREATE INDEX IF NOT EXISTS {name} ON chunks USING hnsw "
-                        f"({vector_expression(dimension)} {vector_opclass(dimension)}) "
-                        f"WHERE embedding_dim = {int(dimension)}"
-                    )
+            self._with_project_lock(conn, project_id)
+            for statement in INDEX_BUILD_SETTINGS:
+                conn.execute(text(statement))
+            conn.execute(
+                text(
+                    f"CREATE INDEX IF NOT EXISTS {name} ON chunks USING hnsw "
+                    f"({vector_expression(dimension)} {vector_opclass(dimension)}) "
+                    f"WHERE {vector_index_predicate(project_id, dimension)}"
                 )
-                conn.commit()
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": 0x766563 + dimension})
-                conn.commit()
+            )
+            conn.commit()
+
+    def has_vector_index(self, project_id: str, dimension: int) -> bool:
+        with self._engine.connect() as conn:
+            name = vector_index_name(project_id, dimension)
+            return conn.execute(text("SELECT to_regclass(:n)"), {"n": name}).scalar() is not None
+
+    @staticmethod
+    def _with_project_lock(conn: Connection, project_id: str) -> None:
+        """Serialise index DDL per project (transaction-scoped: released at commit)."""
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:p))"), {"p": "hnsw:" + project_id})
 
     # --- a run ----------------------------------------------------------------------------------
 

@@ -19,7 +19,13 @@ from sqlalchemy.engine import Engine
 
 from mcp_server.embeddings.base import Embedder
 from mcp_server.errors import EmbeddingModelMismatch, InvalidInput
-from mcp_server.index_store import TEXT_SEARCH_CONFIG, split_identifiers, vector_expression
+from mcp_server.index_store import (
+    TEXT_SEARCH_CONFIG,
+    split_identifiers,
+    vector_expression,
+    vector_index_predicate,
+    vector_query_cast,
+)
 
 SearchMode = Literal["hybrid", "semantic", "lexical"]
 SEARCH_MODES: tuple[str, ...] = ("hybrid", "semantic", "lexical")
@@ -200,14 +206,17 @@ class Searcher:
     def _semantic(
         self, conn: Any, query: str, dimension: int, where: str, params: dict[str, Any], k: int
     ) -> list[int]:
+        project_id = params["project_id"]
         vector = self._embedder.embed_query(query)
         expr = vector_expression(dimension)
         conn.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
         conn.execute(text(f"SET LOCAL hnsw.ef_search = {max(40, min(1000, k * 2))}"))
         rows = conn.execute(
             text(
-                f"SELECT id FROM chunks c WHERE {where} AND c.embedding_dim = :dim "
-                f"ORDER BY {expr.replace('embedding', 'c.embedding')} <=> CAST(:qv AS vector({dimension})) "
+                # The literal predicate lets the planner use the project's partial HNSW index.
+                f"SELECT id FROM chunks c WHERE {where} AND {vector_index_predicate(project_id, dimension)} "
+                f"ORDER BY {expr.replace('embedding', 'c.embedding')} "
+                f"<=> CAST(:qv AS {vector_query_cast(dimension)}) "
                 "LIMIT :k"
             ),
             {

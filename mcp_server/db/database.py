@@ -169,6 +169,8 @@ def get_engine(settings: Settings, *, migrate: bool = True) -> Engine:
                 upgrade(engine)
             else:
                 _require_current_schema(engine)
+        # Connections opened before the migration created the `vector` type lack its adapter.
+        engine.dispose()
         _engines[url] = engine
         return engine
 

@@ -12,17 +12,20 @@ import hashlib
 import logging
 import multiprocessing
 import os
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from mcp_server.embeddings.base import Embedder
+from mcp_server.errors import CodebaseMCPError
 from mcp_server.index_store import ChunkRow, FileWrite, IndexStore, RunState
 from mcp_server.indexing.chunker import chunk_source
 from mcp_server.indexing.types import SourceFile
@@ -31,12 +34,16 @@ from mcp_server.indexing.walker import decode_source, read_source_bytes, walk_re
 log = logging.getLogger(__name__)
 
 EMBED_BATCH_CHUNKS = 1024
-MAX_IN_FLIGHT_FILES = 512
+FILES_PER_TASK = 16
 PROGRESS_INTERVAL_SECONDS = 0.5
 
 
 class RunCancelled(Exception):
     """The job left the running state (cancelled, failed by the supervisor) while we worked."""
+
+
+class IndexingFailed(CodebaseMCPError):
+    """The run cannot continue; the message says why."""
 
 
 @dataclass(slots=True)
@@ -51,6 +58,11 @@ class RunCounters:
     chunks_created: int = 0
     phase: str = "scanning"
     skipped_reasons: dict[str, int] = field(default_factory=dict)
+    # Wall time spent per stage in the coordinating process (parsing runs in workers meanwhile).
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add_time(self, stage: str, started: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
 
 
 ProgressCallback = Callable[[RunCounters, str], bool]
@@ -95,6 +107,10 @@ def _process_file(task: _Task) -> _Result:
     chunks = chunk_source(text, task.language)
     rows = [(c.start_line, c.end_line, c.symbol, c.kind, c.content) for c in chunks if c.content.strip()]
     return _Result(task.relative_path, task.language, "changed", digest, len(data), rows)
+
+
+def _process_batch(tasks: list[_Task]) -> list[_Result]:
+    return [_process_file(task) for task in tasks]
 
 
 def embedding_text(path: str, symbol: str | None, content: str) -> str:
@@ -154,52 +170,66 @@ class IndexRun:
     # --- the run -------------------------------------------------------------------------------
 
     def run(self) -> RunCounters:
-        c = self.counters
         model_id, dimension = self.embedder.model_id, self.embedder.dimension
         self.store.check_project_model(
             self.project_id, model_id=model_id, dimension=dimension, allow_change=self.force
         )
-        self.store.ensure_vector_index(dimension)
         state = self.store.begin_run(project_id=self.project_id, root_path=self.repository_key)
+        # A first index or a forced one writes most rows anew: build the vector graph once at the
+        # end. An incremental run inserts its few changed chunks into the existing graph.
+        bulk = self.force or not state.live
+        if bulk:
+            self.store.drop_vector_index(self.project_id, dimension)
+        try:
+            return self._run(state)
+        finally:
+            started = time.perf_counter()
+            self.store.ensure_vector_index(self.project_id, dimension)
+            self.counters.add_time("vector index", started)
+
+    def _run(self, state: RunState) -> RunCounters:
+        c = self.counters
+        model_id, dimension = self.embedder.model_id, self.embedder.dimension
         self._report("scanning the repository", force=True)
 
         seen_paths: set[str] = set()
-        in_flight = threading.BoundedSemaphore(MAX_IN_FLIGHT_FILES)
-        walk_done = threading.Event()
-        walked = [0]
-
-        def tasks() -> Iterator[_Task]:
-            for source in walk_repository(self.root, max_file_bytes=self.max_file_bytes):
-                in_flight.acquire()
-                walked[0] += 1
-                yield self._task_for(source, state)
-            walk_done.set()
-
         c.phase = "parsing"
-        # forkserver: workers must not inherit this process's database connections and threads.
-        context = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
-        if os.name == "posix":
-            context.set_forkserver_preload(["mcp_server.indexing.chunker"])
-        if self.workers > 1:
-            pool: Any = context.Pool(self.workers)
-            results = pool.imap_unordered(_process_file, tasks(), chunksize=8)
-        else:
-            pool = None
-            results = map(_process_file, tasks())
+        files = iter(walk_repository(self.root, max_file_bytes=self.max_file_bytes))
+        pending: deque[Future[list[_Result]] | list[_Result]] = deque()
+        max_pending = self.workers * 4
+        executor = self._executor()
+        walk_done = False
+        walked = 0
         try:
-            for result in results:
-                in_flight.release()
-                c.files_seen += 1
-                if walk_done.is_set() and c.files_total is None:
-                    c.files_total = walked[0]
-                self._absorb(result, state, seen_paths)
+            while True:
+                # Keep a bounded number of batches in flight: memory stays flat however big the tree.
+                while not walk_done and len(pending) < max_pending:
+                    batch = [self._task_for(s, state) for s in islice(files, FILES_PER_TASK)]
+                    if not batch:
+                        walk_done = True
+                        c.files_total = walked
+                        break
+                    walked += len(batch)
+                    pending.append(
+                        executor.submit(_process_batch, batch) if executor else _process_batch(batch)
+                    )
+                if not pending:
+                    break
+                item = pending.popleft()
+                for result in item.result() if isinstance(item, Future) else item:
+                    c.files_seen += 1
+                    self._absorb(result, state, seen_paths)
                 if self._pending_chunks >= EMBED_BATCH_CHUNKS:
                     self._flush(state)
                 self._report(f"processed {c.files_seen} files")
+        except BrokenProcessPool:
+            raise IndexingFailed(
+                "a parser worker process died (killed, or out of memory?); the run was abandoned and the "
+                "previous index is unchanged"
+            ) from None
         finally:
-            if pool is not None:
-                pool.terminate()
-                pool.join()
+            if executor is not None:
+                executor.shutdown(wait=True, cancel_futures=True)
         c.files_total = c.files_seen
         self._flush(state)
 
@@ -210,11 +240,21 @@ class IndexRun:
         unused_pending = [k.file_id for path, k in state.pending.items() if path not in seen_paths]
         self.store.drop_pending(state, file_ids=unused_pending)
         self._report("publishing the new index generation", force=True)
+        started = time.perf_counter()
         self.store.publish(
             state, job_id=self.job_id, replace_project_model=(model_id, dimension) if self.force else None
         )
+        c.add_time("publishing", started)
         c.phase = "done"
         return c
+
+    def _executor(self) -> ProcessPoolExecutor | None:
+        if self.workers <= 1:
+            return None
+        # forkserver: workers must not inherit this process's database connections and threads.
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["mcp_server.indexing.chunker"])
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
 
     def _task_for(self, source: SourceFile, state: RunState) -> _Task:
         live = state.live.get(source.relative_path)
@@ -273,14 +313,18 @@ class IndexRun:
         ]
         c.phase = "embedding"
         self._report(f"embedding {len(texts)} chunks", force=True)
+        started = time.perf_counter()
         if texts:
             vectors = self.embedder.embed_documents(texts)
         else:
             vectors = np.zeros((0, self.embedder.dimension), dtype=np.float32)
+        c.add_time("embedding", started)
         c.phase = "writing"
+        started = time.perf_counter()
         written = self.store.write_files(
             state, self._pending_writes, vectors, replaced_file_ids=self._pending_replaced
         )
+        c.add_time("writing", started)
         c.chunks_created += written
         self._pending_writes = []
         self._pending_replaced = []

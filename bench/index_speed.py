@@ -1,0 +1,185 @@
+"""Indexing and latency benchmark on the CPython standard library of the running interpreter.
+
+    .venv/bin/python bench/index_speed.py [--corpus DIR] [--queries N] [--skip-full]
+
+Prints each figure beside its target. Machines here are noisy, so every timing is also given as a
+ratio to a baseline measured in the same run:
+  - indexing: a plain walk + read + hash of the same files (the floor any indexer pays);
+  - latencies: a `SELECT 1` round trip on the same database.
+The corpus is copied to a temporary directory first, so the "one file changed" step can edit it.
+Everything runs against a private embedded PostgreSQL in a temporary CODEBASE_MCP_HOME.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import resource
+import shutil
+import statistics
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+HOME = Path(tempfile.mkdtemp(prefix="codebase-mcp-bench-"))
+os.environ["CODEBASE_MCP_HOME"] = str(HOME)
+os.environ.pop("DATABASE_URL", None)
+
+from sqlalchemy import text  # noqa: E402
+
+from mcp_server.config import load_settings  # noqa: E402
+from mcp_server.db.database import get_engine  # noqa: E402
+from mcp_server.index_store import IndexStore  # noqa: E402
+from mcp_server.indexing.entrypoint import embedder_from_settings  # noqa: E402
+from mcp_server.indexing.pipeline import IndexRun  # noqa: E402
+from mcp_server.indexing.walker import walk_repository  # noqa: E402
+from mcp_server.service import CodebaseService  # noqa: E402
+
+QUERIES = [
+    "parse a JSON document", "read a zip archive", "send an email over SMTP", "compute an md5 hash",
+    "format a date as ISO 8601", "split a path into directory and file name", "spawn a subprocess and read its output",
+    "compress data with gzip", "parse command line arguments", "open a TCP socket connection",
+    "regular expression compile flags", "thread pool executor submit", "decode base64", "URL encode query string",
+    "walk a directory tree recursively", "temporary file that is deleted on close", "read a CSV file into rows",
+    "pretty print nested data structures", "deep copy an object", "lru cache decorator", "abstract base class register",
+    "heap push and pop", "binary search in a sorted list", "random shuffle a list", "parse an XML tree",
+    "HTTP request headers", "unit test assertion raises", "logging handler rotate file", "signal handler alarm",
+    "pickle protocol dump objects", "asyncio event loop run until complete", "dataclass field default factory",
+    "enum auto value", "context manager suppress exceptions", "tokenize python source", "disassemble bytecode",
+    "configparser read ini file", "shutil copy tree", "glob pattern matching files", "fnmatch translate pattern",
+]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def peak_rss_mb() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024
+
+
+def baseline_walk_hash(root: Path, max_bytes: int) -> tuple[int, float]:
+    started = time.perf_counter()
+    count = 0
+    for source in walk_repository(root, max_file_bytes=max_bytes):
+        with open(source.path, "rb") as handle:
+            hashlib.blake2b(handle.read(), digest_size=16).digest()
+        count += 1
+    return count, time.perf_counter() - started
+
+
+def show(name: str, value: str, target: str, ok: bool | None = None) -> None:
+    mark = "" if ok is None else ("  ok" if ok else "  MISSED")
+    print(f"  {name:<44} {value:<28} target {target}{mark}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--corpus", default=sysconfig.get_paths()["stdlib"])
+    parser.add_argument("--queries", type=int, default=200)
+    args = parser.parse_args()
+
+    settings = load_settings()
+    engine = get_engine(settings)
+    corpus = Path(tempfile.mkdtemp(prefix="corpus-", dir=HOME)) / "stdlib"
+    print(f"copying {args.corpus} to {corpus} ...", flush=True)
+    shutil.copytree(args.corpus, corpus, symlinks=True, ignore_dangling_symlinks=True)
+    all_files = sum(len(files) for _, _, files in os.walk(corpus))
+    py_files = sum(1 for _ in corpus.rglob("*.py"))
+    print(f"corpus: {all_files} files, {py_files} .py; workers={settings.indexer_workers or os.cpu_count()}")
+
+    embedder = embedder_from_settings(settings)
+    store = IndexStore(engine)
+    baseline_files, baseline_seconds = baseline_walk_hash(corpus, settings.max_file_bytes)
+    baseline_rate = baseline_files / baseline_seconds
+
+    def index(force: bool = False) -> tuple[float, object]:
+        run = IndexRun(
+            store=store, embedder=embedder, project_id="bench", root=corpus, force=force,
+            max_file_bytes=settings.max_file_bytes, workers=settings.indexer_workers,
+        )
+        started = time.perf_counter()
+        counters = run.run()
+        return time.perf_counter() - started, counters
+
+    print("\n== indexing ==")
+    full_seconds, full = index()
+    files_per_s = full.files_indexed / full_seconds  # type: ignore[attr-defined]
+    show("baseline: walk + read + hash", f"{baseline_rate:,.0f} files/s", "-")
+    show("full index", f"{full_seconds:.1f} s", "-")
+    show("full index files/s", f"{files_per_s:,.0f} files/s ({files_per_s / baseline_rate:.2f}x baseline)",
+         ">= 300 files/s", files_per_s >= 300)
+    show("full index chunks/s", f"{full.chunks_created / full_seconds:,.0f} chunks/s", "-")  # type: ignore[attr-defined]
+    show("files indexed / chunks", f"{full.files_indexed} / {full.chunks_created}", "-")  # type: ignore[attr-defined]
+    show("stage seconds (coordinator)", ", ".join(f"{k} {v:.1f}" for k, v in full.seconds.items()), "-")  # type: ignore[attr-defined]
+    show("peak RSS (self or a child)", f"{peak_rss_mb():,.0f} MiB", "-")
+
+    unchanged_seconds, unchanged = index()
+    show("re-index, nothing changed", f"{unchanged_seconds:.2f} s ({unchanged_seconds / baseline_seconds:.2f}x baseline)",
+         "<= 3 s", unchanged_seconds <= 3)
+    victim = next(corpus.rglob("json/decoder.py"))
+    victim.write_text(victim.read_text() + "\n\ndef bench_marker_function():\n    return 42\n")
+    one_seconds, one = index()
+    show("re-index, one file changed", f"{one_seconds:.2f} s (changed={one.files_changed})", "<= 2 s",  # type: ignore[attr-defined]
+         one_seconds <= 2)
+
+    print("\n== latency ==")
+    service = CodebaseService(settings, engine=engine)
+    with engine.connect() as conn:
+        base = []
+        for _ in range(200):
+            t = time.perf_counter()
+            conn.execute(text("SELECT 1"))
+            base.append((time.perf_counter() - t) * 1000)
+    base_p95 = percentile(base, 95)
+    show("baseline: SELECT 1 round trip p95", f"{base_p95:.2f} ms", "-")
+    service.search("warm up", project_id="bench")
+    latencies = []
+    modes = ["hybrid", "hybrid", "semantic", "lexical"]
+    for i in range(args.queries):
+        query = QUERIES[i % len(QUERIES)]
+        kwargs: dict[str, object] = {}
+        if i % 5 == 1:
+            kwargs["language"] = "python"
+        if i % 7 == 2:
+            kwargs["path"] = "email/**"
+        t = time.perf_counter()
+        service.search(query, project_id="bench", mode=modes[i % 4], **kwargs)  # type: ignore[arg-type]
+        latencies.append((time.perf_counter() - t) * 1000)
+    p50, p95 = percentile(latencies, 50), percentile(latencies, 95)
+    show("search_code p50", f"{p50:.1f} ms", "-")
+    show("search_code p95", f"{p95:.1f} ms ({p95 / base_p95:.0f}x SELECT 1)", "<= 50 ms", p95 <= 50)
+
+    tiny = HOME / "tiny"
+    tiny.mkdir()
+    (tiny / "a.py").write_text("def a():\n    return 1\n")
+    os.environ["MAX_CONCURRENT_INDEXING_JOBS"] = "1"
+    starts, statuses, job_ids = [], [], []
+    for i in range(50):
+        project = f"start-{i}"
+        t = time.perf_counter()
+        job_ids.append(service.start_indexing(str(tiny), project)["job_id"])
+        starts.append((time.perf_counter() - t) * 1000)
+    for i in range(200):
+        t = time.perf_counter()
+        service.get_status(job_ids[i % len(job_ids)])
+        statuses.append((time.perf_counter() - t) * 1000)
+    for job_id in job_ids:
+        service.cancel_job(job_id)
+    show("start_indexing_background p95", f"{percentile(starts, 95):.1f} ms", "<= 50 ms", percentile(starts, 95) <= 50)
+    show("get_indexing_status p95", f"{percentile(statuses, 95):.2f} ms", "<= 10 ms", percentile(statuses, 95) <= 10)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    finally:
+        shutil.rmtree(HOME, ignore_errors=True)

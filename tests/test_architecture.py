@@ -1,0 +1,77 @@
+"""The layers contract (docs/architecture.md): nothing lower imports anything higher.
+
+    entry points   mcp_server.server, mcp_server.cli, mcp_server.launchers.supervisor, codebase_operator
+    services       mcp_server.service, mcp_server.search, mcp_server.indexing, mcp_server.launchers
+    store          mcp_server.jobs, mcp_server.index_store, mcp_server.db, mcp_server.embeddings, mcp_server.kube
+    common         mcp_server.config, mcp_server.errors, mcp_server.validation
+
+Imports inside functions count too: a lazy import is still a dependency.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("entry", ("mcp_server.server", "mcp_server.cli", "mcp_server.launchers.supervisor", "codebase_operator")),
+    ("service", ("mcp_server.service", "mcp_server.search", "mcp_server.indexing", "mcp_server.launchers")),
+    ("store", ("mcp_server.jobs", "mcp_server.index_store", "mcp_server.db", "mcp_server.embeddings",
+               "mcp_server.kube", "mcp_server.migrations")),
+    ("common", ("mcp_server.config", "mcp_server.errors", "mcp_server.validation")),
+]
+
+
+def layer_of(module: str) -> int | None:
+    best: tuple[int, int] | None = None  # (prefix length, layer index)
+    for index, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if module == prefix or module.startswith(prefix + "."):
+                if best is None or len(prefix) > best[0]:
+                    best = (len(prefix), index)
+    return None if best is None else best[1]
+
+
+def module_files() -> dict[str, Path]:
+    found = {}
+    for path in (ROOT / "mcp_server").rglob("*.py"):
+        rel = path.relative_to(ROOT).with_suffix("")
+        found[".".join(rel.parts).removesuffix(".__init__")] = path
+    for path in (ROOT / "operator" / "codebase_operator").rglob("*.py"):
+        rel = path.relative_to(ROOT / "operator").with_suffix("")
+        found[".".join(rel.parts).removesuffix(".__init__")] = path
+    for path in (ROOT / "migrations").rglob("*.py"):
+        rel = path.relative_to(ROOT).with_suffix("")
+        found["mcp_server." + ".".join(rel.parts).removesuffix(".__init__")] = path
+    return found
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return {n for n in names if n.startswith(("mcp_server", "codebase_operator"))}
+
+
+def test_every_module_belongs_to_a_layer() -> None:
+    unplaced = [m for m in module_files() if layer_of(m) is None and m != "mcp_server" and "__main__" not in m]
+    assert unplaced == []
+
+
+def test_no_module_imports_a_higher_layer() -> None:
+    violations = []
+    for module, path in module_files().items():
+        own = layer_of(module)
+        if own is None:
+            continue
+        for imported in imports_of(path):
+            target = layer_of(imported)
+            if target is not None and target < own:
+                violations.append(f"{module} ({LAYERS[own][0]}) imports {imported} ({LAYERS[target][0]})")
+    assert violations == []
