@@ -104,6 +104,7 @@ def main() -> int:
         run = IndexRun(
             store=store, embedder=embedder, project_id="bench", root=corpus, force=force,
             max_file_bytes=settings.max_file_bytes, workers=settings.indexer_workers,
+            pack_lines=settings.chunk_pack_lines,
         )
         started = time.perf_counter()
         counters = run.run()

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(
         default=1_000_000, ge=1_000, le=100_000_000, validation_alias="CODEBASE_MAX_FILE_BYTES"
     )
+    # Neighbouring small definitions are packed into chunks of up to this many lines (0: never).
+    chunk_pack_lines: int = Field(default=40, ge=0, le=80, validation_alias="CODEBASE_CHUNK_PACK_LINES")
     indexer_workers: int = Field(default=0, ge=0, le=256, validation_alias="CODEBASE_INDEXER_WORKERS")
 
     # --- embeddings -----------------------------------------------------------------------------

@@ -53,6 +53,19 @@ def split_identifiers(content: str) -> str:
     return " ".join(words)
 
 
+# ASCII punctuation except "_" (PostgreSQL's parser already splits words at underscores).
+_PUNCTUATION_TO_SPACE = str.maketrans({ch: " " for ch in "!\"#$%&'()*+,-./:;<=>?@[\\]^`{|}~"})
+
+
+def lexical_text(content: str) -> str:
+    """What full-text search sees of `content` (chunks and queries alike): punctuation as spaces,
+    then the camelCase identifiers split into words. Without the first step PostgreSQL's parser
+    reads `self.cache`, `a/b.py` and `x-y` as one host, file or hyphenated token, so none of
+    their words could be found."""
+    plain = content.translate(_PUNCTUATION_TO_SPACE)
+    return plain + " " + split_identifiers(plain)
+
+
 def vector_index_name(project_id: str, dimension: int) -> str:
     """One HNSW index per project and dimension (a partial index), so loading one project never
     pays for another's graph and a bulk load can build its graph once instead of row by row."""
@@ -182,6 +195,24 @@ class IndexStore:
                 )
             )
             conn.commit()
+
+    def restore_vector_indexes(self) -> list[str]:
+        """Rebuild the HNSW index of every project that lacks one and has no active job: a bulk run
+        killed before its `finally` (SIGKILL, OOM) leaves its project on exact scans until then."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT p.project_id, p.embedding_dimension FROM projects p WHERE NOT EXISTS ("
+                    " SELECT 1 FROM indexing_jobs j WHERE j.project_id = p.project_id"
+                    " AND j.status IN ('pending', 'running'))"
+                )
+            ).all()
+        restored = []
+        for row in rows:
+            if not self.has_vector_index(row.project_id, row.embedding_dimension):
+                self.ensure_vector_index(row.project_id, row.embedding_dimension)
+                restored.append(row.project_id)
+        return restored
 
     def has_vector_index(self, project_id: str, dimension: int) -> bool:
         with self._engine.connect() as conn:
@@ -333,8 +364,8 @@ class IndexStore:
                                     c.kind,
                                     c.content.replace("\x00", ""),
                                     embeddings[i],
-                                    head + " " + split_identifiers(head),
-                                    c.content.replace("\x00", "") + " " + split_identifiers(c.content),
+                                    lexical_text(head),
+                                    lexical_text(c.content.replace("\x00", "")),
                                 )
                             )
                             i += 1

@@ -6,7 +6,6 @@ CodebaseMCPError with a message written for a person, which each front end repor
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from functools import cached_property
 from typing import Any
@@ -17,9 +16,10 @@ from mcp_server.config import DEFAULT_PROJECT_ID, Settings
 from mcp_server.db.database import get_engine
 from mcp_server.embeddings.base import Embedder
 from mcp_server.errors import InvalidInput
+from mcp_server.index_store import IndexStore
 from mcp_server.jobs import Job, JobStatus, JobStore
 from mcp_server.launchers import Launcher, create_launcher
-from mcp_server.search import Searcher
+from mcp_server.search import DEFAULT_CONTEXT_LINES, DEFAULT_MAX_CHARS, Searcher
 from mcp_server.validation import validate_job_id, validate_project_id, validate_repo_path
 
 MAX_LIST_LIMIT = 200
@@ -163,10 +163,23 @@ class CodebaseService:
         language: str | None = None,
         path: str | None = None,
         mode: str = "hybrid",
+        file_type: str | list[str] | None = None,
+        concise: bool = False,
+        context_lines: int = DEFAULT_CONTEXT_LINES,
+        max_chars: int = DEFAULT_MAX_CHARS,
     ) -> dict[str, Any]:
         project = validate_project_id(project_id, default=DEFAULT_PROJECT_ID)
         response = self.searcher.search(
-            query, project_id=project, limit=limit, mode=mode, language=language, path=path
+            query,
+            project_id=project,
+            limit=limit,
+            mode=mode,
+            language=language,
+            path=path,
+            file_type=file_type,
+            concise=concise,
+            context_lines=context_lines,
+            max_chars=max_chars,
         )
         return {
             "results": [r.to_dict() for r in response.results],
@@ -174,14 +187,13 @@ class CodebaseService:
             "project_id": response.project_id,
             "mode": response.mode,
             "latency_ms": response.latency_ms,
+            "truncated": response.truncated,
         }
 
     def reconcile(self) -> None:
+        """Repair what a crash left: dead runners, queued jobs with free slots, dropped vector indexes."""
         self.launcher.reconcile()
         dispatch = getattr(self.launcher, "dispatch", None)
         if dispatch is not None:
             dispatch()
-
-
-def new_job_id() -> uuid.UUID:
-    return uuid.uuid4()
+        IndexStore(self.engine).restore_vector_indexes()

@@ -775,3 +775,43 @@ def test_whole_stdlib_files_are_covered_without_overlap_and_chunk_quickly() -> N
         assert_well_formed(text, chunks)
     # A loose floor for slow CI machines; the measured figure is in the design notes.
     assert len(texts) / elapsed > 50
+
+
+# --- packing small neighbours (what the indexer uses) -----------------------------------------
+
+PACKABLE = '''class Point:
+    def x(self):
+        return self._x
+
+    def y(self):
+        return self._y
+
+    def z(self):
+        return self._z
+
+
+def far_away_function():
+''' + "    value = 1\n" * 60 + "    return value\n"
+
+
+def test_packing_joins_small_neighbours_and_names_their_symbols() -> None:
+    chunks = chunk_source(PACKABLE, "python", pack_lines=40)
+    first = chunks[0]
+    assert first.start_line == 1 and first.end_line >= 9
+    assert first.symbol is not None and "Point.x" in first.symbol and "Point.z" in first.symbol
+    assert any(c.symbol == "far_away_function" for c in chunks)
+
+
+def test_packing_keeps_the_line_guarantees() -> None:
+    for pack in (0, 10, 40, 80):
+        chunks = chunk_source(PACKABLE, "python", pack_lines=pack)
+        covered = [line for c in chunks for line in range(c.start_line, c.end_line + 1)]
+        assert len(covered) == len(set(covered)), "no line in two chunks"
+        assert all(c.end_line - c.start_line + 1 <= 80 for c in chunks)
+        lines = PACKABLE.split("\n")
+        for c in chunks:
+            assert c.content == "\n".join(lines[c.start_line - 1 : c.end_line]) + "\n"
+
+
+def test_packing_never_makes_more_chunks() -> None:
+    assert len(chunk_source(PACKABLE, "python", pack_lines=40)) < len(chunk_source(PACKABLE, "python"))

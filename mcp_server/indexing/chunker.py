@@ -133,8 +133,13 @@ def chunk_source(
     *,
     max_chunk_lines: int = 80,
     max_chunk_chars: int = 4000,
+    pack_lines: int = 0,
 ) -> list[Chunk]:
-    """Cut ``text`` (a file in ``language``, None when unknown) into chunks; see the module doc."""
+    """Cut ``text`` (a file in ``language``, None when unknown) into chunks; see the module doc.
+
+    With ``pack_lines`` > 0, neighbouring chunks are packed together while the result spans at most
+    that many lines (see ``_pack``): fewer, fuller chunks for the index.
+    """
     if max_chunk_lines < 1 or max_chunk_chars < 1:
         raise ValueError("max_chunk_lines and max_chunk_chars must be positive")
     lines = _Lines(text)
@@ -164,7 +169,7 @@ def chunk_source(
         regions, top_kind = None, "text"
     segments: list[_Segment] = []
     _lay_out(0, last, regions or [], None, top_kind, segments)
-    return _finish(segments, lines, max_chunk_lines, max_chunk_chars)
+    return _finish(segments, lines, max_chunk_lines, max_chunk_chars, min(pack_lines, max_chunk_lines))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,7 +198,9 @@ def _lay_out(
         out.append(_Segment(position, high, symbol, kind))
 
 
-def _finish(segments: list[_Segment], lines: _Lines, max_lines: int, max_chars: int) -> list[Chunk]:
+def _finish(
+    segments: list[_Segment], lines: _Lines, max_lines: int, max_chars: int, pack_lines: int = 0
+) -> list[Chunk]:
     blank = lines.blank
     trimmed: list[_Segment] = []
     for segment in segments:
@@ -232,6 +239,8 @@ def _finish(segments: list[_Segment], lines: _Lines, max_lines: int, max_chars: 
     if pending_start is not None:  # only closers: keep them as they are
         merged = trimmed
     merged = _join_headers(merged, lines, max_lines, max_chars)
+    if pack_lines > 0:
+        merged = _pack(merged, lines, pack_lines, max_chars)
 
     chunks: list[Chunk] = []
     for segment in merged:
@@ -246,6 +255,41 @@ def _finish(segments: list[_Segment], lines: _Lines, max_lines: int, max_chars: 
                 )
             )
     return chunks
+
+
+MAX_PACKED_SYMBOLS = 4
+
+
+def _pack(segments: list[_Segment], lines: _Lines, pack_lines: int, max_chars: int) -> list[_Segment]:
+    """Pack neighbouring segments (small methods, getters, constants) while the pack spans at most
+    ``pack_lines`` lines and ``max_chars`` characters.
+
+    Why: code is full of three-line definitions, and every chunk costs an embedding, a row and a
+    vector-graph node; packed, the index is several times smaller and faster to build, and a hit
+    shows its neighbours. The pack keeps the first segment's kind and names up to four symbols.
+    """
+    packed: list[_Segment] = []
+    names: list[list[str]] = []
+    for segment in segments:
+        previous = packed[-1] if packed else None
+        if (
+            previous is not None
+            and segment.end - previous.start < pack_lines
+            and lines.chars(previous.start, segment.end) <= max_chars
+        ):
+            previous.end = segment.end
+            if segment.symbol and segment.symbol not in names[-1]:
+                names[-1].append(segment.symbol)
+            continue
+        packed.append(_Segment(segment.start, segment.end, segment.symbol, segment.kind))
+        names.append([segment.symbol] if segment.symbol else [])
+    for segment, symbols in zip(packed, names, strict=True):
+        if len(symbols) > 1:
+            shown = symbols[:MAX_PACKED_SYMBOLS]
+            segment.symbol = ", ".join(shown) + (", ..." if len(symbols) > len(shown) else "")
+        elif symbols:
+            segment.symbol = symbols[0]
+    return packed
 
 
 def _join_headers(segments: list[_Segment], lines: _Lines, max_lines: int, max_chars: int) -> list[_Segment]:

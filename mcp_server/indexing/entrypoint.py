@@ -120,6 +120,7 @@ def run_job(settings: Settings, job_id: uuid.UUID, *, termination_log: str | Non
                 force=job.force_reindex,
                 max_file_bytes=settings.max_file_bytes,
                 workers=settings.indexer_workers,
+                pack_lines=settings.chunk_pack_lines,
                 job_id=job_id,
                 progress=progress,
             )

@@ -16,13 +16,13 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from mcp_server.embeddings.base import Embedder
 from mcp_server.errors import CodebaseMCPError
@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 EMBED_BATCH_CHUNKS = 1024
 FILES_PER_TASK = 16
+DEFAULT_PACK_LINES = 40
+# Up to this many changed files are parsed in the coordinating process before a pool is started.
+INLINE_PARSE_FILES = 32
 PROGRESS_INTERVAL_SECONDS = 0.5
 
 
@@ -70,14 +73,13 @@ ProgressCallback = Callable[[RunCounters, str], bool]
 
 @dataclass(frozen=True, slots=True)
 class _Task:
-    path: str
+    """A changed file to parse in a worker; its bytes travel with it (already read and hashed)."""
+
     relative_path: str
     language: str | None
-    size: int
-    live_hash: bytes | None
-    pending_hash: bytes | None
-    force: bool
-    max_bytes: int
+    data: bytes
+    content_hash: bytes
+    pack_lines: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,25 +94,22 @@ class _Result:
 
 
 def _process_file(task: _Task) -> _Result:
-    """Runs in a worker process: read, hash, and (when changed) chunk one file."""
-    data = read_source_bytes(task.path, max_bytes=task.max_bytes)
-    if data is None:
-        return _Result(task.relative_path, task.language, "skipped", b"", 0, [], "vanished or changed")
-    digest = hashlib.blake2b(data, digest_size=16).digest()
-    if not task.force and digest == task.live_hash:
-        return _Result(task.relative_path, task.language, "unchanged", digest, len(data), [])
-    if digest == task.pending_hash:
-        return _Result(task.relative_path, task.language, "reuse", digest, len(data), [])
-    text = decode_source(data)
+    """Runs in a worker process: decode and chunk one changed file."""
+    size = len(task.data)
+    text = decode_source(task.data)
     if text is None:
-        return _Result(task.relative_path, task.language, "skipped", digest, len(data), [], "binary")
-    chunks = chunk_source(text, task.language)
+        return _Result(task.relative_path, task.language, "skipped", task.content_hash, size, [], "binary")
+    chunks = chunk_source(text, task.language, pack_lines=task.pack_lines)
     rows = [(c.start_line, c.end_line, c.symbol, c.kind, c.content) for c in chunks if c.content.strip()]
-    return _Result(task.relative_path, task.language, "changed", digest, len(data), rows)
+    return _Result(task.relative_path, task.language, "changed", task.content_hash, size, rows)
 
 
 def _process_batch(tasks: list[_Task]) -> list[_Result]:
     return [_process_file(task) for task in tasks]
+
+
+def _ready(item: Future[list[_Result]] | list[_Result]) -> bool:
+    return not isinstance(item, Future) or item.done()
 
 
 def embedding_text(path: str, symbol: str | None, content: str) -> str:
@@ -137,6 +136,7 @@ class IndexRun:
         repository_key: str | None = None,
         max_file_bytes: int,
         workers: int = 0,
+        pack_lines: int = DEFAULT_PACK_LINES,
         job_id: uuid.UUID | None = None,
         progress: ProgressCallback | None = None,
     ) -> None:
@@ -149,6 +149,7 @@ class IndexRun:
         self.force = force
         self.max_file_bytes = max_file_bytes
         self.workers = _worker_count(workers)
+        self.pack_lines = pack_lines
         self.job_id = job_id
         self.progress = progress
         self.counters = RunCounters()
@@ -156,6 +157,8 @@ class IndexRun:
         self._pending_writes: list[FileWrite] = []
         self._pending_replaced: list[int] = []
         self._pending_chunks = 0
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-writer")
+        self._write: Future[int] | None = None
 
     # --- progress ------------------------------------------------------------------------------
 
@@ -183,6 +186,7 @@ class IndexRun:
         try:
             return self._run(state)
         finally:
+            self._writer.shutdown(wait=True, cancel_futures=True)
             started = time.perf_counter()
             self.store.ensure_vector_index(self.project_id, dimension)
             self.counters.add_time("vector index", started)
@@ -194,34 +198,50 @@ class IndexRun:
 
         seen_paths: set[str] = set()
         c.phase = "parsing"
-        files = iter(walk_repository(self.root, max_file_bytes=self.max_file_bytes))
+        # Files are read and hashed here; only changed ones go to the parser workers, and the pool
+        # starts only once enough files changed to be worth its start-up (an unchanged re-index
+        # never starts it).
         pending: deque[Future[list[_Result]] | list[_Result]] = deque()
         max_pending = self.workers * 4
-        executor = self._executor()
-        walk_done = False
+        executor: ProcessPoolExecutor | None = None
+        batch: list[_Task] = []
+        changed = 0
+
+        def submit() -> None:
+            nonlocal executor, batch
+            if executor is None and self.workers > 1 and changed > INLINE_PARSE_FILES:
+                executor = self._executor()
+            pending.append(executor.submit(_process_batch, batch) if executor else _process_batch(batch))
+            batch = []
+
+        def consume(item: Future[list[_Result]] | list[_Result]) -> None:
+            for result in item.result() if isinstance(item, Future) else item:
+                self._count_and_absorb(result, state, seen_paths)
+            if self._pending_chunks >= EMBED_BATCH_CHUNKS:
+                self._flush(state)
+
         walked = 0
         try:
-            while True:
-                # Keep a bounded number of batches in flight: memory stays flat however big the tree.
-                while not walk_done and len(pending) < max_pending:
-                    batch = [self._task_for(s, state) for s in islice(files, FILES_PER_TASK)]
-                    if not batch:
-                        walk_done = True
-                        c.files_total = walked
-                        break
-                    walked += len(batch)
-                    pending.append(
-                        executor.submit(_process_batch, batch) if executor else _process_batch(batch)
-                    )
-                if not pending:
-                    break
-                item = pending.popleft()
-                for result in item.result() if isinstance(item, Future) else item:
-                    c.files_seen += 1
-                    self._absorb(result, state, seen_paths)
-                if self._pending_chunks >= EMBED_BATCH_CHUNKS:
-                    self._flush(state)
-                self._report(f"processed {c.files_seen} files")
+            for source in walk_repository(self.root, max_file_bytes=self.max_file_bytes):
+                walked += 1
+                task_or_result = self._read(source, state)
+                if isinstance(task_or_result, _Result):
+                    self._count_and_absorb(task_or_result, state, seen_paths)
+                else:
+                    changed += 1
+                    batch.append(task_or_result)
+                    if len(batch) >= FILES_PER_TASK:
+                        submit()
+                # Bounded: at most max_pending batches in flight, so memory stays flat.
+                while pending and (len(pending) >= max_pending or _ready(pending[0])):
+                    consume(pending.popleft())
+                self._report(f"processed {c.files_seen} of {walked} files found so far")
+            c.files_total = walked
+            if batch:
+                submit()
+            while pending:
+                consume(pending.popleft())
+                self._report(f"processed {c.files_seen} of {walked} files")
         except BrokenProcessPool:
             raise IndexingFailed(
                 "a parser worker process died (killed, or out of memory?); the run was abandoned and the "
@@ -232,6 +252,7 @@ class IndexRun:
                 executor.shutdown(wait=True, cancel_futures=True)
         c.files_total = c.files_seen
         self._flush(state)
+        self._wait_for_write()
 
         c.phase = "writing"
         missing = [k.file_id for path, k in state.live.items() if path not in seen_paths]
@@ -256,19 +277,25 @@ class IndexRun:
         context.set_forkserver_preload(["mcp_server.indexing.chunker"])
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
 
-    def _task_for(self, source: SourceFile, state: RunState) -> _Task:
+    def _read(self, source: SourceFile, state: RunState) -> _Task | _Result:
+        """Read and hash a file: a result when it needs no parsing, else a parse task."""
+        data = read_source_bytes(source.path, max_bytes=self.max_file_bytes)
+        if data is None:
+            return _Result(
+                source.relative_path, source.language, "skipped", b"", 0, [], "vanished or changed"
+            )
+        digest = hashlib.blake2b(data, digest_size=16).digest()
         live = state.live.get(source.relative_path)
         pending = state.pending.get(source.relative_path)
-        return _Task(
-            path=str(source.path),
-            relative_path=source.relative_path,
-            language=source.language,
-            size=source.size,
-            live_hash=live.content_hash if live else None,
-            pending_hash=pending.content_hash if pending else None,
-            force=self.force,
-            max_bytes=self.max_file_bytes,
-        )
+        if not self.force and live is not None and digest == live.content_hash:
+            return _Result(source.relative_path, source.language, "unchanged", digest, len(data), [])
+        if pending is not None and digest == pending.content_hash:
+            return _Result(source.relative_path, source.language, "reuse", digest, len(data), [])
+        return _Task(source.relative_path, source.language, data, digest, self.pack_lines)
+
+    def _count_and_absorb(self, result: _Result, state: RunState, seen_paths: set[str]) -> None:
+        self.counters.files_seen += 1
+        self._absorb(result, state, seen_paths)
 
     def _absorb(self, result: _Result, state: RunState, seen_paths: set[str]) -> None:
         c = self.counters
@@ -304,6 +331,19 @@ class IndexRun:
             self._pending_replaced.append(live.file_id)
         self._pending_chunks += len(write.chunks)
 
+    def _timed_write(
+        self, state: RunState, writes: list[FileWrite], vectors: npt.NDArray[np.float32], replaced: list[int]
+    ) -> int:
+        started = time.perf_counter()
+        written = self.store.write_files(state, writes, vectors, replaced_file_ids=replaced)
+        self.counters.add_time("writing (overlapped)", started)
+        return written
+
+    def _wait_for_write(self) -> None:
+        if self._write is not None:
+            write, self._write = self._write, None
+            self.counters.chunks_created += write.result()
+
     def _flush(self, state: RunState) -> None:
         if not self._pending_writes and not self._pending_replaced:
             return
@@ -319,13 +359,10 @@ class IndexRun:
         else:
             vectors = np.zeros((0, self.embedder.dimension), dtype=np.float32)
         c.add_time("embedding", started)
-        c.phase = "writing"
-        started = time.perf_counter()
-        written = self.store.write_files(
-            state, self._pending_writes, vectors, replaced_file_ids=self._pending_replaced
-        )
-        c.add_time("writing", started)
-        c.chunks_created += written
+        # The database does the write while this process embeds the next batch (one in flight).
+        self._wait_for_write()
+        writes, replaced = self._pending_writes, self._pending_replaced
+        self._write = self._writer.submit(self._timed_write, state, writes, vectors, replaced)
         self._pending_writes = []
         self._pending_replaced = []
         self._pending_chunks = 0

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from mcp_server.config import Settings, load_settings
 from mcp_server.db.database import get_engine
+from mcp_server.index_store import IndexStore
 from mcp_server.indexing.entrypoint import EXIT_INVALID, EXIT_NOT_RUNNABLE
 from mcp_server.jobs import JobStatus, JobStore
 from mcp_server.launchers.local import LocalLauncher
@@ -139,6 +140,8 @@ def supervise(settings: Settings, job_id: uuid.UUID) -> int:
             jobs.fail(job_id, reason or prefix)
         else:
             jobs.fail(job_id, f"{prefix}: {reason}" if reason else prefix)
+    if returncode != 0:
+        IndexStore(jobs.engine).restore_vector_indexes()
     LocalLauncher(settings, jobs).dispatch()
     return 0
 

@@ -1,0 +1,59 @@
+"""The embedded PostgreSQL: shared safely by processes that start at the same moment."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+PROBE = """
+import json, sys
+from sqlalchemy import text
+from mcp_server.config import load_settings
+from mcp_server.db.database import get_engine, current_revision
+engine = get_engine(load_settings())
+with engine.connect() as conn:
+    pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+    postmaster = conn.execute(text("SELECT setting FROM pg_settings WHERE name = 'data_directory'")).scalar()
+print(json.dumps({"revision": current_revision(engine), "data_directory": postmaster}))
+"""
+
+
+def _start_probes(home: Path, count: int) -> list[subprocess.Popen[str]]:
+    env = {**os.environ, "CODEBASE_MCP_HOME": str(home)}
+    return [
+        subprocess.Popen(
+            [sys.executable, "-c", PROBE], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(count)
+    ]
+
+
+def test_three_processes_starting_at_once_share_one_migrated_server(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    procs = _start_probes(home, 3)
+    outputs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        outputs.append(json.loads(out.strip().splitlines()[-1]))
+    assert {o["revision"] for o in outputs} == {"0001"}
+    assert {o["data_directory"] for o in outputs} == {str((home / "pgdata").resolve())}
+
+
+def test_an_emptied_holder_list_left_by_a_killed_process_is_repaired(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (first,) = _start_probes(home, 1)
+    assert first.wait(timeout=120) == 0
+    holders = home / "pgdata" / ".handle_pids.json"
+    holders.write_text("")  # what a process killed mid-write leaves behind
+    (second,) = _start_probes(home, 1)
+    out, err = second.communicate(timeout=120)
+    assert second.returncode == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["revision"] == "0001"
