@@ -17,7 +17,6 @@ import hashlib
 import os
 import resource
 import shutil
-import statistics
 import sys
 import sysconfig
 import tempfile
@@ -39,17 +38,46 @@ from mcp_server.indexing.walker import walk_repository  # noqa: E402
 from mcp_server.service import CodebaseService  # noqa: E402
 
 QUERIES = [
-    "parse a JSON document", "read a zip archive", "send an email over SMTP", "compute an md5 hash",
-    "format a date as ISO 8601", "split a path into directory and file name", "spawn a subprocess and read its output",
-    "compress data with gzip", "parse command line arguments", "open a TCP socket connection",
-    "regular expression compile flags", "thread pool executor submit", "decode base64", "URL encode query string",
-    "walk a directory tree recursively", "temporary file that is deleted on close", "read a CSV file into rows",
-    "pretty print nested data structures", "deep copy an object", "lru cache decorator", "abstract base class register",
-    "heap push and pop", "binary search in a sorted list", "random shuffle a list", "parse an XML tree",
-    "HTTP request headers", "unit test assertion raises", "logging handler rotate file", "signal handler alarm",
-    "pickle protocol dump objects", "asyncio event loop run until complete", "dataclass field default factory",
-    "enum auto value", "context manager suppress exceptions", "tokenize python source", "disassemble bytecode",
-    "configparser read ini file", "shutil copy tree", "glob pattern matching files", "fnmatch translate pattern",
+    "parse a JSON document",
+    "read a zip archive",
+    "send an email over SMTP",
+    "compute an md5 hash",
+    "format a date as ISO 8601",
+    "split a path into directory and file name",
+    "spawn a subprocess and read its output",
+    "compress data with gzip",
+    "parse command line arguments",
+    "open a TCP socket connection",
+    "regular expression compile flags",
+    "thread pool executor submit",
+    "decode base64",
+    "URL encode query string",
+    "walk a directory tree recursively",
+    "temporary file that is deleted on close",
+    "read a CSV file into rows",
+    "pretty print nested data structures",
+    "deep copy an object",
+    "lru cache decorator",
+    "abstract base class register",
+    "heap push and pop",
+    "binary search in a sorted list",
+    "random shuffle a list",
+    "parse an XML tree",
+    "HTTP request headers",
+    "unit test assertion raises",
+    "logging handler rotate file",
+    "signal handler alarm",
+    "pickle protocol dump objects",
+    "asyncio event loop run until complete",
+    "dataclass field default factory",
+    "enum auto value",
+    "context manager suppress exceptions",
+    "tokenize python source",
+    "disassemble bytecode",
+    "configparser read ini file",
+    "shutil copy tree",
+    "glob pattern matching files",
+    "fnmatch translate pattern",
 ]
 
 
@@ -102,8 +130,13 @@ def main() -> int:
 
     def index(force: bool = False) -> tuple[float, object]:
         run = IndexRun(
-            store=store, embedder=embedder, project_id="bench", root=corpus, force=force,
-            max_file_bytes=settings.max_file_bytes, workers=settings.indexer_workers,
+            store=store,
+            embedder=embedder,
+            project_id="bench",
+            root=corpus,
+            force=force,
+            max_file_bytes=settings.max_file_bytes,
+            workers=settings.indexer_workers,
             pack_lines=settings.chunk_pack_lines,
         )
         started = time.perf_counter()
@@ -115,21 +148,33 @@ def main() -> int:
     files_per_s = full.files_indexed / full_seconds  # type: ignore[attr-defined]
     show("baseline: walk + read + hash", f"{baseline_rate:,.0f} files/s", "-")
     show("full index", f"{full_seconds:.1f} s", "-")
-    show("full index files/s", f"{files_per_s:,.0f} files/s ({files_per_s / baseline_rate:.2f}x baseline)",
-         ">= 300 files/s", files_per_s >= 300)
+    show(
+        "full index files/s",
+        f"{files_per_s:,.0f} files/s ({files_per_s / baseline_rate:.2f}x baseline)",
+        ">= 300 files/s",
+        files_per_s >= 300,
+    )
     show("full index chunks/s", f"{full.chunks_created / full_seconds:,.0f} chunks/s", "-")  # type: ignore[attr-defined]
     show("files indexed / chunks", f"{full.files_indexed} / {full.chunks_created}", "-")  # type: ignore[attr-defined]
     show("stage seconds (coordinator)", ", ".join(f"{k} {v:.1f}" for k, v in full.seconds.items()), "-")  # type: ignore[attr-defined]
     show("peak RSS (self or a child)", f"{peak_rss_mb():,.0f} MiB", "-")
 
-    unchanged_seconds, unchanged = index()
-    show("re-index, nothing changed", f"{unchanged_seconds:.2f} s ({unchanged_seconds / baseline_seconds:.2f}x baseline)",
-         "<= 3 s", unchanged_seconds <= 3)
+    unchanged_seconds, _unchanged = index()
+    show(
+        "re-index, nothing changed",
+        f"{unchanged_seconds:.2f} s ({unchanged_seconds / baseline_seconds:.2f}x baseline)",
+        "<= 3 s",
+        unchanged_seconds <= 3,
+    )
     victim = next(corpus.rglob("json/decoder.py"))
     victim.write_text(victim.read_text() + "\n\ndef bench_marker_function():\n    return 42\n")
     one_seconds, one = index()
-    show("re-index, one file changed", f"{one_seconds:.2f} s (changed={one.files_changed})", "<= 2 s",  # type: ignore[attr-defined]
-         one_seconds <= 2)
+    show(
+        "re-index, one file changed",
+        f"{one_seconds:.2f} s (changed={one.files_changed})",
+        "<= 2 s",  # type: ignore[attr-defined]
+        one_seconds <= 2,
+    )
 
     print("\n== latency ==")
     service = CodebaseService(settings, engine=engine)
@@ -174,8 +219,18 @@ def main() -> int:
         statuses.append((time.perf_counter() - t) * 1000)
     for job_id in job_ids:
         service.cancel_job(job_id)
-    show("start_indexing_background p95", f"{percentile(starts, 95):.1f} ms", "<= 50 ms", percentile(starts, 95) <= 50)
-    show("get_indexing_status p95", f"{percentile(statuses, 95):.2f} ms", "<= 10 ms", percentile(statuses, 95) <= 10)
+    show(
+        "start_indexing_background p95",
+        f"{percentile(starts, 95):.1f} ms",
+        "<= 50 ms",
+        percentile(starts, 95) <= 50,
+    )
+    show(
+        "get_indexing_status p95",
+        f"{percentile(statuses, 95):.2f} ms",
+        "<= 10 ms",
+        percentile(statuses, 95) <= 10,
+    )
     return 0
 
 

@@ -151,7 +151,16 @@ def cmd_cancel(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
     response = _service(settings).search(
-        args.query, args.project, args.limit, args.language, args.path, args.mode
+        args.query,
+        args.project,
+        args.limit,
+        args.language,
+        args.path,
+        args.mode,
+        file_type=args.file_type,
+        concise=args.concise,
+        context_lines=args.context_lines,
+        max_chars=args.max_chars,
     )
     if args.json:
         print(json.dumps(response))
@@ -272,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=10)
     p.add_argument("--mode", choices=["hybrid", "semantic", "lexical"], default="hybrid")
     p.add_argument("--lines", type=int, default=12, help="lines of each result to print")
+    p.add_argument("--file-type", default=None, help="only these extensions, comma-separated: 'py,pyi'")
+    p.add_argument("--concise", action="store_true", help="only the first lines of each result")
+    p.add_argument("--context-lines", type=int, default=3, help="context lines around each result (--json)")
+    p.add_argument("--max-chars", type=int, default=20_000, help="cap on the characters of code returned")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_search)
 

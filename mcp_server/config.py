@@ -11,7 +11,7 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -104,6 +104,20 @@ class Settings(BaseSettings):
     indexer_cpu_limit: str = Field(default="2", validation_alias="INDEXER_CPU_LIMIT")
     indexer_memory_request: str = Field(default="512Mi", validation_alias="INDEXER_MEMORY_REQUEST")
     indexer_memory_limit: str = Field(default="2Gi", validation_alias="INDEXER_MEMORY_LIMIT")
+    # Optional accelerator for indexer pods (a custom embedding image may use it): count and resource.
+    indexer_gpu_count: int = Field(default=0, ge=0, le=16, validation_alias="INDEXER_GPU_COUNT")
+    indexer_gpu_resource_name: str = Field(
+        default="nvidia.com/gpu",
+        pattern=r"^[a-z0-9.-]+/[a-z0-9.-]+$",
+        validation_alias="INDEXER_GPU_RESOURCE_NAME",
+    )
+    # Scheduling of indexer pods, as JSON: {"disktype": "ssd"} and [{"key": ..., "effect": ...}].
+    indexer_node_selector: dict[str, str] = Field(
+        default_factory=dict, validation_alias="INDEXER_NODE_SELECTOR"
+    )
+    indexer_tolerations: list[dict[str, Any]] = Field(
+        default_factory=list, validation_alias="INDEXER_TOLERATIONS"
+    )
     # Optional Secret loaded into the indexer container with envFrom (e.g. EMBEDDING_API_KEY).
     indexer_env_secret_name: str | None = Field(default=None, validation_alias="INDEXER_ENV_SECRET_NAME")
     # The indexer pod reads DATABASE_URL from this Secret key; the URL never appears in a manifest.

@@ -17,9 +17,12 @@ from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
 from fastmcp.server.auth import AccessToken, TokenVerifier
 from pydantic import Field
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
 
 from mcp_server.config import Settings
 from mcp_server.errors import CodebaseMCPError, ConfigurationError
+from mcp_server.search import DEFAULT_CONTEXT_LINES, DEFAULT_MAX_CHARS
 from mcp_server.service import CodebaseService
 
 log = logging.getLogger(__name__)
@@ -114,10 +117,39 @@ def build_server(
             Literal["hybrid", "semantic", "lexical"],
             Field(description="hybrid (default) fuses meaning and keywords; semantic or lexical alone."),
         ] = "hybrid",
+        file_type: Annotated[
+            str | None,
+            Field(description="Only files with these extensions, comma-separated: 'py' or 'ts,tsx'."),
+        ] = None,
+        concise: Annotated[
+            bool,
+            Field(description="Return only the first lines of each result and no context: a cheap overview."),
+        ] = False,
+        context_lines: Annotated[
+            int, Field(description="Lines of surrounding code before and after each result, 0-20.")
+        ] = DEFAULT_CONTEXT_LINES,
+        max_chars: Annotated[
+            int,
+            Field(description="Cap on the characters of code in the response; later results are cut first."),
+        ] = DEFAULT_MAX_CHARS,
     ) -> dict[str, Any]:
-        """Search indexed code. Returns the best-matching functions, classes and blocks with file path
-        (relative to the repository), line range, symbol, language, content and score."""
-        return await _call(svc.search, query, project_id, limit, language, path, mode)
+        """Search indexed code. Returns the best-matching functions, classes and blocks, at most one
+        per region of a file, with file path (relative to the repository), line range, symbol, kind,
+        language, content, a few lines of context before and after, and score. `truncated` is true
+        when max_chars shortened the response."""
+        return await _call(
+            svc.search,
+            query,
+            project_id,
+            limit,
+            language,
+            path,
+            mode,
+            file_type=file_type,
+            concise=concise,
+            context_lines=context_lines,
+            max_chars=max_chars,
+        )
 
     @mcp.tool
     async def list_indexing_jobs(
@@ -137,6 +169,16 @@ def build_server(
     ) -> dict[str, Any]:
         """Cancel a pending or running indexing job. The repository's previous index stays searchable."""
         return await _call(svc.cancel_job, job_id)
+
+    @mcp.custom_route("/healthz", methods=["GET"])
+    async def healthz(request: Request) -> Response:
+        """Unauthenticated liveness/readiness for Kubernetes probes: reports no data, only that the
+        process serves HTTP and reaches its database."""
+        try:
+            await anyio.to_thread.run_sync(svc.ping)
+        except Exception:
+            return PlainTextResponse("database unavailable\n", status_code=503)
+        return PlainTextResponse("ok\n")
 
     return mcp
 

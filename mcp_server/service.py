@@ -10,6 +10,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from mcp_server.config import DEFAULT_PROJECT_ID, Settings
@@ -79,6 +80,11 @@ class CodebaseService:
     @cached_property
     def searcher(self) -> Searcher:
         return Searcher(self.engine, self.embedder)
+
+    def ping(self) -> None:
+        """Raise unless the database answers (health checks)."""
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
 
     # --- jobs -----------------------------------------------------------------------------------
 

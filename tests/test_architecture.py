@@ -2,7 +2,8 @@
 
     entry points   mcp_server.server, mcp_server.cli, mcp_server.launchers.supervisor, codebase_operator
     services       mcp_server.service, mcp_server.search, mcp_server.indexing, mcp_server.launchers
-    store          mcp_server.jobs, mcp_server.index_store, mcp_server.db, mcp_server.embeddings, mcp_server.kube
+    store          mcp_server.jobs, mcp_server.index_store, mcp_server.db, mcp_server.embeddings,
+                   mcp_server.kube
     common         mcp_server.config, mcp_server.errors, mcp_server.validation
 
 Imports inside functions count too: a lazy import is still a dependency.
@@ -16,10 +17,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("entry", ("mcp_server.server", "mcp_server.cli", "mcp_server.launchers.supervisor", "codebase_operator")),
+    (
+        "entry",
+        ("mcp_server.server", "mcp_server.cli", "mcp_server.launchers.supervisor", "codebase_operator"),
+    ),
     ("service", ("mcp_server.service", "mcp_server.search", "mcp_server.indexing", "mcp_server.launchers")),
-    ("store", ("mcp_server.jobs", "mcp_server.index_store", "mcp_server.db", "mcp_server.embeddings",
-               "mcp_server.kube", "mcp_server.migrations")),
+    (
+        "store",
+        (
+            "mcp_server.jobs",
+            "mcp_server.index_store",
+            "mcp_server.db",
+            "mcp_server.embeddings",
+            "mcp_server.kube",
+            "mcp_server.migrations",
+        ),
+    ),
     ("common", ("mcp_server.config", "mcp_server.errors", "mcp_server.validation")),
 ]
 
@@ -28,9 +41,9 @@ def layer_of(module: str) -> int | None:
     best: tuple[int, int] | None = None  # (prefix length, layer index)
     for index, (_, prefixes) in enumerate(LAYERS):
         for prefix in prefixes:
-            if module == prefix or module.startswith(prefix + "."):
-                if best is None or len(prefix) > best[0]:
-                    best = (len(prefix), index)
+            matches = module == prefix or module.startswith(prefix + ".")
+            if matches and (best is None or len(prefix) > best[0]):
+                best = (len(prefix), index)
     return None if best is None else best[1]
 
 
@@ -60,7 +73,9 @@ def imports_of(path: Path) -> set[str]:
 
 
 def test_every_module_belongs_to_a_layer() -> None:
-    unplaced = [m for m in module_files() if layer_of(m) is None and m != "mcp_server" and "__main__" not in m]
+    unplaced = [
+        m for m in module_files() if layer_of(m) is None and m != "mcp_server" and "__main__" not in m
+    ]
     assert unplaced == []
 
 

@@ -46,12 +46,7 @@ STANDARD_LABELS = (
 )
 # Operator settings the chart passes on before mcp_server/config.py reads them (the operator
 # ignores unknown variables): GPU requests and scheduling of indexer pods.
-PENDING_SETTINGS = {
-    "INDEXER_GPU_COUNT",
-    "INDEXER_GPU_RESOURCE_NAME",
-    "INDEXER_NODE_SELECTOR",
-    "INDEXER_TOLERATIONS",
-}
+PENDING_SETTINGS: set[str] = set()
 
 
 @pytest.fixture(scope="session")

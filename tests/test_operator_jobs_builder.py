@@ -237,3 +237,33 @@ def test_test_hooks_are_copied_to_the_pod_only_when_enabled() -> None:
 )
 def test_only_allowlisted_test_hooks_pass_through(labels: dict[str, str], expected: dict[str, str]) -> None:
     assert passthrough_test_hooks(labels, None)[0] == expected
+
+
+
+def test_gpu_node_selector_and_tolerations_reach_the_indexer_pod() -> None:
+    job = manifest(
+        indexer_gpu_count=1,
+        indexer_node_selector={"accelerator": "h100"},
+        indexer_tolerations=[{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    )
+    spec = pod_spec(job)
+    assert spec["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert spec["nodeSelector"] == {"accelerator": "h100"}
+    assert spec["tolerations"][0]["key"] == "gpu"
+
+
+def test_no_gpu_request_by_default() -> None:
+    spec = pod_spec(manifest())
+    assert "nvidia.com/gpu" not in spec["containers"][0]["resources"]["limits"]
+    assert "nodeSelector" not in spec and "tolerations" not in spec
+
+
+def test_scheduling_settings_are_read_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INDEXER_NODE_SELECTOR", '{"accelerator": "h100"}')
+    monkeypatch.setenv("INDEXER_TOLERATIONS", '[{"key": "gpu", "operator": "Exists"}]')
+    monkeypatch.setenv("INDEXER_GPU_COUNT", "2")
+    from mcp_server.config import load_settings
+
+    loaded = load_settings()
+    assert (loaded.indexer_node_selector, loaded.indexer_gpu_count) == ({"accelerator": "h100"}, 2)
+    assert loaded.indexer_tolerations == [{"key": "gpu", "operator": "Exists"}]

@@ -163,6 +163,8 @@ def build_job(
     }
     if settings.indexer_env_secret_name:
         container["envFrom"] = [{"secretRef": {"name": settings.indexer_env_secret_name}}]
+    if settings.indexer_gpu_count:
+        container["resources"]["limits"][settings.indexer_gpu_resource_name] = str(settings.indexer_gpu_count)
 
     return {
         "apiVersion": "batch/v1",
@@ -204,6 +206,16 @@ def build_job(
                 "metadata": {"labels": pod_labels, "annotations": pod_annotations},
                 "spec": {
                     "restartPolicy": "Never",
+                    **(
+                        {"nodeSelector": dict(settings.indexer_node_selector)}
+                        if settings.indexer_node_selector
+                        else {}
+                    ),
+                    **(
+                        {"tolerations": list(settings.indexer_tolerations)}
+                        if settings.indexer_tolerations
+                        else {}
+                    ),
                     "serviceAccountName": settings.indexer_service_account,
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
