@@ -172,7 +172,7 @@ def test_source_files_carry_size_language_and_absolute_path(tmp_path: Path) -> N
     sources = {s.relative_path: s for s in walk_repository(tmp_path, max_file_bytes=MAX)}
     assert sources["pkg/mod.py"].language == "python"
     assert sources["pkg/mod.py"].size == 9
-    assert sources["pkg/mod.py"].path == tmp_path.resolve() / "pkg" / "mod.py"
+    assert Path(sources["pkg/mod.py"].path) == tmp_path.resolve() / "pkg" / "mod.py"
     assert sources["scripts/run"].language == "bash"
     assert sources["README"].language == "text"
 

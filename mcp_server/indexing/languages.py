@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 from types import MappingProxyType
 
 # ---------------------------------------------------------------------------------------------
@@ -206,7 +205,7 @@ def language_for_path(relative_path: str, first_line: bytes | None = None) -> st
 
     Returns None for files whose language is unknown (they are indexed as plain text).
     """
-    name = PurePosixPath(relative_path).name
+    name = relative_path.rpartition("/")[2]
     by_name = _FILENAMES.get(name)
     if by_name is not None:
         return by_name

@@ -465,7 +465,7 @@ class _Walker:
             return None
         first_line = head.split(b"\n", 1)[0] if head.startswith(b"#!") else None
         return SourceFile(
-            path=Path(path),
+            path=path,
             relative_path=relative,
             size=size,
             language=language_for_path(relative, first_line),
