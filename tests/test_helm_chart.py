@@ -145,8 +145,9 @@ def test_server_serves_http_with_the_token_from_a_secret(rendered: dict[str, lis
     env = env_of(container)
     assert env["CODEBASE_MCP_AUTH_TOKEN"] == {"secretKeyRef": {"name": "codebase-mcp-auth", "key": "token"}}
     assert env["DATABASE_URL"] == {"secretKeyRef": {"name": "codebase-mcp-database", "key": "url"}}
-    assert container["readinessProbe"]["tcpSocket"] == {"port": "http"}
-    assert container["livenessProbe"]["tcpSocket"] == {"port": "http"}
+    # /healthz is served without the token; every other path needs it.
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     token = one(docs, "Secret", "codebase-mcp-auth")["data"]["token"]
     assert len(token) >= 40  # base64 of 40 random characters
     service = one(docs, "Service", f"{RELEASE}-server")
