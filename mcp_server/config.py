@@ -29,7 +29,7 @@ def _default_home() -> Path:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=None, extra="ignore", case_sensitive=False, populate_by_name=True, env_ignore_empty=True
+        env_file=None, extra="ignore", case_sensitive=False, env_ignore_empty=True
     )
 
     # --- database -----------------------------------------------------------------------------

@@ -133,3 +133,12 @@ def test_a_database_password_never_appears_in_configuration_errors(monkeypatch: 
     with pytest.raises(ConfigurationError) as info:
         load_settings()
     assert "s3cr3t-pw" not in str(info.value)
+
+
+def test_the_home_variable_of_the_shell_is_not_mistaken_for_codebase_mcp_home(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Regression: field names were accepted as variable names, so $HOME became the data directory.
+    monkeypatch.delenv("CODEBASE_MCP_HOME", raising=False)
+    monkeypatch.setenv("HOME", "/srv/someone")
+    assert load_settings().home == Path("/srv/someone/.local/share/codebase-mcp")

@@ -130,7 +130,10 @@ class LocalLauncher:
         log_path = runs / f"{job.id}.supervisor.log"
         with open(log_path, "ab") as log_file:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "mcp_server.launchers.supervisor", "--job-id", str(job.id)],
+                # -P and a neutral cwd: a checkout of the sources in the caller's working directory
+                # must not shadow the installed package.
+                [sys.executable, "-P", "-m", "mcp_server.launchers.supervisor", "--job-id", str(job.id)],
+                cwd=runs,
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,

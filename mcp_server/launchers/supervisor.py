@@ -9,8 +9,10 @@ next pending job.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -43,25 +45,42 @@ def _die_with_parent() -> None:
 
 
 def _stop(child: subprocess.Popen[bytes]) -> None:
-    if child.poll() is not None:
-        return
-    child.terminate()
-    try:
-        child.wait(KILL_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
+    if child.poll() is None:
+        child.terminate()
+        try:
+            child.wait(KILL_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    _kill_leftovers(child)
+
+
+def _kill_leftovers(child: subprocess.Popen[bytes]) -> None:
+    """Kill what the indexer left in its process group once it is gone.
+
+    Why: its parser pool's workers and multiprocessing's fork server do not notice the indexer's
+    death (each worker holds the fork server's "alive" pipe and waits on its task queue), so an
+    indexer killed by SIGKILL or the OOM killer would leave them running for ever.
+    """
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # nothing left
+        os.killpg(child.pid, signal.SIGKILL)
 
 
 def describe_exit(returncode: int) -> str:
     if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        hint = " (out of memory?)" if -returncode == signal.SIGKILL else ""
-        return f"the indexer was killed by {name}{hint}"
+        return f"the indexer was killed by {_signal_name(-returncode)}"
+    if 128 < returncode < 128 + signal.NSIG:
+        # How a shell or a container runtime reports a child killed by a signal (137: SIGKILL).
+        return f"the indexer exited with code {returncode} (killed by {_signal_name(returncode - 128)})"
     return f"the indexer exited with code {returncode}"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+    return f"{name} (out of memory?)" if number == signal.SIGKILL else name
 
 
 def _tail(path: Path, lines: int = 5) -> str:
@@ -88,6 +107,7 @@ def supervise(settings: Settings, job_id: uuid.UUID) -> int:
         child = subprocess.Popen(
             [
                 sys.executable,
+                "-P",
                 "-m",
                 "mcp_server.cli",
                 "indexer",
@@ -100,7 +120,9 @@ def supervise(settings: Settings, job_id: uuid.UUID) -> int:
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
+            cwd=runs,
             preexec_fn=_die_with_parent,
+            process_group=0,  # its own group, so that _kill_leftovers reaches its workers
         )
     started = time.monotonic()
     last_heartbeat = started
@@ -125,6 +147,7 @@ def supervise(settings: Settings, job_id: uuid.UUID) -> int:
         _stop(child)
         raise
     returncode = child.wait()
+    _kill_leftovers(child)
     if outcome == "left-running":
         log.info("job %s left the running state; indexer stopped", job_id)
     elif outcome is not None:
@@ -155,8 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job-id", required=True, type=uuid.UUID)
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s job=" + str(args.job_id) + " %(message)s"
+        level=logging.WARNING, format="%(asctime)s %(levelname)s job=" + str(args.job_id) + " %(message)s"
     )
+    log.setLevel(logging.INFO)
     # SIGTERM (e.g. a system shutdown) must still stop the child and record a failure.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     settings = load_settings()
@@ -165,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit:
         JobStore(get_engine(settings)).fail(args.job_id, "the supervising process was terminated (SIGTERM)")
         raise
+    except Exception as exc:  # the job must not stay `running` because its supervisor broke
+        log.exception("supervisor failed")
+        JobStore(get_engine(settings)).fail(args.job_id, f"the supervising process failed: {exc}")
+        return 1
 
 
 if __name__ == "__main__":
