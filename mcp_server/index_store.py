@@ -35,13 +35,16 @@ PROJECT_LITERAL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 # Bulk loads build the HNSW graph once at the end: about 5x faster than inserting into it.
 INDEX_BUILD_SETTINGS = ("SET maintenance_work_mem = '512MB'", "SET max_parallel_maintenance_workers = 2")
 
-_CAMEL_RE = re.compile(r"[A-Za-z][a-z0-9]*[A-Z][A-Za-z0-9]*|[A-Z]{2,}[a-z][A-Za-z0-9]*")
+_CAMEL_RE = re.compile(
+    r"[A-Za-z][a-z0-9]*[A-Z][A-Za-z0-9]*|[A-Z]{2,}[a-z][A-Za-z0-9]*|[A-Za-z]+[0-9]+[A-Za-z][A-Za-z0-9]*"
+)
 _CAMEL_SPLIT_RE = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 
 
 def split_identifiers(content: str) -> str:
     """The camelCase identifiers of `content`, split into words ("parseHTTPResponse" -> "parse
-    HTTP Response"). PostgreSQL's parser already splits snake_case at underscores."""
+    HTTP Response", "html2text" -> "html 2 text"). PostgreSQL's parser already splits snake_case
+    at underscores."""
     seen: set[str] = set()
     words: list[str] = []
     for match in _CAMEL_RE.finditer(content):
@@ -398,6 +401,13 @@ class IndexStore:
         if file_ids:
             with self._engine.begin() as conn:
                 conn.execute(text("DELETE FROM files WHERE id = ANY(:ids)"), {"ids": list(file_ids)})
+
+    def analyze(self) -> None:
+        """Refresh the planner's statistics after a bulk load: lexical search weighs query words by
+        how rare they are (pg_stats), and autovacuum would only get there a minute later."""
+        with self._engine.connect() as conn:
+            conn.execute(text("ANALYZE chunks"))
+            conn.commit()
 
     def publish(
         self, state: RunState, *, job_id: uuid.UUID | None, replace_project_model: tuple[str, int] | None

@@ -12,14 +12,20 @@ quality and for speed (design.md section 4: `ts_rank` over an unselective OR que
   * only rows holding at least one *selective* word (in at most `SELECTIVE_FRACTION` of the rows)
     are candidates; common words only add to the score of those rows. With no selective word at
     all, every word must match;
-  * a word found in the path or symbol (weight A) counts more than one in the body (weight B).
-The indexed text splits identifiers at snake_case and camelCase boundaries and punctuation (see
-`index_store.lexical_text`); the query goes through the same function.
+  * a word found in the path or symbol (weight A) counts more than one in the body (weight B);
+  * at most `LEXICAL_SCAN_CAP` candidates are ranked by one plain `ts_rank`, and only the best
+    `LEXICAL_RESCORE_ROWS` get the full per-word score (p95 32 ms for all modes at 105,000
+    chunks, bench/search_quality.py --latency).
+The indexed text splits identifiers at snake_case, camelCase and letter-digit boundaries and at
+punctuation (see `index_store.lexical_text`); the query goes through the same function.
+
+The two lists are fused by weighted reciprocal rank (`Fusion`), the lexical weight following how
+much of the query the best lexical hit covers; bench/quality/NOTES.md has the measurements.
 
 Filters (language, path glob or prefix, file type) are resolved to the ids of the matching files
 of the active generations first. When they leave few chunks, the vector side ranks those chunks
 exactly instead of walking the HNSW graph, so a selective filter still fills `limit` results; a
-broad filter uses pgvector's iterative index scan.
+broad filter is applied to the chunk rows and uses pgvector's iterative index scan.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from typing import Any, Literal
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
+from mcp_server.embeddings import StaticEmbedder
 from mcp_server.embeddings.base import Embedder
 from mcp_server.errors import EmbeddingModelMismatch, InvalidInput
 from mcp_server.index_store import (
@@ -60,23 +67,58 @@ _EXTENSION_RE = re.compile(r"^\.?[A-Za-z0-9_+-]{1,16}$")
 _GLOB_CHARS = set("*?[")
 Ranking = list[tuple[int, float]]  # (chunk id, retriever score), best first
 
-# Fusion (tuned on the dev half of bench/quality; see bench/quality/NOTES.md).
-RRF_K = 60
-SEMANTIC_WEIGHT = 1.0
-LEXICAL_WEIGHT = 1.0
-MIN_CANDIDATES = 50
+MIN_CANDIDATES = 50  # per retriever, before fusion
+
+
+@dataclass(frozen=True, slots=True)
+class Fusion:
+    """Weighted reciprocal rank fusion whose lexical weight follows the lexical evidence.
+
+    score(chunk) = w_lex / (k + lexical rank) + w_sem / (k + semantic rank). `w_lex` goes from
+    `lexical_low` to `lexical_high` as the best lexical hit's coverage (the share of the query's
+    word weight it contains) goes from `coverage_low` to `coverage_high`: a query whose rare words
+    all occur in one chunk is trusted to the keywords, a paraphrase that only shares common words
+    with the code is left to the vectors. Tuned on the dev half of bench/quality (NOTES.md there).
+    """
+
+    k: float
+    lexical_low: float
+    lexical_high: float
+    coverage_low: float
+    coverage_high: float
+    semantic: float = 1.0
+
+    def lexical_weight(self, coverage: float) -> float:
+        span = self.coverage_high - self.coverage_low
+        t = min(1.0, max(0.0, (coverage - self.coverage_low) / span))
+        return self.lexical_low + (self.lexical_high - self.lexical_low) * t
+
+
+# Static (bag-of-token) vectors rank below full-text search on code words, so keywords lead; a
+# transformer or an embedding server understands paraphrases, so it leads unless the keywords
+# clearly match.
+STATIC_FUSION = Fusion(k=10, lexical_low=1.0, lexical_high=4.0, coverage_low=0.4, coverage_high=0.8)
+MODEL_FUSION = Fusion(k=30, lexical_low=0.5, lexical_high=3.0, coverage_low=0.5, coverage_high=0.9)
+
+
+def fusion_for(embedder: Embedder) -> Fusion:
+    return STATIC_FUSION if isinstance(embedder, StaticEmbedder) else MODEL_FUSION
+
 
 # Lexical ranking.
 SELECTIVE_FRACTION = 0.05  # a word in more rows than this does not select candidates by itself
-LEXICAL_SCAN_CAP = 4000  # rows scored at most per query: bounds the cost of a vague query
+LEXICAL_SCAN_CAP = 4000  # matching rows ranked at most per query: bounds the cost of a vague query
+LEXICAL_RESCORE_ROWS = 300  # of those, rows given the full IDF-weighted score
 MAX_QUERY_TERMS = 12
-_LABEL_WEIGHTS = "{0.0, 0.0, 0.4, 1.0}"  # D, C, B (content), A (path and symbol)
+_LABEL_WEIGHTS = "{0.0, 0.0, 0.7, 1.0}"  # D, C, B (content), A (path and symbol)
+_RANK_NORMALIZATION = 1  # ts_rank: divide by 1 + log(length), so long chunks do not win by size
 _STATS_TTL_SECONDS = 300.0
 
 # Vector search: rank exactly when filters leave at most this many chunks.
 EXACT_SCAN_MAX_ROWS = 5000
-# File-id lists longer than this are applied as a path regex on the chunks instead.
-MAX_FILTER_FILES = 20_000
+# A filter matching more files than this is broad: it is applied to the chunk rows directly (a
+# long id list costs more to plan and probe than it saves), and the vector side keeps its index.
+MAX_FILTER_FILES = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +269,7 @@ class Searcher:
     def __init__(self, engine: Engine, embedder: Embedder) -> None:
         self._engine = engine
         self._embedder = embedder
+        self.fusion = fusion_for(embedder)
         self._stats = _TermStats()
         self._stats_lock = threading.Lock()
 
@@ -287,12 +330,14 @@ class Searcher:
             if scope is None:
                 return _finish(empty, started)
             candidates = max(limit * 3, MIN_CANDIDATES)
+            fusion = self.fusion
             ranked: list[tuple[Ranking, float]] = []
             if mode in ("hybrid", "semantic"):
-                ranked.append((self._semantic(conn, query, dimension, scope, candidates), SEMANTIC_WEIGHT))
+                ranked.append((self._semantic(conn, query, dimension, scope, candidates), fusion.semantic))
             if mode in ("hybrid", "lexical"):
-                ranked.append((self._lexical(conn, query, scope, candidates), LEXICAL_WEIGHT))
-            fused = _rrf(ranked)
+                lexical, coverage = self._lexical(conn, query, scope, candidates)
+                ranked.append((lexical, fusion.lexical_weight(coverage)))
+            fused = _rrf(ranked, fusion.k)
             results, truncated = _assemble(
                 conn,
                 fused,
@@ -344,14 +389,33 @@ class Searcher:
             return self._semantic(conn, query, dimension, scope.as_exact(), k)
         return [(r.id, 1.0 - float(r.distance)) for r in rows]
 
-    def _lexical(self, conn: Connection, query: str, scope: _Scope, k: int) -> Ranking:
-        """The k best chunks by weighted word matches: [(chunk id, score)], best first."""
+    def _lexical(self, conn: Connection, query: str, scope: _Scope, k: int) -> tuple[Ranking, float]:
+        """The k best chunks by weighted word matches, [(chunk id, score)] best first, and the
+        coverage of the best one: the share of the query's word weight it contains (0 to 1)."""
+        ranking, terms = self._lexical_ranking(conn, query, scope, k)
+        if not ranking:
+            return ranking, 0.0
+        matched = conn.execute(
+            text(
+                "SELECT "
+                + ", ".join(f"c.search_tsv @@ CAST(:t{i} AS tsquery)" for i in range(len(terms)))
+                + " FROM chunks c WHERE c.id = :id"
+            ),
+            {"id": ranking[0][0], **{f"t{i}": _tsquery_literal(t) for i, (t, _, _) in enumerate(terms)}},
+        ).one()
+        total = sum(weight for _, weight, _ in terms)
+        found = sum(weight for (_, weight, _), hit in zip(terms, matched, strict=True) if hit)
+        return ranking, found / total if total > 0 else 0.0
+
+    def _lexical_ranking(
+        self, conn: Connection, query: str, scope: _Scope, k: int
+    ) -> tuple[Ranking, list[tuple[str, float, bool]]]:
         lexemes = conn.execute(
             text(f"SELECT tsvector_to_array(to_tsvector('{TEXT_SEARCH_CONFIG}', :q))"),
             {"q": lexical_text(query)},
         ).scalar_one()
         if not lexemes:
-            return []
+            return [], []
         stats = self._term_stats(conn)
         terms = _weigh_terms(list(lexemes), stats)[:MAX_QUERY_TERMS]
         selective = [t for t, _, is_selective in terms if is_selective]
@@ -361,17 +425,26 @@ class Searcher:
             params[f"t{i}"] = _tsquery_literal(lexeme)
             params[f"w{i}"] = weight
             score.append(
-                f":w{i} * ts_rank('{_LABEL_WEIGHTS}'::float4[], c.search_tsv, CAST(:t{i} AS tsquery), 1)"
+                f":w{i} * ts_rank('{_LABEL_WEIGHTS}'::float4[], c.search_tsv, CAST(:t{i} AS tsquery), "
+                f"{_RANK_NORMALIZATION})"
             )
+        # Three steps, each on fewer rows: at most `cap` matching rows; the best `rescore` of them by
+        # one plain ts_rank over all the query's words; those by the IDF-weighted sum of per-word
+        # ranks (a ts_rank call per word and row is what makes scoring thousands of rows slow).
+        params["any"] = " | ".join(_tsquery_literal(t) for t, _, _ in terms)
+        params["rescore"] = max(k, LEXICAL_RESCORE_ROWS)
         sql = (
-            "SELECT id, score FROM ("
-            f" SELECT c.id, ({' + '.join(score)}) AS score FROM chunks c"
-            f" WHERE {scope.where} AND c.search_tsv @@ CAST(:match AS tsquery) LIMIT :cap"
-            ") s ORDER BY score DESC, id LIMIT :k"
+            f"SELECT id, ({' + '.join(score)}) AS score FROM ("
+            " SELECT id, search_tsv FROM ("
+            f"  SELECT c.id, c.search_tsv FROM chunks c"
+            f"  WHERE {scope.where} AND c.search_tsv @@ CAST(:match AS tsquery) LIMIT :cap"
+            f" ) m ORDER BY ts_rank('{_LABEL_WEIGHTS}'::float4[], search_tsv, CAST(:any AS tsquery), "
+            f"{_RANK_NORMALIZATION}) DESC LIMIT :rescore"
+            ") c ORDER BY score DESC, id LIMIT :k"
         )
         if selective:
             params["match"] = " | ".join(_tsquery_literal(t) for t in selective)
-            return [(r.id, float(r.score)) for r in conn.execute(text(sql), params)]
+            return [(r.id, float(r.score)) for r in conn.execute(text(sql), params)], terms
         # Only common words: rows with all of them, else rows with any.
         params["match"] = " & ".join(_tsquery_literal(t) for t, _, _ in terms)
         ranked = [(r.id, float(r.score)) for r in conn.execute(text(sql), params)]
@@ -379,7 +452,7 @@ class Searcher:
             params["match"] = " | ".join(_tsquery_literal(t) for t, _, _ in terms)
             seen = {chunk_id for chunk_id, _ in ranked}
             ranked += [(r.id, float(r.score)) for r in conn.execute(text(sql), params) if r.id not in seen]
-        return ranked[:k]
+        return ranked[:k], terms
 
     def _term_stats(self, conn: Connection) -> _TermStats:
         now = time.monotonic()
@@ -494,11 +567,11 @@ class _Scope:
         return _Scope(" AND ".join(clauses), params, True, rows <= EXACT_SCAN_MAX_ROWS)
 
 
-def _rrf(rankings: list[tuple[Ranking, float]]) -> list[tuple[int, float]]:
+def _rrf(rankings: list[tuple[Ranking, float]], k: float) -> list[tuple[int, float]]:
     scores: dict[int, float] = {}
     for ranking, weight in rankings:
         for rank, (chunk_id, _) in enumerate(ranking):
-            scores[chunk_id] = scores.get(chunk_id, 0.0) + weight / (RRF_K + rank + 1)
+            scores[chunk_id] = scores.get(chunk_id, 0.0) + weight / (k + rank + 1)
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
 
 

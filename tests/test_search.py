@@ -112,6 +112,22 @@ def test_language_and_file_type_filters_select_their_files(searcher: Searcher, b
     assert searcher.search("checksum", project_id="default", file_type="rs").results == []
 
 
+def test_a_broad_filter_is_applied_to_the_chunk_rows(
+    searcher: Searcher, big_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(search, "MAX_FILTER_FILES", 1)  # every filter counts as broad
+    for mode in MODES:
+        response = searcher.search(
+            "compute the checksum", project_id="default", mode=mode, limit=12, path="special"
+        )
+        assert len(response.results) == 12
+        assert all(r.file_path.startswith("special/") for r in response.results)
+        docs = searcher.search(
+            "checksum step", project_id="default", mode=mode, language="markdown", file_type="md"
+        )
+        assert docs.results and {r.file_path for r in docs.results} == {"docs/guide.md"}
+
+
 def test_a_filter_that_matches_nothing_returns_no_results(searcher: Searcher, big_repo: Path) -> None:
     assert searcher.search("checksum", project_id="default", path="nowhere/**").results == []
 
@@ -186,7 +202,7 @@ def test_rows_of_one_project_are_never_returned_for_another_in_any_mode(
         ).all()
         scope = search._Scope.build(conn, "alpha", repos, search.SearchFilters())
         assert scope is not None
-        lexical = searcher._lexical(conn, "zebra giraffe shared entry", scope, 50)
+        lexical, _ = searcher._lexical(conn, "zebra giraffe shared entry", scope, 50)
         semantic = searcher._semantic(conn, "zebra giraffe", embedder.dimension, scope, 50)
         exact = searcher._semantic(conn, "zebra giraffe", embedder.dimension, scope.as_exact(), 50)
     assert lexical and semantic and exact

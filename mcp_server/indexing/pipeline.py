@@ -184,12 +184,17 @@ class IndexRun:
         if bulk:
             self.store.drop_vector_index(self.project_id, dimension)
         try:
-            return self._run(state)
+            counters = self._run(state)
         finally:
             self._writer.shutdown(wait=True, cancel_futures=True)
             started = time.perf_counter()
             self.store.ensure_vector_index(self.project_id, dimension)
             self.counters.add_time("vector index", started)
+        if bulk:
+            started = time.perf_counter()
+            self.store.analyze()
+            counters.add_time("analyze", started)
+        return counters
 
     def _run(self, state: RunState) -> RunCounters:
         c = self.counters
