@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -36,8 +37,16 @@ def _service(settings: Settings) -> Any:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from mcp_server.server import run_server
 
+    # SIGTERM (how clients and process managers stop a server; uvicorn re-raises it after its
+    # graceful shutdown) must end the process normally, so exit hooks run: the embedded database
+    # stops when its last user is gone.
+    signal.signal(signal.SIGTERM, _exit_normally)
     run_server(settings, transport=args.transport, host=args.host, port=args.port)
     return 0
+
+
+def _exit_normally(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def cmd_index(settings: Settings, args: argparse.Namespace) -> int:

@@ -69,6 +69,21 @@ def lexical_text(content: str) -> str:
     return plain + " " + split_identifiers(plain)
 
 
+# PostgreSQL refuses a tsvector whose words exceed 1 MB ("string is too long for tsvector"), which
+# would fail a whole write batch over one minified bundle kept as a single line. Past this many
+# bytes a chunk is only found by keyword through its start (by meaning through all of it).
+MAX_LEXICAL_BYTES = 512 * 1024
+
+
+def _lexical_body(content: str) -> str:
+    body = lexical_text(content)
+    if len(body) * 4 > MAX_LEXICAL_BYTES:  # cheap test first: a character is at most 4 bytes
+        data = body.encode("utf-8")
+        if len(data) > MAX_LEXICAL_BYTES:
+            body = data[:MAX_LEXICAL_BYTES].decode("utf-8", "ignore")
+    return body
+
+
 def vector_index_name(project_id: str, dimension: int) -> str:
     """One HNSW index per project and dimension (a partial index), so loading one project never
     pays for another's graph and a bulk load can build its graph once instead of row by row."""
@@ -368,7 +383,7 @@ class IndexStore:
                                     c.content.replace("\x00", ""),
                                     embeddings[i],
                                     lexical_text(head),
-                                    lexical_text(c.content.replace("\x00", "")),
+                                    _lexical_body(c.content.replace("\x00", "")),
                                 )
                             )
                             i += 1

@@ -25,7 +25,8 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import Select, and_, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine, RowMapping
 
 from mcp_server.db.schema import indexing_jobs
@@ -150,9 +151,12 @@ class JobStore:
         source_git_ref: str | None = None,
         k8s_namespace: str | None = None,
         k8s_name: str | None = None,
+        unless_active: bool = False,
     ) -> Job:
         """Insert a `pending` job. With an explicit `job_id` that already exists, return that row
-        (idempotent: the operator adopting a row the MCP tool created, or a replayed event)."""
+        (idempotent: the operator adopting a row the MCP tool created, or a replayed event). With
+        `unless_active`, return the repository's pending or running job instead if it has one
+        (atomically: compare the returned id with `job_id` to tell)."""
         job_id = job_id or uuid.uuid4()
         values: dict[str, Any] = {
             "id": job_id,
@@ -167,11 +171,19 @@ class JobStore:
             "k8s_name": k8s_name,
             "phase": "queued",
         }
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        stmt = pg_insert(indexing_jobs).values(**values).on_conflict_do_nothing(index_elements=["id"])
         with self._engine.begin() as conn:
-            conn.execute(stmt)
+            if unless_active:
+                # Clients that start one repository at the same moment (two MCP servers, a CLI)
+                # must get one job, never two runs writing the same index generation at once.
+                # Transaction-scoped lock: held until the new row is committed.
+                key = f"start:{project_id}:{repo_path}"
+                conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": key})
+                active = conn.execute(self._active_query(project_id, repo_path)).mappings().one_or_none()
+                if active is not None:
+                    return Job.from_row(active)
+            conn.execute(
+                pg_insert(indexing_jobs).values(**values).on_conflict_do_nothing(index_elements=["id"])
+            )
             row = conn.execute(select(indexing_jobs).where(indexing_jobs.c.id == job_id)).mappings().one()
         return Job.from_row(row)
 
@@ -203,7 +215,13 @@ class JobStore:
 
     def find_active(self, *, project_id: str, repo_path: str) -> Job | None:
         """The pending or running job for this repository, if any (the oldest one)."""
-        query = (
+        with self._engine.connect() as conn:
+            row = conn.execute(self._active_query(project_id, repo_path)).mappings().one_or_none()
+        return Job.from_row(row) if row else None
+
+    @staticmethod
+    def _active_query(project_id: str, repo_path: str) -> Select[Any]:
+        return (
             select(indexing_jobs)
             .where(
                 indexing_jobs.c.project_id == project_id,
@@ -213,9 +231,6 @@ class JobStore:
             .order_by(indexing_jobs.c.created_at)
             .limit(1)
         )
-        with self._engine.connect() as conn:
-            row = conn.execute(query).mappings().one_or_none()
-        return Job.from_row(row) if row else None
 
     def find_by_k8s_name(self, *, namespace: str, name: str) -> Job | None:
         query = (

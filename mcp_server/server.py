@@ -17,6 +17,7 @@ from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
 from fastmcp.server.auth import AccessToken, TokenVerifier
 from pydantic import Field
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
@@ -41,6 +42,11 @@ async def _call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
     except CodebaseMCPError as exc:
         raise ToolError(str(exc)) from None
+    except (OperationalError, InterfaceError) as exc:
+        log.warning("database unavailable during a tool call: %s", exc.orig)
+        raise ToolError(
+            "the database is unavailable (PostgreSQL restarting or unreachable?); retry in a moment"
+        ) from None
     except Exception:
         log.exception("unexpected error in a tool call")
         raise ToolError("internal error in codebase-mcp; see the server log for details") from None

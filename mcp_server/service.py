@@ -6,6 +6,7 @@ CodebaseMCPError with a message written for a person, which each front end repor
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from functools import cached_property
 from typing import Any
@@ -95,23 +96,25 @@ class CodebaseService:
             raise InvalidInput("force_reindex must be true or false")
         project = validate_project_id(project_id, default=DEFAULT_PROJECT_ID)
         root = validate_repo_path(repo_path, allowed_roots=self.settings.allowed_roots)
-        existing = self.jobs.find_active(project_id=project, repo_path=str(root))
-        if existing is not None:
-            return {
-                "job_id": str(existing.id),
-                "status": existing.status.value,
-                "project_id": project,
-                "message": (
-                    f"{root} is already being indexed in project {project!r} by job {existing.id}; "
-                    "poll get_indexing_status with that job_id"
-                ),
-            }
+        new_id = uuid.uuid4()
         job = self.jobs.create(
+            job_id=new_id,
             repo_path=str(root),
             project_id=project,
             force_reindex=force_reindex,
             timeout_seconds=self.settings.indexing_job_timeout_seconds,
+            unless_active=True,
         )
+        if job.id != new_id:
+            return {
+                "job_id": str(job.id),
+                "status": job.status.value,
+                "project_id": project,
+                "message": (
+                    f"{root} is already being indexed in project {project!r} by job {job.id}; "
+                    "poll get_indexing_status with that job_id"
+                ),
+            }
         self.launcher.submit(job)
         return {
             "job_id": str(job.id),

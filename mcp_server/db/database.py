@@ -13,9 +13,11 @@ with a message that says so.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
+import re
 import threading
 import warnings
 from importlib import resources
@@ -47,6 +49,15 @@ def redact_url(url: str) -> str:
         return "<unparseable database URL>"
 
 
+_URL_CREDENTIALS_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]*@")
+
+
+def redact_urls(text: str) -> str:
+    """`text` with the user and password of every URL in it replaced by `***` (error messages
+    that quote a URL: a connection string, an embedding server's address)."""
+    return _URL_CREDENTIALS_RE.sub(r"\g<scheme>***@", text)
+
+
 def _start_embedded(pgdata: Path) -> str:
     """Start (or join) the embedded server in `pgdata` and return a psycopg URL to our database."""
     try:
@@ -63,6 +74,10 @@ def _start_embedded(pgdata: Path) -> str:
             _repair_holder_list(PostgresServer, pgdata)
             server = get_server(pgdata)
             _embedded_servers[pgdata] = server
+            # Runs before the library's own exit hook (atexit is last-in, first-out), which stops
+            # the server only when this process is the last holder listed: holders killed by a
+            # signal never unlist themselves and would keep the server up for ever.
+            atexit.register(_repair_holder_list, PostgresServer, pgdata)
         admin_uri = server.get_uri()
     except Exception as exc:
         raise DatabaseUnavailable(f"could not start the embedded PostgreSQL in {pgdata}: {exc}") from exc

@@ -20,8 +20,10 @@ import uuid
 from contextlib import ExitStack
 from pathlib import Path
 
+from sqlalchemy.exc import InterfaceError, OperationalError
+
 from mcp_server.config import Settings
-from mcp_server.db.database import get_engine, redact_url
+from mcp_server.db.database import get_engine, redact_urls
 from mcp_server.embeddings import create_embedder
 from mcp_server.errors import CodebaseMCPError, InvalidInput
 from mcp_server.index_store import IndexStore
@@ -49,6 +51,11 @@ def embedder_from_settings(settings: Settings):  # type: ignore[no-untyped-def]
         timeout_seconds=settings.embedding_timeout_seconds,
         model_path=settings.embedding_model_path,
     )
+
+
+def _first_line(exc: object) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def write_termination_message(path: str | None, message: str) -> None:
@@ -134,10 +141,17 @@ def run_job(settings: Settings, job_id: uuid.UUID, *, termination_log: str | Non
         except CodebaseMCPError as exc:
             write_termination_message(termination_log, str(exc))
             return EXIT_FAILED
+        except (OperationalError, InterfaceError) as exc:
+            log.exception("indexing job %s lost its database", job_id)
+            write_termination_message(
+                termination_log,
+                f"lost the connection to the database (PostgreSQL restarted or unreachable?): "
+                f"{redact_urls(_first_line(exc.orig))}; the previous index is unchanged, retry the job",
+            )
+            return EXIT_FAILED
         except Exception as exc:  # the reason must reach the job row, whatever it was
             log.exception("indexing job %s failed", job_id)
-            message = redact_url(str(exc)) if "://" in str(exc) else str(exc)
-            write_termination_message(termination_log, f"{type(exc).__name__}: {message}")
+            write_termination_message(termination_log, f"{type(exc).__name__}: {redact_urls(str(exc))}")
             return EXIT_FAILED
     summary = (
         f"indexed {counters.files_indexed} files ({counters.files_changed} new or changed, "

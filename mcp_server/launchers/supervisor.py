@@ -18,10 +18,15 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from mcp_server.config import Settings, load_settings
 from mcp_server.db.database import get_engine
+from mcp_server.errors import DatabaseUnavailable
 from mcp_server.index_store import IndexStore
 from mcp_server.indexing.entrypoint import EXIT_INVALID, EXIT_NOT_RUNNABLE
 from mcp_server.jobs import JobStatus, JobStore
@@ -32,7 +37,11 @@ log = logging.getLogger("codebase_mcp.supervisor")
 POLL_SECONDS = 0.25
 HEARTBEAT_SECONDS = 5.0
 KILL_GRACE_SECONDS = 10.0
+# How long the job's outcome is retried while the database is away (a restart, a failover).
+RECORD_RETRY_SECONDS = 600.0
 _PR_SET_PDEATHSIG = 1
+_DATABASE_ERRORS = (SQLAlchemyError, DatabaseUnavailable)
+T = TypeVar("T")
 
 
 def _die_with_parent() -> None:
@@ -139,7 +148,14 @@ def supervise(settings: Settings, job_id: uuid.UUID) -> int:
                 break
             if now - last_heartbeat >= HEARTBEAT_SECONDS or now - started < 2:
                 last_heartbeat = now
-                if not jobs.heartbeat(job_id):  # cancelled or failed elsewhere
+                try:
+                    still_running = jobs.heartbeat(job_id)
+                except _DATABASE_ERRORS as exc:
+                    # The database is away for a moment: the indexer decides whether its run
+                    # survives it; this process must outlive it to record the outcome.
+                    log.warning("job %s: heartbeat failed: %s", job_id, _first_line(exc))
+                    still_running = True
+                if not still_running:  # cancelled or failed elsewhere
                     _stop(child)
                     outcome = "left-running"
                     break
@@ -150,7 +166,27 @@ def supervise(settings: Settings, job_id: uuid.UUID) -> int:
     _kill_leftovers(child)
     if outcome == "left-running":
         log.info("job %s left the running state; indexer stopped", job_id)
-    elif outcome is not None:
+    else:
+        _until_it_lands(
+            "recording the job's outcome",
+            lambda: _record_outcome(jobs, job_id, outcome, returncode, reason_path, log_path),
+        )
+    # Best effort: any later dispatch or server start does both again.
+    if returncode != 0:
+        _until_it_lands("restoring vector indexes", IndexStore(jobs.engine).restore_vector_indexes, 30)
+    _until_it_lands("dispatching the next job", LocalLauncher(settings, jobs).dispatch, 30)
+    return 0
+
+
+def _record_outcome(
+    jobs: JobStore,
+    job_id: uuid.UUID,
+    outcome: str | None,
+    returncode: int,
+    reason_path: Path,
+    log_path: Path,
+) -> None:
+    if outcome is not None:
         jobs.fail(job_id, outcome)
     elif returncode == 0:
         jobs.complete(job_id)
@@ -163,10 +199,31 @@ def supervise(settings: Settings, job_id: uuid.UUID) -> int:
             jobs.fail(job_id, reason or prefix)
         else:
             jobs.fail(job_id, f"{prefix}: {reason}" if reason else prefix)
-    if returncode != 0:
-        IndexStore(jobs.engine).restore_vector_indexes()
-    LocalLauncher(settings, jobs).dispatch()
-    return 0
+
+
+def _until_it_lands(what: str, action: Callable[[], T], patience: float = RECORD_RETRY_SECONDS) -> T | None:
+    """Run a database call, retrying while PostgreSQL is unreachable.
+
+    Why: a terminal state that never lands leaves the job `running` until some other process
+    reconciles it, with a vaguer reason; a database restart takes seconds.
+    """
+    deadline = time.monotonic() + patience
+    delay = 0.5
+    while True:
+        try:
+            return action()
+        except _DATABASE_ERRORS as exc:
+            if time.monotonic() + delay > deadline:
+                log.error("%s: gave up after %.0f s: %s", what, patience, _first_line(exc))
+                return None
+            log.warning("%s failed, retrying in %.1f s: %s", what, delay, _first_line(exc))
+            time.sleep(delay)
+            delay = min(2 * delay, 5.0)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

