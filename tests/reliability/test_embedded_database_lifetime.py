@@ -53,7 +53,9 @@ def test_the_last_server_to_exit_stops_the_database_after_another_was_killed(tmp
     home = tmp_path / "home"
     survivor, victim = _serve(home), _serve(home)
     try:
-        wait_for(lambda: _holding(home, survivor) and _holding(home, victim), timeout=60, what="both servers up")
+        wait_for(
+            lambda: _holding(home, survivor) and _holding(home, victim), timeout=60, what="both servers up"
+        )
         postmaster = _postmaster(home / "pgdata")
         assert postmaster is not None
         victim.send_signal(signal.SIGKILL)
