@@ -180,14 +180,24 @@ class KubeClient:
     def create_indexing_request(self, namespace: str, body: Mapping[str, Any]) -> Body:
         return self._call(
             f"create IndexingRequest in {namespace}",
-            self._custom.create_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, dict(body),
+            self._custom.create_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            dict(body),
         )
 
     def get_indexing_request(self, namespace: str, name: str) -> Body | None:
         try:
             return self._call(
                 f"get IndexingRequest {namespace}/{name}",
-                self._custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name,
+                self._custom.get_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
             )
         except NotFound:
             return None
@@ -200,7 +210,11 @@ class KubeClient:
         else:
             result = self._call(
                 f"list IndexingRequests in {namespace}",
-                self._custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL,
+                self._custom.list_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
             )
         return list(result.get("items") or [])
 
@@ -209,7 +223,12 @@ class KubeClient:
         try:
             self._call(
                 f"delete IndexingRequest {namespace}/{name}",
-                self._custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name,
+                self._custom.delete_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
                 propagation_policy="Background",
             )
         except NotFound:
@@ -219,7 +238,12 @@ class KubeClient:
     def patch_indexing_request_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> Body:
         return self._call(
             f"update the status of IndexingRequest {namespace}/{name}",
-            self._custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, PLURAL, name,
+            self._custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
             {"status": dict(status)},
         )
 
@@ -238,7 +262,9 @@ class KubeClient:
             )
         else:
             result = self._call(
-                f"list Jobs in {namespace}", self._batch.list_namespaced_job, namespace,
+                f"list Jobs in {namespace}",
+                self._batch.list_namespaced_job,
+                namespace,
                 label_selector=label_selector,
             )
         return list(result.get("items") or [])
@@ -248,7 +274,10 @@ class KubeClient:
         be orphaned); False when it was already gone."""
         try:
             self._call(
-                f"delete Job {namespace}/{name}", self._batch.delete_namespaced_job, name, namespace,
+                f"delete Job {namespace}/{name}",
+                self._batch.delete_namespaced_job,
+                name,
+                namespace,
                 propagation_policy="Background",
             )
         except NotFound:
@@ -262,7 +291,9 @@ class KubeClient:
             )
         else:
             result = self._call(
-                f"list pods in {namespace}", self._core.list_namespaced_pod, namespace,
+                f"list pods in {namespace}",
+                self._core.list_namespaced_pod,
+                namespace,
                 label_selector=label_selector,
             )
         return list(result.get("items") or [])
@@ -270,7 +301,12 @@ class KubeClient:
     # --- Events ---------------------------------------------------------------------------------
 
     def post_event(
-        self, regarding: ObjectRef, *, reason: str, message: str, warning: bool = False,
+        self,
+        regarding: ObjectRef,
+        *,
+        reason: str,
+        message: str,
+        warning: bool = False,
         component: str = "codebase-mcp-operator",
     ) -> None:
         """Record a Kubernetes Event on an object (`kubectl describe` shows it). Best effort: an
@@ -303,7 +339,9 @@ class KubeClient:
         try:
             self._call(
                 f"create Event on {regarding.kind} {regarding.namespace}/{regarding.name}",
-                self._core.create_namespaced_event, regarding.namespace, body,
+                self._core.create_namespaced_event,
+                regarding.namespace,
+                body,
             )
         except KubernetesError as exc:
             log.warning("could not record Event %s: %s", reason, exc)

@@ -779,7 +779,8 @@ def test_whole_stdlib_files_are_covered_without_overlap_and_chunk_quickly() -> N
 
 # --- packing small neighbours (what the indexer uses) -----------------------------------------
 
-PACKABLE = '''class Point:
+PACKABLE = (
+    """class Point:
     def x(self):
         return self._x
 
@@ -791,7 +792,10 @@ PACKABLE = '''class Point:
 
 
 def far_away_function():
-''' + "    value = 1\n" * 60 + "    return value\n"
+"""
+    + "    value = 1\n" * 60
+    + "    return value\n"
+)
 
 
 def test_packing_joins_small_neighbours_and_names_their_symbols() -> None:

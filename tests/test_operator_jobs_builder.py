@@ -239,7 +239,6 @@ def test_only_allowlisted_test_hooks_pass_through(labels: dict[str, str], expect
     assert passthrough_test_hooks(labels, None)[0] == expected
 
 
-
 def test_gpu_node_selector_and_tolerations_reach_the_indexer_pod() -> None:
     job = manifest(
         indexer_gpu_count=1,

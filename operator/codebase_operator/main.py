@@ -78,7 +78,9 @@ def run_operator(settings: Settings, *, namespace: str | None = None, all_namesp
     )
     log.info(
         "operator starting: namespace %s, at most %d concurrent Jobs, image %s",
-        watched or "(all)", settings.max_concurrent_indexing_jobs, settings.indexer_image,
+        watched or "(all)",
+        settings.max_concurrent_indexing_jobs,
+        settings.indexer_image,
     )
     try:
         kopf.run(

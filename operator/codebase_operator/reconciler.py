@@ -63,7 +63,12 @@ class KubeApi(Protocol):
     def delete_job(self, namespace: str, name: str) -> bool: ...
     def list_pods(self, namespace: str | None, *, label_selector: str) -> list[dict[str, Any]]: ...
     def post_event(
-        self, regarding: ObjectRef, *, reason: str, message: str, warning: bool = False,
+        self,
+        regarding: ObjectRef,
+        *,
+        reason: str,
+        message: str,
+        warning: bool = False,
         component: str = ...,
     ) -> None: ...
 
@@ -265,8 +270,7 @@ class Reconciler:
             and self.kube.get_indexing_request(row.k8s_namespace, row.k8s_name) is not None
         ):
             return (
-                f"spec.jobId {row.id} already belongs to IndexingRequest "
-                f"{row.k8s_namespace}/{row.k8s_name}"
+                f"spec.jobId {row.id} already belongs to IndexingRequest {row.k8s_namespace}/{row.k8s_name}"
             )
         return None
 
@@ -357,8 +361,10 @@ class Reconciler:
             if self.jobs.complete(job_id):
                 self.metrics.transitions.labels(status="completed").inc()
                 self._observe_latency(
-                    "Succeeded", reflection.parse_time((reflection.condition(job, "Complete") or {}).get(
-                        "lastTransitionTime"))
+                    "Succeeded",
+                    reflection.parse_time(
+                        (reflection.condition(job, "Complete") or {}).get("lastTransitionTime")
+                    ),
                 )
                 jl.info("completed (Job %s/%s Complete)", namespace, name)
         elif outcome == "Failed":
@@ -469,9 +475,7 @@ class Reconciler:
         requests = self.kube.list_indexing_requests(self.namespace)
         k8s_jobs = self.kube.list_jobs(self.namespace, label_selector=MANAGED_SELECTOR)
         pods = self.kube.list_pods(self.namespace, label_selector=MANAGED_SELECTOR)
-        pending_pods = {
-            reflection.job_id_of(p): p for p in pods if reflection.pod_phase(p) == "Pending"
-        }
+        pending_pods = {reflection.job_id_of(p): p for p in pods if reflection.pod_phase(p) == "Pending"}
         by_key = {_key(r): r for r in requests}
         jobs_by_id: dict[uuid.UUID, dict[str, Any]] = {}
         for job in k8s_jobs:
@@ -580,8 +584,12 @@ class Reconciler:
             return False
         meta = _meta(request)
         manifest = build_job(
-            request=ref, spec=spec, job_id=row.id, settings=self.settings,
-            request_labels=meta.get("labels"), request_annotations=meta.get("annotations"),
+            request=ref,
+            spec=spec,
+            job_id=row.id,
+            settings=self.settings,
+            request_labels=meta.get("labels"),
+            request_annotations=meta.get("annotations"),
         )
         name = manifest["metadata"]["name"]
         try:

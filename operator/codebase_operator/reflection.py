@@ -76,7 +76,7 @@ def condition(obj: Body, kind: str) -> Mapping[str, Any] | None:
 
 
 def job_outcome(job: Body) -> str | None:
-    """"Complete" or "Failed" once the Job controller has decided, else None."""
+    """ "Complete" or "Failed" once the Job controller has decided, else None."""
     if condition(job, "Complete"):
         return "Complete"
     if condition(job, "Failed"):
@@ -153,8 +153,7 @@ def describe_exit(exit_code: int | None, reason: str | None = None, message: str
         text = "the job was no longer runnable: cancelled or already finished (exit code 3)"
     elif reason == "OOMKilled" or exit_code == 137:
         text = (
-            f"the indexer container was killed ({reason or 'SIGKILL'}, exit code {exit_code}); "
-            "out of memory?"
+            f"the indexer container was killed ({reason or 'SIGKILL'}, exit code {exit_code}); out of memory?"
         )
     elif exit_code is None:
         text = "the indexer container ended without an exit code"
@@ -243,7 +242,8 @@ def request_status(
         message = row.error_message or phase.lower()
     elif row.status is JobStatus.PENDING:
         message = waiting_message or (
-            f"Job {job_name} created; waiting for its pod to start" if job_name
+            f"Job {job_name} created; waiting for its pod to start"
+            if job_name
             else "queued: waiting for a free slot (MAX_CONCURRENT_INDEXING_JOBS)"
         )
     else:
@@ -252,8 +252,12 @@ def request_status(
     finished = row.status.is_terminal
     wanted = [
         ("Accepted", True, "Valid", "the spec is valid and the job row exists"),
-        ("JobCreated", job_name is not None, "JobCreated" if job_name else "Queued",
-         f"Job {job_name}" if job_name else "waiting for a free slot"),
+        (
+            "JobCreated",
+            job_name is not None,
+            "JobCreated" if job_name else "Queued",
+            f"Job {job_name}" if job_name else "waiting for a free slot",
+        ),
         ("Finished", finished, phase if finished else "NotFinished", message if finished else ""),
     ]
     status: dict[str, Any] = {
@@ -273,7 +277,10 @@ def request_status(
 
 
 def invalid_status(
-    message: str, *, job_id: uuid.UUID | None, previous: Mapping[str, Any] | None = None,
+    message: str,
+    *,
+    job_id: uuid.UUID | None,
+    previous: Mapping[str, Any] | None = None,
     generation: int | None = None,
 ) -> dict[str, Any]:
     """Status of a request the operator refused (its spec is invalid)."""
