@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 
 import pytest
+import unprivileged
 
 from mcp_server.config import load_settings
 from mcp_server.errors import ConfigurationError, InvalidInput, InvalidProjectId, InvalidRepositoryPath
@@ -61,15 +61,30 @@ def test_a_symlink_inside_an_allowed_root_cannot_lead_out_of_it(tmp_path: Path) 
         validate_repo_path(str(allowed / "link"), allowed_roots=[allowed])
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every directory")
 def test_an_unreadable_directory_is_refused(tmp_path: Path) -> None:
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o000)
+    readable = tmp_path / "readable"
+    readable.mkdir()
+    code = f"""
+from mcp_server.errors import InvalidRepositoryPath
+from mcp_server.validation import validate_repo_path
+for path in ({str(locked)!r}, {str(readable)!r}):
     try:
-        with pytest.raises(InvalidRepositoryPath):
-            validate_repo_path(str(locked))
+        validate_repo_path(path)
+    except InvalidRepositoryPath as error:
+        print("refused", error)
+    else:
+        print("accepted", path)
+"""
+    try:
+        result = unprivileged.run_python(code)
     finally:
         locked.chmod(0o755)
+    assert result.returncode == 0, result.stderr
+    refused, accepted = result.stdout.splitlines()
+    assert refused.startswith("refused") and "not readable" in refused, refused
+    assert accepted == f"accepted {readable}"
 
 
 @pytest.mark.parametrize(
