@@ -337,7 +337,7 @@ class Searcher:
             if mode in ("hybrid", "lexical"):
                 lexical, coverage = self._lexical(conn, query, scope, candidates)
                 ranked.append((lexical, fusion.lexical_weight(coverage)))
-            fused = _rrf(ranked, fusion.k)
+            fused = _demote_test_code(conn, _rrf(ranked, fusion.k), query)
             results, truncated = _assemble(
                 conn,
                 fused,
@@ -565,6 +565,42 @@ class _Scope:
             {"file_ids": file_ids},
         ).scalar_one()
         return _Scope(" AND ".join(clauses), params, True, rows <= EXACT_SCAN_MAX_ROWS)
+
+
+# Test code: a directory named like a test suite, or a file named like a test in the usual
+# conventions (pytest, Go, Jest/Vitest/Jasmine, JUnit, RSpec, minitest, XCTest).
+_TEST_DIRECTORY = re.compile(r"(^|/)(tests?|__tests__|spec|specs|testdata|test_?utils)/", re.IGNORECASE)
+_TEST_FILE = re.compile(
+    r"(^|/)(test_[^/]*|[^/]*_test\.[a-z]+|[^/]*\.(test|spec)\.[a-z]+|conftest\.py|"
+    r"[^/]*(Test|Tests|Spec)\.(java|kt|scala|cs|swift|php)|[^/]*_spec\.rb)$"
+)
+_QUERY_ABOUT_TESTS = re.compile(
+    r"\b(tests?|testing|tested|specs?|unittests?|pytest|fixtures?|mocks?)\b", re.I
+)
+# Fused scores of chunks in test code are multiplied by this unless the query asks about tests:
+# an assistant asking where something happens wants the code that does it, and a test that names
+# the same things (it calls them, after all) would otherwise often rank first. Tests stay in the
+# results, a few places lower; `path='tests/**'` or a query that says "test" finds them first.
+TEST_CODE_WEIGHT = 0.6
+
+
+def is_test_path(path: str) -> bool:
+    return bool(_TEST_DIRECTORY.search(path) or _TEST_FILE.search(path))
+
+
+def _demote_test_code(
+    conn: Connection, fused: list[tuple[int, float]], query: str
+) -> list[tuple[int, float]]:
+    if not fused or TEST_CODE_WEIGHT == 1.0 or _QUERY_ABOUT_TESTS.search(query):
+        return fused
+    rows = conn.execute(
+        text("SELECT id, path FROM chunks WHERE id = ANY(:ids)"), {"ids": [i for i, _ in fused]}
+    )
+    tests = {r.id for r in rows if is_test_path(r.path)}
+    if not tests:
+        return fused
+    weighed = [(i, score * TEST_CODE_WEIGHT if i in tests else score) for i, score in fused]
+    return sorted(weighed, key=lambda item: (-item[1], item[0]))
 
 
 def _rrf(rankings: list[tuple[Ranking, float]], k: float) -> list[tuple[int, float]]:

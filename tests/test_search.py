@@ -409,3 +409,70 @@ def test_a_specific_query_ranks_the_right_function_first(
 ) -> None:
     top = searcher.search("the median of some numbers", project_id="default", mode=mode, limit=5).results
     assert top[0].symbol == "median"
+
+
+@pytest.fixture
+def code_and_its_test(make_repo: Any, clean_db: Engine, embedder: StaticEmbedder) -> Path:
+    """An implementation and a test that repeats its words (as tests do) more often than it does."""
+    root: Path = make_repo(
+        {
+            "billing/invoice.py": (
+                "def apply_discount(invoice, percent):\n"
+                '    """Reduce the invoice total by a percentage."""\n'
+                "    invoice.total = invoice.total * (100 - percent) / 100\n"
+                "    return invoice\n"
+            ),
+            "tests/test_invoice.py": (
+                "from billing.invoice import apply_discount\n\n\n"
+                "def test_apply_discount_reduces_the_invoice_total():\n"
+                "    invoice = Invoice(total=200)\n"
+                "    apply_discount(invoice, percent=10)\n"
+                "    assert invoice.total == 180  # the invoice total after the discount\n"
+            ),
+        },
+        name="billing",
+    )
+    index(clean_db, embedder, root)
+    return root
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_code_ranks_above_the_tests_that_exercise_it(
+    searcher: Searcher, code_and_its_test: Path, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    query = "apply a discount to the invoice total"
+    monkeypatch.setattr(search, "TEST_CODE_WEIGHT", 1.0)
+    unweighted = searcher.search(query, project_id="default", mode=mode, limit=2).results
+    assert unweighted[0].file_path == "tests/test_invoice.py"  # what the prior is there to fix
+    monkeypatch.undo()
+    top = searcher.search(query, project_id="default", mode=mode, limit=2).results
+    assert [r.file_path for r in top] == ["billing/invoice.py", "tests/test_invoice.py"]
+
+
+def test_a_query_about_tests_or_a_path_filter_still_finds_tests_first(
+    searcher: Searcher, code_and_its_test: Path
+) -> None:
+    top = searcher.search("test that applies a discount to the invoice total", project_id="default")
+    assert top.results[0].file_path == "tests/test_invoice.py"
+    top = searcher.search("apply a discount to the invoice total", project_id="default", path="tests/")
+    assert [r.file_path for r in top.results] == ["tests/test_invoice.py"]
+
+
+@pytest.mark.parametrize(
+    ("path", "is_test"),
+    [
+        ("tests/test_invoice.py", True),
+        ("pkg/invoice_test.go", True),
+        ("web/src/__tests__/cart.js", True),
+        ("web/src/cart.spec.ts", True),
+        ("src/test/java/org/acme/CartTest.java", True),
+        ("spec/models/cart_spec.rb", True),
+        ("conftest.py", True),
+        ("src/attestation.py", False),
+        ("numpy/testing/utils.py", False),
+        ("latest/contest.py", False),
+        ("docs/testing.md", False),
+    ],
+)
+def test_test_code_is_recognised_by_its_path(path: str, is_test: bool) -> None:
+    assert search.is_test_path(path) is is_test
