@@ -181,8 +181,15 @@ def test_updates_missed_while_the_database_is_away_land_once_it_is_back(
         f"{second_recovered:.1f} s"
     )
     for name in ("before-outage", "during-outage"):
-        status = (kube.get_indexing_request(namespace, name) or {}).get("status") or {}
-        assert status.get("phase") == "Completed", (name, status)
+        # The resource's status is patched after the row changes: wait for it, do not race it.
+        wait_for(
+            lambda name=name: (
+                ((kube.get_indexing_request(namespace, name) or {}).get("status") or {}).get("phase")
+                == "Completed"
+            ),
+            timeout=30,
+            message=lambda name=name: f"{name} to say Completed\n{operator.log_tail()}",
+        )
     for row in (first, second):
         assert len(kube.list_jobs(namespace, label_selector=f"{JOB_ID_LABEL}={row.id}")) == 1
     assert len(store.list(limit=10)) == 2
@@ -283,6 +290,14 @@ def test_fifty_requests_across_five_projects_never_run_more_than_two_jobs(
     assert sorted(watcher.created) == sorted(expected)
     queued = [job_id for job_id in watcher.created if job_id not in watcher.created[:2]]
     assert queued == [job_id for job_id in expected if job_id in queued]
-    for name in names:
-        status = (kube.get_indexing_request(namespace, name) or {}).get("status") or {}
-        assert status.get("phase") == "Completed", (name, status)
+
+    def phases() -> dict[str, str | None]:
+        requests = {r["metadata"]["name"]: r for r in kube.list_indexing_requests(namespace)}
+        return {name: (requests.get(name, {}).get("status") or {}).get("phase") for name in names}
+
+    # Each resource's status is patched after its row changes: wait for the last ones to land.
+    wait_for(
+        lambda: set(phases().values()) == {"Completed"},
+        timeout=30,
+        message=lambda: f"every request to say Completed: {phases()}",
+    )
