@@ -8,6 +8,7 @@ IndexingRequest is never blocked by the operator being down or the database bein
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,9 +17,11 @@ import kopf
 from sqlalchemy.exc import SQLAlchemyError
 
 from codebase_operator.jobs_builder import MANAGED_BY
-from codebase_operator.reconciler import Reconciler
+from codebase_operator.reconciler import UNREACHABLE, Reconciler, describe_unreachable
 from mcp_server.errors import DatabaseUnavailable
 from mcp_server.kube import GROUP, PLURAL, VERSION, Unavailable
+
+log = logging.getLogger("codebase_operator")
 
 RETRY_DELAY_SECONDS = 5.0
 MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
@@ -31,6 +34,18 @@ def _retry_when_unavailable() -> Iterator[None]:
         yield
     except (SQLAlchemyError, DatabaseUnavailable, Unavailable) as exc:
         raise kopf.TemporaryError(f"{type(exc).__name__}: {exc}", delay=RETRY_DELAY_SECONDS) from exc
+
+
+@contextmanager
+def _left_to_the_resync(body: kopf.Body) -> Iterator[None]:
+    """A Job or pod event that cannot be reflected now (database or API away) is not retried by
+    kopf (event handlers never are); the periodic resync re-reads every Job and pod and reflects
+    it once the dependency is back. Say so in one line instead of a traceback per event."""
+    try:
+        yield
+    except UNREACHABLE as exc:
+        name = f"{body.get('kind', 'object')} {body.get('metadata', {}).get('name', '?')}"
+        log.warning("%s not reflected yet, the resync will: %s", name, describe_unreachable(exc))
 
 
 def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
@@ -55,11 +70,13 @@ def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
 
     @kopf.on.event("batch", "v1", "jobs", labels=MANAGED, registry=registry)
     def job_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-        reconciler.job_changed(_plain(body), deleted=event.get("type") == "DELETED")
+        with _left_to_the_resync(body):
+            reconciler.job_changed(_plain(body), deleted=event.get("type") == "DELETED")
 
     @kopf.on.event("v1", "pods", labels=MANAGED, registry=registry)
     def pod_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-        reconciler.pod_changed(_plain(body), deleted=event.get("type") == "DELETED")
+        with _left_to_the_resync(body):
+            reconciler.pod_changed(_plain(body), deleted=event.get("type") == "DELETED")
 
     @kopf.on.probe(id="resync", registry=registry)
     def resync_probe(**_: Any) -> dict[str, Any]:

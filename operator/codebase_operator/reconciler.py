@@ -26,14 +26,16 @@ from collections.abc import Mapping, MutableMapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from sqlalchemy.exc import InterfaceError, OperationalError
+
 from codebase_operator import reflection
 from codebase_operator.jobs_builder import JOB_ID_LABEL, MANAGED_SELECTOR, build_job, job_name
 from codebase_operator.metrics import OperatorMetrics
 from codebase_operator.spec import RequestSpec, parse_spec
 from mcp_server.config import Settings
-from mcp_server.errors import InvalidInput, JobNotFound
+from mcp_server.errors import DatabaseUnavailable, InvalidInput, JobNotFound
 from mcp_server.jobs import ACTIVE_STATUSES, Job, JobStatus, JobStore
-from mcp_server.kube import Conflict, KubernetesError, NotFound, ObjectRef
+from mcp_server.kube import Conflict, KubernetesError, NotFound, ObjectRef, Unavailable
 from mcp_server.validation import validate_job_id, validate_project_id
 
 log = logging.getLogger("codebase_operator")
@@ -48,6 +50,24 @@ EVENT_REASONS = {
     "Failed": "Failed",
     "Cancelled": "Cancelled",
 }
+
+
+# Errors that mean "PostgreSQL or the API server is away for now", not "this code is wrong".
+UNREACHABLE: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    DatabaseUnavailable,
+    Unavailable,
+)
+
+
+def describe_unreachable(exc: Exception) -> str:
+    """One line for the log: which dependency is away and its own first line of explanation."""
+    what = (
+        "the Kubernetes API is unreachable" if isinstance(exc, Unavailable) else "the database is unreachable"
+    )
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return f"{what} ({detail[0][:300]})" if detail else what
 
 
 class KubeApi(Protocol):
@@ -447,6 +467,14 @@ class Reconciler:
         while not stop.is_set():
             try:
                 self.resync()
+            except UNREACHABLE as exc:
+                # Expected during an outage, once a second: one line each, not a traceback.
+                self.metrics.resync_errors.inc()
+                log.warning(
+                    "resync failed: %s; retrying in %.1f s",
+                    describe_unreachable(exc),
+                    self.settings.operator_resync_seconds,
+                )
             except Exception:
                 self.metrics.resync_errors.inc()
                 log.exception("resync failed; retrying in %.1f s", self.settings.operator_resync_seconds)
