@@ -14,12 +14,24 @@ from devcluster import DevCluster, indexing_request, wait_for
 from sqlalchemy.engine import Engine
 
 from mcp_server.config import Settings
-from mcp_server.jobs import JobStatus, JobStore
+from mcp_server.jobs import Job, JobStatus, JobStore
 
 pytestmark = pytest.mark.kubernetes
 
 RUN = "codebase-mcp.dev/test-run-duration"
 REQUESTS = 50  # the load test: across five projects, with a limit of two
+
+
+def wait_for_row(
+    store: JobStore, namespace: str, name: str, status: JobStatus, operator: Any, timeout: float = 30
+) -> Job:
+    """The job row of IndexingRequest `name` once it has `status`."""
+
+    def row() -> Job | None:
+        found = store.find_by_k8s_name(namespace=namespace, name=name)
+        return found if found is not None and found.status is status else None
+
+    return wait_for(row, timeout=timeout, message=operator.log_tail)
 
 
 @pytest.mark.parametrize("job_finishes", ["while the operator is down", "after the restart"])
@@ -35,15 +47,7 @@ def test_an_operator_killed_mid_job_converges_after_restart(
             annotations={RUN: "6s" if job_finishes == "while the operator is down" else "12s"},
         ),
     )
-    row = wait_for(
-        lambda: (
-            (r := store.find_by_k8s_name(namespace=namespace, name="survivor"))
-            and r.status is JobStatus.RUNNING
-            and r
-        ),
-        timeout=30,
-        message=first.log_tail,
-    )
+    row = wait_for_row(store, namespace, "survivor", JobStatus.RUNNING, first)
     first.kill()  # SIGKILL while the pod runs
 
     def finished_job() -> dict[str, Any] | None:
@@ -80,15 +84,7 @@ def test_a_queue_left_by_a_killed_operator_is_resumed_once_after_restart(
         namespace,
         indexing_request("blocker", {"source": {"path": "/workspace/blocker"}}, annotations={RUN: "10m"}),
     )
-    blocker = wait_for(
-        lambda: (
-            (r := store.find_by_k8s_name(namespace=namespace, name="blocker"))
-            and r.status is JobStatus.RUNNING
-            and r
-        ),
-        timeout=30,
-        message=first.log_tail,
-    )
+    blocker = wait_for_row(store, namespace, "blocker", JobStatus.RUNNING, first)
     kube.create_indexing_request(
         namespace, indexing_request("queued", {"source": {"path": "/workspace/queued"}})
     )
@@ -136,15 +132,7 @@ def test_updates_missed_while_the_database_is_away_land_once_it_is_back(
         namespace,
         indexing_request("before-outage", {"source": {"path": "/workspace/a"}}, annotations={RUN: "3s"}),
     )
-    first = wait_for(
-        lambda: (
-            (r := store.find_by_k8s_name(namespace=namespace, name="before-outage"))
-            and r.status is JobStatus.RUNNING
-            and r
-        ),
-        timeout=30,
-        message=operator.log_tail,
-    )
+    first = wait_for_row(store, namespace, "before-outage", JobStatus.RUNNING, operator)
     try:
         pg_ctl(settings, "-w", "-m", "fast", "stop")
         kube.create_indexing_request(
@@ -165,15 +153,7 @@ def test_updates_missed_while_the_database_is_away_land_once_it_is_back(
 
     wait_for(lambda: store.get(first.id).status is JobStatus.COMPLETED, timeout=30, message=operator.log_tail)
     first_recovered = time.monotonic() - back
-    second = wait_for(
-        lambda: (
-            (r := store.find_by_k8s_name(namespace=namespace, name="during-outage"))
-            and r.status is JobStatus.COMPLETED
-            and r
-        ),
-        timeout=40,
-        message=operator.log_tail,
-    )
+    second = wait_for_row(store, namespace, "during-outage", JobStatus.COMPLETED, operator, timeout=40)
     second_recovered = time.monotonic() - back
     print(
         f"\nfault 3 [operator]: after the database returned, the missed completion landed in "
