@@ -25,7 +25,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, select, text, update
+from sqlalchemy import Select, and_, case, func, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine, RowMapping
 
@@ -313,7 +313,13 @@ class JobStore:
             extra["files_indexed"] = files_indexed
         if chunks_created is not None:
             extra["chunks_created"] = chunks_created
-        return self.transition(job_id, JobStatus.COMPLETED, message="indexing completed", extra=extra)
+        # The indexer's own summary ("indexed 120 files (3 new or changed, ...) into 40 new chunks"),
+        # written as its last progress message (phase "done"), says more than a generic line.
+        extra["progress_message"] = case(
+            (indexing_jobs.c.phase == "done", indexing_jobs.c.progress_message),
+            else_=literal("indexing completed"),
+        )
+        return self.transition(job_id, JobStatus.COMPLETED, extra=extra)
 
     def fail(self, job_id: uuid.UUID, reason: str) -> bool:
         return self.transition(job_id, JobStatus.FAILED, error_message=reason)
