@@ -156,7 +156,8 @@ def run_job(settings: Settings, job_id: uuid.UUID, *, termination_log: str | Non
     summary = (
         f"indexed {counters.files_indexed} files ({counters.files_changed} new or changed, "
         f"{counters.files_unchanged} unchanged, {counters.files_removed} removed, "
-        f"{counters.files_skipped} skipped) into {counters.chunks_created} new chunks"
+        f"{counters.files_skipped} skipped{_reasons(counters.skipped_reasons)}) "
+        f"into {counters.chunks_created} new chunks"
     )
     jobs.update_progress(
         job_id,
@@ -170,3 +171,9 @@ def run_job(settings: Settings, job_id: uuid.UUID, *, termination_log: str | Non
     )
     write_termination_message(termination_log, summary)
     return EXIT_OK
+
+
+def _reasons(counts: dict[str, int]) -> str:
+    """': 2 binary, 1 minified', most frequent first; '' when nothing was skipped."""
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return ": " + ", ".join(f"{count} {reason}" for reason, count in ranked) if ranked else ""

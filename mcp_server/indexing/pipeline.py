@@ -93,12 +93,28 @@ class _Result:
     reason: str | None = None
 
 
+# Text mostly in lines longer than this is minified code or one-line data (bundles, generated JSON,
+# inlined assets): a line is never cut into chunks, so it would become one chunk of up to
+# CODEBASE_MAX_FILE_BYTES that neither reads as code nor fits in an answer.
+LONG_LINE_CHARS = 1000
+MINIFIED = "minified"
+
+
+def is_minified(text: str) -> bool:
+    if len(text) <= 2 * LONG_LINE_CHARS:
+        return False
+    long_line_chars = sum(len(line) for line in text.split("\n") if len(line) > LONG_LINE_CHARS)
+    return 2 * long_line_chars > len(text)
+
+
 def _process_file(task: _Task) -> _Result:
     """Runs in a worker process: decode and chunk one changed file."""
     size = len(task.data)
     text = decode_source(task.data)
     if text is None:
         return _Result(task.relative_path, task.language, "skipped", task.content_hash, size, [], "binary")
+    if is_minified(text):
+        return _Result(task.relative_path, task.language, "skipped", task.content_hash, size, [], MINIFIED)
     chunks = chunk_source(text, task.language, pack_lines=task.pack_lines)
     rows = [(c.start_line, c.end_line, c.symbol, c.kind, c.content) for c in chunks if c.content.strip()]
     return _Result(task.relative_path, task.language, "changed", task.content_hash, size, rows)
