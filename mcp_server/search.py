@@ -575,7 +575,7 @@ _TEST_FILE = re.compile(
     r"[^/]*(Test|Tests|Spec)\.(java|kt|scala|cs|swift|php)|[^/]*_spec\.rb)$"
 )
 _QUERY_ABOUT_TESTS = re.compile(
-    r"\b(tests?|testing|tested|specs?|unittests?|pytest|fixtures?|mocks?)\b", re.I
+    r"\b(tests?|testing|tested|specs?|unittests?|pytest|fixtures?|mocks?)\b", re.IGNORECASE
 )
 # Fused scores of chunks in test code are multiplied by this unless the query asks about tests:
 # an assistant asking where something happens wants the code that does it, and a test that names

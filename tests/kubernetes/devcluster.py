@@ -24,6 +24,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from codebase_operator.jobs_builder import JOB_ID_LABEL
+
+from mcp_server.jobs import Job, JobStatus, JobStore
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_SH = ROOT / "deploy" / "dev" / "cluster.sh"
@@ -296,3 +299,44 @@ def indexing_request(
         "metadata": metadata,
         "spec": dict(spec),
     }
+
+
+# --- waiting for a request's row and status ---------------------------------------------------------
+
+
+def row_of(store: JobStore, namespace: str, name: str) -> Job | None:
+    return store.find_by_k8s_name(namespace=namespace, name=name)
+
+
+def status_of(kube: Any, namespace: str, name: str) -> dict[str, Any]:
+    body = kube.get_indexing_request(namespace, name) or {}
+    return dict(body.get("status") or {})
+
+
+def jobs_for(kube: Any, namespace: str, job_id: uuid.UUID) -> list[dict[str, Any]]:
+    return list(kube.list_jobs(namespace, label_selector=f"{JOB_ID_LABEL}={job_id}"))
+
+
+def wait_row(
+    store: JobStore, namespace: str, name: str, status: JobStatus, operator: Any, timeout: float = 30
+) -> Job:
+    def check() -> Job | None:
+        row = row_of(store, namespace, name)
+        return row if row is not None and row.status is status else None
+
+    return wait_for(
+        check,
+        timeout=timeout,
+        message=lambda: (
+            f"row of {name} to be {status.value}, it is {row_of(store, namespace, name)}\n"
+            + operator.log_tail()
+        ),
+    )
+
+
+def wait_phase(kube: Any, namespace: str, name: str, phase: str, timeout: float = 30) -> dict[str, Any]:
+    return wait_for(
+        lambda: (s := status_of(kube, namespace, name)).get("phase") == phase and s,
+        timeout=timeout,
+        message=lambda: f"{name} phase {phase}: {status_of(kube, namespace, name)}",
+    )

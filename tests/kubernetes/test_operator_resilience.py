@@ -10,28 +10,16 @@ import pytest
 from codebase_operator.jobs_builder import JOB_ID_LABEL, MANAGED_SELECTOR
 from codebase_operator.reflection import job_outcome
 from database_faults import bring_database_back, pg_ctl
-from devcluster import DevCluster, indexing_request, wait_for
+from devcluster import DevCluster, indexing_request, jobs_for, wait_for, wait_phase, wait_row
 from sqlalchemy.engine import Engine
 
 from mcp_server.config import Settings
-from mcp_server.jobs import Job, JobStatus, JobStore
+from mcp_server.jobs import JobStatus, JobStore
 
 pytestmark = pytest.mark.kubernetes
 
 RUN = "codebase-mcp.dev/test-run-duration"
 REQUESTS = 50  # the load test: across five projects, with a limit of two
-
-
-def wait_for_row(
-    store: JobStore, namespace: str, name: str, status: JobStatus, operator: Any, timeout: float = 30
-) -> Job:
-    """The job row of IndexingRequest `name` once it has `status`."""
-
-    def row() -> Job | None:
-        found = store.find_by_k8s_name(namespace=namespace, name=name)
-        return found if found is not None and found.status is status else None
-
-    return wait_for(row, timeout=timeout, message=operator.log_tail)
 
 
 @pytest.mark.parametrize("job_finishes", ["while the operator is down", "after the restart"])
@@ -47,11 +35,11 @@ def test_an_operator_killed_mid_job_converges_after_restart(
             annotations={RUN: "6s" if job_finishes == "while the operator is down" else "12s"},
         ),
     )
-    row = wait_for_row(store, namespace, "survivor", JobStatus.RUNNING, first)
+    row = wait_row(store, namespace, "survivor", JobStatus.RUNNING, first)
     first.kill()  # SIGKILL while the pod runs
 
     def finished_job() -> dict[str, Any] | None:
-        jobs = kube.list_jobs(namespace, label_selector=f"{JOB_ID_LABEL}={row.id}")
+        jobs = jobs_for(kube, namespace, row.id)
         return jobs[0] if jobs and job_outcome(jobs[0]) == "Complete" else None
 
     if job_finishes == "while the operator is down":
@@ -64,15 +52,8 @@ def test_an_operator_killed_mid_job_converges_after_restart(
     if finished_job() is None:
         assert store.get(row.id).status is JobStatus.RUNNING  # adopted, not restarted or finished
     wait_for(lambda: store.get(row.id).status is JobStatus.COMPLETED, timeout=30, message=second.log_tail)
-    wait_for(
-        lambda: (
-            ((kube.get_indexing_request(namespace, "survivor") or {}).get("status") or {}).get("phase")
-            == "Completed"
-        ),
-        timeout=30,
-        message="the resource to say Completed",
-    )
-    assert len(kube.list_jobs(namespace, label_selector=f"{JOB_ID_LABEL}={row.id}")) == 1
+    wait_phase(kube, namespace, "survivor", "Completed")
+    assert len(jobs_for(kube, namespace, row.id)) == 1
     assert len(store.list(limit=10)) == 1
 
 
@@ -84,22 +65,15 @@ def test_a_queue_left_by_a_killed_operator_is_resumed_once_after_restart(
         namespace,
         indexing_request("blocker", {"source": {"path": "/workspace/blocker"}}, annotations={RUN: "10m"}),
     )
-    blocker = wait_for_row(store, namespace, "blocker", JobStatus.RUNNING, first)
+    blocker = wait_row(store, namespace, "blocker", JobStatus.RUNNING, first)
     kube.create_indexing_request(
         namespace, indexing_request("queued", {"source": {"path": "/workspace/queued"}})
     )
     queued = wait_for(
         lambda: store.find_by_k8s_name(namespace=namespace, name="queued"), timeout=30, message=first.log_tail
     )
-    wait_for(
-        lambda: (
-            ((kube.get_indexing_request(namespace, "queued") or {}).get("status") or {}).get("phase")
-            == "Pending"
-        ),
-        timeout=30,
-        message="queued to be Pending",
-    )
-    assert not kube.list_jobs(namespace, label_selector=f"{JOB_ID_LABEL}={queued.id}")  # no free slot
+    wait_phase(kube, namespace, "queued", "Pending")
+    assert not jobs_for(kube, namespace, queued.id)  # no free slot
     first.kill()
     # While no operator runs, the running request is deleted (its DELETED event is never seen).
     cluster.kubectl("delete", "ir", "blocker", "-n", namespace, "--timeout=20s")
@@ -107,9 +81,9 @@ def test_a_queue_left_by_a_killed_operator_is_resumed_once_after_restart(
     second = start_operator(MAX_CONCURRENT_INDEXING_JOBS="1")
     wait_for(lambda: store.get(blocker.id).status is JobStatus.CANCELLED, timeout=30, message=second.log_tail)
     wait_for(lambda: store.get(queued.id).status is JobStatus.COMPLETED, timeout=40, message=second.log_tail)
-    assert len(kube.list_jobs(namespace, label_selector=f"{JOB_ID_LABEL}={queued.id}")) == 1
+    assert len(jobs_for(kube, namespace, queued.id)) == 1
     wait_for(
-        lambda: not kube.list_jobs(namespace, label_selector=f"{JOB_ID_LABEL}={blocker.id}"),
+        lambda: not jobs_for(kube, namespace, blocker.id),
         timeout=30,
         message="the deleted request's Job to be gone",
     )
@@ -132,7 +106,7 @@ def test_updates_missed_while_the_database_is_away_land_once_it_is_back(
         namespace,
         indexing_request("before-outage", {"source": {"path": "/workspace/a"}}, annotations={RUN: "3s"}),
     )
-    first = wait_for_row(store, namespace, "before-outage", JobStatus.RUNNING, operator)
+    first = wait_row(store, namespace, "before-outage", JobStatus.RUNNING, operator)
     try:
         pg_ctl(settings, "-w", "-m", "fast", "stop")
         kube.create_indexing_request(
@@ -140,7 +114,7 @@ def test_updates_missed_while_the_database_is_away_land_once_it_is_back(
         )
 
         def first_job_complete() -> bool:
-            jobs = kube.list_jobs(namespace, label_selector=f"{JOB_ID_LABEL}={first.id}")
+            jobs = jobs_for(kube, namespace, first.id)
             return bool(jobs) and job_outcome(jobs[0]) == "Complete"
 
         wait_for(first_job_complete, timeout=30, message="the Job to complete while the database is away")
@@ -153,7 +127,7 @@ def test_updates_missed_while_the_database_is_away_land_once_it_is_back(
 
     wait_for(lambda: store.get(first.id).status is JobStatus.COMPLETED, timeout=30, message=operator.log_tail)
     first_recovered = time.monotonic() - back
-    second = wait_for_row(store, namespace, "during-outage", JobStatus.COMPLETED, operator, timeout=40)
+    second = wait_row(store, namespace, "during-outage", JobStatus.COMPLETED, operator, timeout=40)
     second_recovered = time.monotonic() - back
     print(
         f"\nfault 3 [operator]: after the database returned, the missed completion landed in "
@@ -162,16 +136,9 @@ def test_updates_missed_while_the_database_is_away_land_once_it_is_back(
     )
     for name in ("before-outage", "during-outage"):
         # The resource's status is patched after the row changes: wait for it, do not race it.
-        wait_for(
-            lambda name=name: (
-                ((kube.get_indexing_request(namespace, name) or {}).get("status") or {}).get("phase")
-                == "Completed"
-            ),
-            timeout=30,
-            message=lambda name=name: f"{name} to say Completed\n{operator.log_tail()}",
-        )
+        wait_phase(kube, namespace, name, "Completed")
     for row in (first, second):
-        assert len(kube.list_jobs(namespace, label_selector=f"{JOB_ID_LABEL}={row.id}")) == 1
+        assert len(jobs_for(kube, namespace, row.id)) == 1
     assert len(store.list(limit=10)) == 2
     final = store.get(first.id)
     assert final.started_at is not None and final.completed_at is not None
