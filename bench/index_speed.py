@@ -29,14 +29,14 @@ os.environ.pop("DATABASE_URL", None)
 
 from sqlalchemy import text  # noqa: E402
 
-from mcp_server import search  # noqa: E402
-from mcp_server.config import load_settings  # noqa: E402
+from mcp_server.core.settings import load_settings  # noqa: E402
 from mcp_server.db.database import get_engine  # noqa: E402
-from mcp_server.index_store import IndexStore  # noqa: E402
-from mcp_server.indexing.entrypoint import embedder_from_settings  # noqa: E402
-from mcp_server.indexing.pipeline import IndexRun  # noqa: E402
-from mcp_server.indexing.walker import walk_repository  # noqa: E402
-from mcp_server.service import CodebaseService  # noqa: E402
+from mcp_server.frontends.operations import CodebaseService  # noqa: E402
+from mcp_server.index.search import ranking as search  # noqa: E402
+from mcp_server.index.store import IndexStore  # noqa: E402
+from mcp_server.indexer.entrypoint import embedder_from_settings  # noqa: E402
+from mcp_server.indexer.pipeline import IndexRun  # noqa: E402
+from mcp_server.indexer.walker import walk_repository  # noqa: E402
 
 QUERIES = [
     "parse a JSON document",
@@ -122,11 +122,11 @@ def main() -> int:
     shutil.copytree(args.corpus, corpus, symlinks=True, ignore_dangling_symlinks=True)
     all_files = sum(len(files) for _, _, files in os.walk(corpus))
     py_files = sum(1 for _ in corpus.rglob("*.py"))
-    print(f"corpus: {all_files} files, {py_files} .py; workers={settings.indexer_workers or os.cpu_count()}")
+    print(f"corpus: {all_files} files, {py_files} .py; workers={settings.indexing.workers or os.cpu_count()}")
 
     embedder = embedder_from_settings(settings)
     store = IndexStore(engine)
-    baseline_files, baseline_seconds = baseline_walk_hash(corpus, settings.max_file_bytes)
+    baseline_files, baseline_seconds = baseline_walk_hash(corpus, settings.indexing.max_file_bytes)
     baseline_rate = baseline_files / baseline_seconds
 
     def index(force: bool = False) -> tuple[float, object]:
@@ -136,9 +136,9 @@ def main() -> int:
             project_id="bench",
             root=corpus,
             force=force,
-            max_file_bytes=settings.max_file_bytes,
-            workers=settings.indexer_workers,
-            pack_lines=settings.chunk_pack_lines,
+            max_file_bytes=settings.indexing.max_file_bytes,
+            workers=settings.indexing.workers,
+            pack_lines=settings.indexing.chunk_pack_lines,
         )
         started = time.perf_counter()
         counters = run.run()

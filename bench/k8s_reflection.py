@@ -85,10 +85,10 @@ def main() -> int:
     from kubernetes import client, watch
     from sqlalchemy import select
 
-    from mcp_server.config import load_settings
+    from mcp_server.core.settings import load_settings
     from mcp_server.db.database import dispose_engines, get_engine
     from mcp_server.db.schema import indexing_jobs
-    from mcp_server.kube import load_configuration
+    from mcp_server.runners.kube_api import load_configuration
 
     engine = get_engine(load_settings())
     cluster = DevCluster.find_or_start()

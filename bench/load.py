@@ -79,6 +79,7 @@ QUERIES = [
 ]
 MODES = ("hybrid", "semantic", "lexical")
 PROJECT = "bench-load"
+CLI = (sys.executable, "-m", "mcp_server.frontends.cli")
 
 
 def _parse() -> argparse.Namespace:
@@ -124,8 +125,8 @@ def _synthetic_module(index: int) -> str:
 
 
 def _build_index(home: Path, target_chunks: int, log: Any) -> dict[str, Any]:
-    from mcp_server.config import load_settings
-    from mcp_server.service import CodebaseService
+    from mcp_server.core.settings import load_settings
+    from mcp_server.frontends.operations import CodebaseService
 
     svc = CodebaseService(load_settings())
     existing = _chunk_count(svc.engine)
@@ -173,7 +174,16 @@ def _start_server(port: int, log_path: Path) -> subprocess.Popen[bytes]:
 
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mcp_server.cli", "serve", "--transport", "http", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "mcp_server.frontends.cli",
+                "serve",
+                "--transport",
+                "http",
+                "--port",
+                str(port),
+            ],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env={**os.environ, "CODEBASE_MCP_LOG_LEVEL": "WARNING"},

@@ -52,13 +52,13 @@ os.environ.pop("DATABASE_URL", None)
 import numpy as np  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
-from mcp_server.config import load_settings  # noqa: E402
+from mcp_server.core.settings import load_settings  # noqa: E402
 from mcp_server.db.database import get_engine  # noqa: E402
 from mcp_server.embeddings import StaticEmbedder, TransformerEmbedder  # noqa: E402
 from mcp_server.embeddings.base import Embedder  # noqa: E402
-from mcp_server.index_store import IndexStore  # noqa: E402
-from mcp_server.indexing.pipeline import IndexRun  # noqa: E402
-from mcp_server.search import Searcher  # noqa: E402
+from mcp_server.index.search import Searcher  # noqa: E402
+from mcp_server.index.store import IndexStore  # noqa: E402
+from mcp_server.indexer.pipeline import IndexRun  # noqa: E402
 
 QUALITY_DIR = Path(__file__).resolve().parent / "quality"
 SETS = ("everyday", "paraphrase")

@@ -23,7 +23,7 @@ os.environ.setdefault("CODEBASE_INDEXER_WORKERS", "2")
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
 
-from mcp_server.config import Settings, load_settings  # noqa: E402
+from mcp_server.core.settings import Settings, load_settings  # noqa: E402
 from mcp_server.db.database import get_engine  # noqa: E402
 
 

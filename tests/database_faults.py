@@ -12,7 +12,7 @@ import time
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from mcp_server.config import Settings
+from mcp_server.core.settings import Settings
 
 
 def pg_ctl(settings: Settings, *args: str) -> str:
@@ -20,7 +20,7 @@ def pg_ctl(settings: Settings, *args: str) -> str:
 
     # As root the embedded server runs as its own system user, and pg_ctl must too.
     user = "embedded_postgres" if os.geteuid() == 0 else None
-    output: str = run_pg_ctl(list(args), pgdata=settings.pgdata_dir, user=user, timeout=60)
+    output: str = run_pg_ctl(list(args), pgdata=settings.database.pgdata_dir, user=user, timeout=60)
     return output
 
 
@@ -48,6 +48,6 @@ def bring_database_back(settings: Settings, engine: Engine) -> None:
 
     from mcp_server.db import database
 
-    server = database._embedded_servers.get(settings.pgdata_dir)
+    server = database._embedded_servers.get(settings.database.pgdata_dir)
     if server is not None:
-        server._postmaster_info = PostmasterInfo.read_from_pgdata(settings.pgdata_dir)
+        server._postmaster_info = PostmasterInfo.read_from_pgdata(settings.database.pgdata_dir)

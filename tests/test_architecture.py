@@ -1,10 +1,12 @@
 """The layers contract (docs/architecture.md): nothing lower imports anything higher.
 
-    entry points   mcp_server.server, mcp_server.cli, mcp_server.launchers.supervisor, codebase_operator
-    services       mcp_server.service, mcp_server.search, mcp_server.indexing, mcp_server.launchers
-    store          mcp_server.jobs, mcp_server.index_store, mcp_server.db, mcp_server.embeddings,
-                   mcp_server.kube
-    common         mcp_server.config, mcp_server.errors, mcp_server.validation
+    entry points   mcp_server.frontends (mcp_tools, cli), mcp_server.runners.supervisor,
+                   codebase_operator
+    services       mcp_server.frontends.operations, mcp_server.index.search, mcp_server.indexer,
+                   mcp_server.runners
+    store          mcp_server.core.jobs, mcp_server.index.store, mcp_server.db, mcp_server.embeddings,
+                   mcp_server.runners.kube_api
+    common         mcp_server.core.settings, mcp_server.core.errors, mcp_server.core.validation
 
 Imports inside functions count too: a lazy import is still a dependency.
 """
@@ -19,21 +21,38 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "entry",
-        ("mcp_server.server", "mcp_server.cli", "mcp_server.launchers.supervisor", "codebase_operator"),
+        ("mcp_server.frontends", "mcp_server.runners.supervisor", "codebase_operator"),
     ),
-    ("service", ("mcp_server.service", "mcp_server.search", "mcp_server.indexing", "mcp_server.launchers")),
+    (
+        "service",
+        (
+            "mcp_server.frontends.operations",
+            "mcp_server.index.search",
+            "mcp_server.indexer",
+            "mcp_server.runners",
+        ),
+    ),
     (
         "store",
         (
-            "mcp_server.jobs",
-            "mcp_server.index_store",
+            "mcp_server.core.jobs",
+            "mcp_server.index",
+            "mcp_server.index.store",
             "mcp_server.db",
             "mcp_server.embeddings",
-            "mcp_server.kube",
+            "mcp_server.runners.kube_api",
             "mcp_server.migrations",
         ),
     ),
-    ("common", ("mcp_server.config", "mcp_server.errors", "mcp_server.validation")),
+    (
+        "common",
+        (
+            "mcp_server.core",
+            "mcp_server.core.settings",
+            "mcp_server.core.errors",
+            "mcp_server.core.validation",
+        ),
+    ),
 ]
 
 

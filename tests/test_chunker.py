@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mcp_server.indexing import languages
-from mcp_server.indexing.chunker import chunk_source
-from mcp_server.indexing.types import Chunk
-from mcp_server.indexing.walker import read_source_text
+from mcp_server.indexer import languages
+from mcp_server.indexer.chunker import chunk_source
+from mcp_server.indexer.types import Chunk
+from mcp_server.indexer.walker import read_source_text
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -47,492 +47,516 @@ def outline(text: str, language: str | None, **kwargs: int) -> list[tuple[str | 
     return [(chunk.symbol, chunk.kind) for chunk in chunks]
 
 
-# -- one real snippet per language -----------------------------------------------------------------
+# -- one real snippet per language: (language, source, expected outline) ------------------------
+
+LANGUAGE_CASES = [
+    pytest.param(
+        "python",
+        '''\
+            """Module docstring."""
+            import os
 
 
-def test_python_functions_classes_methods_and_module_code() -> None:
-    source = '''\
-        """Module docstring."""
-        import os
+            @decorator
+            def top(a):
+                def nested():
+                    return a
+                return nested
 
 
-        @decorator
-        def top(a):
-            def nested():
-                return a
-            return nested
+            class Greeter(Base):
+                """Says hello."""
+
+                greeting = "hi"
+
+                def __init__(self, name):
+                    self.name = name
+
+                # A comment that belongs to greet.
+                @property
+                def greet(self):
+                    return self.greeting
+
+                class Inner:
+                    def deep(self):
+                        pass
 
 
-        class Greeter(Base):
-            """Says hello."""
+            if __name__ == "__main__":
+                top(1)
+            ''',
+        [
+            (None, "module"),
+            ("top", "function"),
+            ("Greeter", "class"),
+            ("Greeter.__init__", "method"),
+            ("Greeter.greet", "method"),
+            ("Greeter.Inner.deep", "method"),
+            (None, "module"),
+        ],
+        id="python_functions_classes_methods_and_module_code",
+    ),
+    pytest.param(
+        "javascript",
+        """\
+            import x from "x";
 
-            greeting = "hi"
+            /** Adds. */
+            export function add(a, b) {
+              return a + b;
+            }
 
-            def __init__(self, name):
-                self.name = name
+            export const double = (n) => n * 2;
 
-            # A comment that belongs to greet.
-            @property
-            def greet(self):
-                return self.greeting
+            class Counter extends Base {
+              constructor() {
+                super();
+                this.n = 0;
+              }
 
-            class Inner:
-                def deep(self):
-                    pass
+              increment() {
+                this.n += 1;
+              }
+            }
+            """,
+        [
+            (None, "module"),
+            ("add", "function"),
+            ("double", "function"),
+            ("Counter.constructor", "method"),
+            ("Counter.increment", "method"),
+        ],
+        id="javascript_classes_methods_and_function_values",
+    ),
+    pytest.param(
+        "typescript",
+        """\
+            export interface Shape {
+              area(): number;
+            }
+
+            enum Color { Red, Green }
+
+            @Component({ selector: "app" })
+            export class App {
+              @Input() title: string;
+
+              handle = (event: Event) => {
+                return event;
+              };
+
+              render(): string {
+                return this.title;
+              }
+            }
+
+            namespace Utils {
+              export function helper(): void {}
+            }
+            """,
+        [
+            ("Shape", "interface"),
+            ("Color", "enum"),
+            ("App", "class"),
+            ("App.handle", "method"),
+            ("App.render", "method"),
+            ("Utils.helper", "function"),
+        ],
+        id="typescript_interfaces_enums_namespaces_and_decorated_classes",
+    ),
+    pytest.param(
+        "tsx",
+        """\
+            export function Button({ label }: Props) {
+              return <button>{label}</button>;
+            }
+
+            export const Card = () => <div className="card" />;
+            """,
+        [("Button", "function"), ("Card", "function")],
+        id="tsx_components",
+    ),
+    pytest.param(
+        "go",
+        """\
+            package server
+
+            // Server serves.
+            type Server struct {
+            \taddr string
+            }
+
+            type Handler interface {
+            \tServe()
+            }
+
+            // Start starts it.
+            func (s *Server) Start() error {
+            \treturn nil
+            }
+
+            func New() *Server {
+            \treturn &Server{}
+            }
+            """,
+        [
+            (None, "module"),
+            ("Server", "struct"),
+            ("Handler", "interface"),
+            ("Server.Start", "method"),
+            ("New", "function"),
+        ],
+        id="go_functions_methods_and_types",
+    ),
+    pytest.param(
+        "rust",
+        """\
+            use std::fmt;
+
+            /// A point.
+            #[derive(Debug)]
+            pub struct Point {
+                x: i32,
+            }
+
+            impl Point {
+                pub fn new(x: i32) -> Self {
+                    Point { x }
+                }
+            }
+
+            trait Shape {
+                fn area(&self) -> f64;
+            }
+
+            mod tests {
+                fn helper() {}
+            }
+            """,
+        [
+            (None, "module"),
+            ("Point", "struct"),
+            ("Point.new", "method"),
+            ("Shape", "trait"),
+            ("tests.helper", "function"),
+        ],
+        id="rust_items_impl_blocks_and_modules",
+    ),
+    pytest.param(
+        "java",
+        """\
+            package demo;
+
+            /** A greeter. */
+            public class Greeter {
+                private final String name;
+
+                public Greeter(String name) {
+                    this.name = name;
+                }
+
+                @Override
+                public String toString() {
+                    return name;
+                }
+            }
+            """,
+        [
+            (None, "module"),
+            ("Greeter", "class"),
+            ("Greeter.Greeter", "method"),
+            ("Greeter.toString", "method"),
+        ],
+        id="java_classes_constructors_and_methods",
+    ),
+    pytest.param(
+        "c",
+        """\
+            #include <stdio.h>
+
+            struct point {
+                int x;
+            };
+
+            typedef struct {
+                int y;
+            } Pair;
+
+            /* Entry point. */
+            int main(int argc, char **argv) {
+                return 0;
+            }
+
+            static char *name_of(int id) {
+                return 0;
+            }
+            """,
+        [
+            (None, "module"),
+            ("point", "struct"),
+            ("Pair", "struct"),
+            ("main", "function"),
+            ("name_of", "function"),
+        ],
+        id="c_functions_structs_and_typedefs",
+    ),
+    pytest.param(
+        "cpp",
+        """\
+            namespace geo {
+
+            class Shape {
+             public:
+              virtual ~Shape() {}
+              double area() const {
+                return 0;
+              }
+            };
+
+            template <typename T>
+            T twice(T value) {
+              return value * 2;
+            }
+
+            }  // namespace geo
+
+            double geo::Circle::area() const {
+              return 3.14;
+            }
+            """,
+        [
+            ("geo.Shape", "class"),
+            ("geo.Shape.~Shape", "method"),
+            ("geo.Shape.area", "method"),
+            ("geo.twice", "function"),
+            ("geo.Circle.area", "function"),
+        ],
+        id="cpp_namespaces_classes_templates_and_out_of_class_methods",
+    ),
+    pytest.param(
+        "csharp",
+        """\
+            using System;
+
+            namespace Shop.Models
+            {
+                /// <summary>An order.</summary>
+                public class Order
+                {
+                    public int Id { get; set; }
+
+                    public Order(int id)
+                    {
+                        Id = id;
+                    }
+
+                    public decimal Total()
+                    {
+                        return 0;
+                    }
+                }
+            }
+            """,
+        [
+            (None, "module"),
+            ("Shop.Models.Order", "class"),
+            ("Shop.Models.Order.Order", "method"),
+            ("Shop.Models.Order.Total", "method"),
+        ],
+        id="csharp_namespaces_classes_and_methods",
+    ),
+    pytest.param(
+        "ruby",
+        """\
+            require "json"
+
+            module Billing
+              class Invoice < Base
+                attr_reader :total
+
+                def initialize(total)
+                  @total = total
+                end
+
+                def self.load(path)
+                  new(JSON.parse(File.read(path)))
+                end
+              end
+            end
+            """,
+        [
+            (None, "module"),
+            ("Billing.Invoice", "class"),
+            ("Billing.Invoice.initialize", "method"),
+            ("Billing.Invoice.load", "method"),
+        ],
+        id="ruby_modules_classes_and_methods",
+    ),
+    pytest.param(
+        "php",
+        """\
+            <?php
+            namespace App;
+
+            class User extends Model
+            {
+                public $name;
+
+                public function save(): void
+                {
+                    $this->persist();
+                }
+            }
+
+            function helper() {
+                return 1;
+            }
+            """,
+        [
+            (None, "module"),
+            ("User", "class"),
+            ("User.save", "method"),
+            ("helper", "function"),
+        ],
+        id="php_classes_methods_and_functions",
+    ),
+    pytest.param(
+        "kotlin",
+        """\
+            package demo
+
+            class Repo(private val db: Db) {
+                val size = 0
+                val name = "repo"
+
+                fun find(id: Int): Item? {
+                    return db.get(id)
+                }
+            }
+
+            interface Store {
+                fun put(item: Item)
+            }
+
+            object Registry {
+                fun register() {
+                    println("x")
+                }
+            }
+
+            fun main() {
+                println("hi")
+            }
+            """,
+        [
+            (None, "module"),
+            ("Repo", "class"),
+            ("Repo.find", "method"),
+            ("Store", "interface"),
+            ("Registry.register", "method"),
+            ("main", "function"),
+        ],
+        id="kotlin_classes_objects_interfaces_and_functions",
+    ),
+    pytest.param(
+        "swift",
+        """\
+            import Foundation
+
+            struct Point {
+                var x: Double
+                var y: Double
+
+                func length() -> Double {
+                    return x
+                }
+            }
+
+            extension Point {
+                func doubled() -> Point {
+                    return Point(x: x * 2)
+                }
+            }
+
+            func main() {
+                print("hi")
+            }
+            """,
+        [
+            (None, "module"),
+            ("Point", "struct"),
+            ("Point.length", "method"),
+            ("Point.doubled", "method"),
+            ("main", "function"),
+        ],
+        id="swift_classes_structs_extensions_and_functions",
+    ),
+    pytest.param(
+        "scala",
+        """\
+            package demo
+
+            trait Shape {
+              def area: Double
+            }
+
+            class Circle(r: Double) extends Shape {
+              def area: Double = 3.14 * r * r
+            }
+
+            object Main {
+              def main(args: Array[String]): Unit = {
+                println("hi")
+              }
+            }
+            """,
+        [
+            (None, "module"),
+            ("Shape", "trait"),
+            ("Circle.area", "method"),
+            ("Main.main", "method"),
+        ],
+        id="scala_classes_objects_traits_and_defs",
+    ),
+    pytest.param(
+        "bash",
+        """\
+            #!/bin/bash
+            set -euo pipefail
+
+            # Prints a greeting.
+            greet() {
+              echo "hello $1"
+            }
+
+            function cleanup {
+              rm -rf "$tmp"
+            }
+
+            greet world
+            """,
+        [
+            (None, "module"),
+            ("greet", "function"),
+            ("cleanup", "function"),
+            (None, "module"),
+        ],
+        id="bash_functions_and_script_code",
+    ),
+]
 
 
-        if __name__ == "__main__":
-            top(1)
-        '''
-    assert outline(source, "python") == [
-        (None, "module"),
-        ("top", "function"),
-        ("Greeter", "class"),
-        ("Greeter.__init__", "method"),
-        ("Greeter.greet", "method"),
-        ("Greeter.Inner.deep", "method"),
-        (None, "module"),
-    ]
+@pytest.mark.parametrize(("language", "source", "expected"), LANGUAGE_CASES)
+def test_each_language_cuts_a_real_snippet_into_its_named_definitions(
+    language: str, source: str, expected: list[tuple[str | None, str]]
+) -> None:
+    assert outline(source, language) == expected
 
 
 def test_decorators_and_comments_directly_above_a_definition_belong_to_it() -> None:
     source = "import x\n\n# about f\n@cache\ndef f():\n    pass\n"
     chunks = chunk_source(source, "python")
     assert [(c.start_line, c.end_line, c.symbol) for c in chunks] == [(1, 1, None), (3, 6, "f")]
-
-
-def test_javascript_classes_methods_and_function_values() -> None:
-    source = """\
-        import x from "x";
-
-        /** Adds. */
-        export function add(a, b) {
-          return a + b;
-        }
-
-        export const double = (n) => n * 2;
-
-        class Counter extends Base {
-          constructor() {
-            super();
-            this.n = 0;
-          }
-
-          increment() {
-            this.n += 1;
-          }
-        }
-        """
-    assert outline(source, "javascript") == [
-        (None, "module"),
-        ("add", "function"),
-        ("double", "function"),
-        ("Counter.constructor", "method"),
-        ("Counter.increment", "method"),
-    ]
-
-
-def test_typescript_interfaces_enums_namespaces_and_decorated_classes() -> None:
-    source = """\
-        export interface Shape {
-          area(): number;
-        }
-
-        enum Color { Red, Green }
-
-        @Component({ selector: "app" })
-        export class App {
-          @Input() title: string;
-
-          handle = (event: Event) => {
-            return event;
-          };
-
-          render(): string {
-            return this.title;
-          }
-        }
-
-        namespace Utils {
-          export function helper(): void {}
-        }
-        """
-    assert outline(source, "typescript") == [
-        ("Shape", "interface"),
-        ("Color", "enum"),
-        ("App", "class"),
-        ("App.handle", "method"),
-        ("App.render", "method"),
-        ("Utils.helper", "function"),
-    ]
-
-
-def test_tsx_components() -> None:
-    source = """\
-        export function Button({ label }: Props) {
-          return <button>{label}</button>;
-        }
-
-        export const Card = () => <div className="card" />;
-        """
-    assert outline(source, "tsx") == [("Button", "function"), ("Card", "function")]
-
-
-def test_go_functions_methods_and_types() -> None:
-    source = """\
-        package server
-
-        // Server serves.
-        type Server struct {
-        \taddr string
-        }
-
-        type Handler interface {
-        \tServe()
-        }
-
-        // Start starts it.
-        func (s *Server) Start() error {
-        \treturn nil
-        }
-
-        func New() *Server {
-        \treturn &Server{}
-        }
-        """
-    assert outline(source, "go") == [
-        (None, "module"),
-        ("Server", "struct"),
-        ("Handler", "interface"),
-        ("Server.Start", "method"),
-        ("New", "function"),
-    ]
-
-
-def test_rust_items_impl_blocks_and_modules() -> None:
-    source = """\
-        use std::fmt;
-
-        /// A point.
-        #[derive(Debug)]
-        pub struct Point {
-            x: i32,
-        }
-
-        impl Point {
-            pub fn new(x: i32) -> Self {
-                Point { x }
-            }
-        }
-
-        trait Shape {
-            fn area(&self) -> f64;
-        }
-
-        mod tests {
-            fn helper() {}
-        }
-        """
-    assert outline(source, "rust") == [
-        (None, "module"),
-        ("Point", "struct"),
-        ("Point.new", "method"),
-        ("Shape", "trait"),
-        ("tests.helper", "function"),
-    ]
-
-
-def test_java_classes_constructors_and_methods() -> None:
-    source = """\
-        package demo;
-
-        /** A greeter. */
-        public class Greeter {
-            private final String name;
-
-            public Greeter(String name) {
-                this.name = name;
-            }
-
-            @Override
-            public String toString() {
-                return name;
-            }
-        }
-        """
-    assert outline(source, "java") == [
-        (None, "module"),
-        ("Greeter", "class"),
-        ("Greeter.Greeter", "method"),
-        ("Greeter.toString", "method"),
-    ]
-
-
-def test_c_functions_structs_and_typedefs() -> None:
-    source = """\
-        #include <stdio.h>
-
-        struct point {
-            int x;
-        };
-
-        typedef struct {
-            int y;
-        } Pair;
-
-        /* Entry point. */
-        int main(int argc, char **argv) {
-            return 0;
-        }
-
-        static char *name_of(int id) {
-            return 0;
-        }
-        """
-    assert outline(source, "c") == [
-        (None, "module"),
-        ("point", "struct"),
-        ("Pair", "struct"),
-        ("main", "function"),
-        ("name_of", "function"),
-    ]
-
-
-def test_cpp_namespaces_classes_templates_and_out_of_class_methods() -> None:
-    source = """\
-        namespace geo {
-
-        class Shape {
-         public:
-          virtual ~Shape() {}
-          double area() const {
-            return 0;
-          }
-        };
-
-        template <typename T>
-        T twice(T value) {
-          return value * 2;
-        }
-
-        }  // namespace geo
-
-        double geo::Circle::area() const {
-          return 3.14;
-        }
-        """
-    # "namespace geo {" is a one-line header: it joins the first member, as "}" joins the last.
-    assert outline(source, "cpp") == [
-        ("geo.Shape", "class"),
-        ("geo.Shape.~Shape", "method"),
-        ("geo.Shape.area", "method"),
-        ("geo.twice", "function"),
-        ("geo.Circle.area", "function"),
-    ]
-
-
-def test_csharp_namespaces_classes_and_methods() -> None:
-    source = """\
-        using System;
-
-        namespace Shop.Models
-        {
-            /// <summary>An order.</summary>
-            public class Order
-            {
-                public int Id { get; set; }
-
-                public Order(int id)
-                {
-                    Id = id;
-                }
-
-                public decimal Total()
-                {
-                    return 0;
-                }
-            }
-        }
-        """
-    # The two-line namespace header joins its first member.
-    assert outline(source, "csharp") == [
-        (None, "module"),
-        ("Shop.Models.Order", "class"),
-        ("Shop.Models.Order.Order", "method"),
-        ("Shop.Models.Order.Total", "method"),
-    ]
-
-
-def test_ruby_modules_classes_and_methods() -> None:
-    source = """\
-        require "json"
-
-        module Billing
-          class Invoice < Base
-            attr_reader :total
-
-            def initialize(total)
-              @total = total
-            end
-
-            def self.load(path)
-              new(JSON.parse(File.read(path)))
-            end
-          end
-        end
-        """
-    assert outline(source, "ruby") == [
-        (None, "module"),
-        ("Billing.Invoice", "class"),
-        ("Billing.Invoice.initialize", "method"),
-        ("Billing.Invoice.load", "method"),
-    ]
-
-
-def test_php_classes_methods_and_functions() -> None:
-    source = """\
-        <?php
-        namespace App;
-
-        class User extends Model
-        {
-            public $name;
-
-            public function save(): void
-            {
-                $this->persist();
-            }
-        }
-
-        function helper() {
-            return 1;
-        }
-        """
-    assert outline(source, "php") == [
-        (None, "module"),
-        ("User", "class"),
-        ("User.save", "method"),
-        ("helper", "function"),
-    ]
-
-
-def test_kotlin_classes_objects_interfaces_and_functions() -> None:
-    source = """\
-        package demo
-
-        class Repo(private val db: Db) {
-            val size = 0
-            val name = "repo"
-
-            fun find(id: Int): Item? {
-                return db.get(id)
-            }
-        }
-
-        interface Store {
-            fun put(item: Item)
-        }
-
-        object Registry {
-            fun register() {
-                println("x")
-            }
-        }
-
-        fun main() {
-            println("hi")
-        }
-        """
-    assert outline(source, "kotlin") == [
-        (None, "module"),
-        ("Repo", "class"),
-        ("Repo.find", "method"),
-        ("Store", "interface"),
-        ("Registry.register", "method"),
-        ("main", "function"),
-    ]
-
-
-def test_swift_classes_structs_extensions_and_functions() -> None:
-    source = """\
-        import Foundation
-
-        struct Point {
-            var x: Double
-            var y: Double
-
-            func length() -> Double {
-                return x
-            }
-        }
-
-        extension Point {
-            func doubled() -> Point {
-                return Point(x: x * 2)
-            }
-        }
-
-        func main() {
-            print("hi")
-        }
-        """
-    assert outline(source, "swift") == [
-        (None, "module"),
-        ("Point", "struct"),
-        ("Point.length", "method"),
-        ("Point.doubled", "method"),
-        ("main", "function"),
-    ]
-
-
-def test_scala_classes_objects_traits_and_defs() -> None:
-    source = """\
-        package demo
-
-        trait Shape {
-          def area: Double
-        }
-
-        class Circle(r: Double) extends Shape {
-          def area: Double = 3.14 * r * r
-        }
-
-        object Main {
-          def main(args: Array[String]): Unit = {
-            println("hi")
-          }
-        }
-        """
-    assert outline(source, "scala") == [
-        (None, "module"),
-        ("Shape", "trait"),
-        ("Circle.area", "method"),
-        ("Main.main", "method"),
-    ]
-
-
-def test_bash_functions_and_script_code() -> None:
-    source = """\
-        #!/bin/bash
-        set -euo pipefail
-
-        # Prints a greeting.
-        greet() {
-          echo "hello $1"
-        }
-
-        function cleanup {
-          rm -rf "$tmp"
-        }
-
-        greet world
-        """
-    assert outline(source, "bash") == [
-        (None, "module"),
-        ("greet", "function"),
-        ("cleanup", "function"),
-        (None, "module"),
-    ]
 
 
 def test_every_language_with_syntax_rules_loads_its_grammar() -> None:

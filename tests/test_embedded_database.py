@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 PROBE = """
 import json, sys
 from sqlalchemy import text
-from mcp_server.config import load_settings
+from mcp_server.core.settings import load_settings
 from mcp_server.db.database import get_engine, current_revision
 engine = get_engine(load_settings())
 with engine.connect() as conn:

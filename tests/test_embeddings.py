@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
+from mcp_server.core.errors import ConfigurationError
 from mcp_server.embeddings import DEFAULT_MODEL_DIR, Embedder, StaticEmbedder, create_embedder
 from mcp_server.embeddings.identifiers import split_identifier, split_identifiers
-from mcp_server.errors import ConfigurationError
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from mcp_server.core.errors import EmbeddingError
 from mcp_server.embeddings.http import HttpEmbedder
-from mcp_server.errors import EmbeddingError
 
 pytestmark = pytest.mark.timeout(20)
 

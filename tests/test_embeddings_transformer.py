@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mcp_server.core.errors import EmbeddingError
 from mcp_server.embeddings import TransformerEmbedder, create_embedder
-from mcp_server.errors import EmbeddingError
 
 MODEL_DIR = os.environ.get("EMBEDDING_TEST_MODEL_PATH", "")
 

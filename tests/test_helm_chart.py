@@ -32,8 +32,8 @@ from helm_chart import (
     write_values,
 )
 
-from mcp_server.cli import build_parser
-from mcp_server.config import Settings, load_settings
+from mcp_server.core.settings import Settings, load_settings
+from mcp_server.frontends.cli import build_parser
 
 STANDARD_LABELS = (
     "helm.sh/chart",
@@ -44,7 +44,7 @@ STANDARD_LABELS = (
     "app.kubernetes.io/part-of",
     "app.kubernetes.io/component",
 )
-# Operator settings the chart passes on before mcp_server/config.py reads them (the operator
+# Operator settings the chart passes on before mcp_server/core/settings.py reads them (the operator
 # ignores unknown variables): GPU requests and scheduling of indexer pods.
 PENDING_SETTINGS: set[str] = set()
 
@@ -385,8 +385,8 @@ def test_config_map_holds_settings_the_program_reads(
         for key, value in config.items():
             monkeypatch.setenv(key, value)
         settings = load_settings()
-        assert settings.launcher == "kubernetes"
-        assert settings.max_concurrent_indexing_jobs == int(config["MAX_CONCURRENT_INDEXING_JOBS"])
+        assert settings.jobs.launcher == "kubernetes"
+        assert settings.jobs.max_concurrent == int(config["MAX_CONCURRENT_INDEXING_JOBS"])
         for key in config:
             monkeypatch.delenv(key)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_server.cli import build_parser
+from mcp_server.frontends.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILES = {

@@ -14,11 +14,11 @@ import numpy.typing as npt
 import pytest
 from sqlalchemy.engine import Engine
 
+from mcp_server.core.errors import EmbeddingModelMismatch
 from mcp_server.embeddings import StaticEmbedder
-from mcp_server.errors import EmbeddingModelMismatch
-from mcp_server.index_store import IndexStore
-from mcp_server.indexing.pipeline import MINIFIED, IndexRun, RunCounters, is_minified
-from mcp_server.search import Searcher
+from mcp_server.index.search import Searcher
+from mcp_server.index.store import IndexStore
+from mcp_server.indexer.pipeline import MINIFIED, IndexRun, RunCounters, is_minified
 
 pytestmark = pytest.mark.timeout(120)
 

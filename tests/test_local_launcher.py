@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from fake_embedding_server import FakeEmbeddingServer
 
-from mcp_server.config import load_settings
-from mcp_server.jobs import JobStatus
-from mcp_server.service import CodebaseService
+from mcp_server.core.jobs import JobStatus
+from mcp_server.core.settings import load_settings
+from mcp_server.frontends.operations import CodebaseService
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -48,6 +48,29 @@ def _wait(svc: CodebaseService, job_id: str, statuses: set[str], timeout: float 
             return status
         time.sleep(0.1)
     raise AssertionError(f"job {job_id} never reached {statuses}: {svc.get_status(job_id)}")
+
+
+def _process_gone(pid: int) -> bool:
+    """Exited (reaped, or a zombie waiting for a parent that is not us)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state == "Z"
+
+
+def _wait_gone(pid: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not _process_gone(pid):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"process {pid} still runs after {timeout} s")
+        time.sleep(0.05)
+
+
+def _supervisor_pid(svc: CodebaseService, job_id: str) -> int:
+    runner = svc.jobs.get(uuid.UUID(job_id)).runner
+    assert runner is not None
+    return int(runner.split(":")[1])
 
 
 def _repo(make_repo: Any, name: str, text: str = "def handler():\n    return 'ok'\n") -> Path:
@@ -103,7 +126,11 @@ def test_cancel_stops_the_indexer_and_keeps_the_previous_index_searchable(
     slow_embedder.delay_seconds = 60
     second = svc.start_indexing(str(repo), project_id="cancel")["job_id"]
     _wait(svc, second, {"running"})
-    time.sleep(1.0)
+    deadline = time.monotonic() + 60
+    while svc.get_status(second)["phase"] != "embedding":  # the indexer is busy in the slow embedder
+        assert time.monotonic() < deadline, svc.get_status(second)
+        time.sleep(0.05)
+    supervisor = _supervisor_pid(svc, second)
     result = svc.cancel_job(second)
     assert result["cancelled"] and result["status"] == "cancelled"
     slow_embedder.delay_seconds = 0
@@ -111,8 +138,8 @@ def test_cancel_stops_the_indexer_and_keeps_the_previous_index_searchable(
     assert any("original_function_name" in h["content"] for h in hits)
     hits = svc.search("replacement_function_name", project_id="cancel", mode="lexical")["results"]
     assert not any("replacement_function_name" in h["content"] for h in hits)
-    # The supervisor notices within a second and the row never changes again.
-    time.sleep(2)
+    # The supervisor notices, kills the indexer (and its workers) and exits.
+    _wait_gone(supervisor)
     assert svc.get_status(second)["status"] == "cancelled"
 
 
@@ -137,11 +164,9 @@ def test_a_job_whose_supervisor_died_is_failed_not_left_running(
     svc = _service()
     job_id = svc.start_indexing(str(_repo(make_repo, "dies")), project_id="dead")["job_id"]
     _wait(svc, job_id, {"running"})
-    runner = svc.jobs.get(uuid.UUID(job_id)).runner
-    assert runner is not None
-    pid = int(runner.split(":")[1])
+    pid = _supervisor_pid(svc, job_id)
     os.kill(pid, signal.SIGKILL)
-    time.sleep(0.5)
+    _wait_gone(pid)
     svc.reconcile()  # what any server, CLI or supervisor does when it touches the queue
     final = svc.get_status(job_id)
     assert final["status"] == "failed"

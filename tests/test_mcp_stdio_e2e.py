@@ -59,7 +59,7 @@ func RetryWithBackoff(fn func() error, attempts int) error {
 def _transport() -> StdioTransport:
     return StdioTransport(
         command=sys.executable,
-        args=["-m", "mcp_server.cli", "serve"],
+        args=["-m", "mcp_server.frontends.cli", "serve"],
         env={**os.environ},
         keep_alive=False,
     )

@@ -9,7 +9,7 @@ from codebase_operator.handlers import _left_to_the_resync
 from codebase_operator.reconciler import describe_unreachable
 from sqlalchemy.exc import OperationalError
 
-from mcp_server.kube import Unavailable
+from mcp_server.runners.kube_api import Unavailable
 
 POD = {"kind": "Pod", "metadata": {"name": "cbm-index-1234-abcde"}}
 

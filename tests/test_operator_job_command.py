@@ -19,10 +19,10 @@ from codebase_operator.spec import parse_spec
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from mcp_server.config import Settings
+from mcp_server.core.jobs import JobStatus, JobStore
+from mcp_server.core.settings import Settings
 from mcp_server.db.schema import chunks
-from mcp_server.jobs import JobStatus, JobStore
-from mcp_server.kube import ObjectRef
+from mcp_server.runners.kube_api import ObjectRef
 
 REQUEST = ObjectRef("codebase-mcp.dev/v1alpha1", "IndexingRequest", "default", "myapp", "uid-1")
 POD_ONLY_ENV = {"DATABASE_URL", "HOME", "CODEBASE_MCP_HOME"}  # a Secret and the pod's /tmp

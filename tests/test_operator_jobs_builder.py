@@ -19,8 +19,8 @@ from codebase_operator.spec import parse_spec
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mcp_server.config import Settings
-from mcp_server.kube import ObjectRef
+from mcp_server.core.settings import Settings, load_settings
+from mcp_server.runners.kube_api import ObjectRef
 
 REQUEST = ObjectRef(
     api_version="codebase-mcp.dev/v1alpha1",
@@ -34,7 +34,7 @@ DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 def settings(**overrides: object) -> Settings:
-    return Settings(**overrides)  # type: ignore[arg-type]
+    return load_settings(overrides=overrides)
 
 
 def manifest(spec: dict[str, object] | None = None, **overrides: object) -> dict:  # type: ignore[type-arg]
@@ -208,7 +208,8 @@ def test_test_hooks_are_copied_to_the_pod_only_when_enabled() -> None:
             request=REQUEST,
             spec=parsed,
             job_id=JOB_ID,
-            settings=settings(OPERATOR_TEST_HOOKS=enabled),
+            settings=settings(),
+            test_hooks=enabled,
             request_labels=labels,
             request_annotations=annotations,
         )
@@ -261,8 +262,9 @@ def test_scheduling_settings_are_read_as_json(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("INDEXER_NODE_SELECTOR", '{"accelerator": "h100"}')
     monkeypatch.setenv("INDEXER_TOLERATIONS", '[{"key": "gpu", "operator": "Exists"}]')
     monkeypatch.setenv("INDEXER_GPU_COUNT", "2")
-    from mcp_server.config import load_settings
-
     loaded = load_settings()
-    assert (loaded.indexer_node_selector, loaded.indexer_gpu_count) == ({"accelerator": "h100"}, 2)
-    assert loaded.indexer_tolerations == [{"key": "gpu", "operator": "Exists"}]
+    assert (loaded.kubernetes.indexer_node_selector, loaded.kubernetes.indexer_gpu_count) == (
+        {"accelerator": "h100"},
+        2,
+    )
+    assert loaded.kubernetes.indexer_tolerations == [{"key": "gpu", "operator": "Exists"}]

@@ -18,9 +18,9 @@ from codebase_operator.jobs_builder import JOB_ID_LABEL, job_name
 from codebase_operator.metrics import OperatorMetrics
 from codebase_operator.reconciler import Reconciler, derived_job_id
 
-from mcp_server.config import Settings
-from mcp_server.jobs import JobStatus, JobStore
-from mcp_server.kube import Conflict, ObjectRef
+from mcp_server.core.jobs import JobStatus, JobStore
+from mcp_server.core.settings import Settings
+from mcp_server.runners.kube_api import Conflict, ObjectRef
 
 NS = "team-a"
 _uids = itertools.count(1)
@@ -128,8 +128,10 @@ def store(clean_db: Any) -> JobStore:
     return JobStore(clean_db)
 
 
-def make_reconciler(settings: Settings, store: JobStore, kube: FakeKube, **overrides: Any) -> Reconciler:
-    tuned = settings.model_copy(update={"max_concurrent_indexing_jobs": 2, **overrides})
+def make_reconciler(
+    settings: Settings, store: JobStore, kube: FakeKube, **groups: dict[str, Any]
+) -> Reconciler:
+    tuned = settings.replace(jobs={"max_concurrent": 2}, **groups)
     return Reconciler(settings=tuned, jobs=store, kube=kube, metrics=OperatorMetrics(), namespace=NS)
 
 
@@ -198,7 +200,7 @@ def test_a_request_without_job_id_gets_a_stable_derived_id(
 def test_a_pod_stuck_pending_fails_the_job_and_deletes_it(
     settings: Settings, store: JobStore, kube: FakeKube
 ) -> None:
-    reconciler = make_reconciler(settings, store, kube, pod_pending_timeout_seconds=30)
+    reconciler = make_reconciler(settings, store, kube, kubernetes={"pod_pending_timeout_seconds": 30})
     (job_id,) = admit_all(reconciler, kube, ["a"])
     reconciler.resync()
     kube.add_pod(job_name(job_id), "Pending", age_seconds=5, waiting="ImagePullBackOff")

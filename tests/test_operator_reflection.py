@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from codebase_operator import reflection
 
-from mcp_server.jobs import Job, JobStatus
+from mcp_server.core.jobs import Job, JobStatus
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 

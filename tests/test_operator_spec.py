@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from codebase_operator.spec import parse_spec
 
-from mcp_server.errors import InvalidInput
+from mcp_server.core.errors import InvalidInput
 
 JOB_ID = "3f2a9c1e-7b4d-4e8a-9c0f-123456789abc"
 

@@ -14,12 +14,12 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from mcp_server import search
+from mcp_server.core.errors import InvalidInput
 from mcp_server.embeddings import StaticEmbedder
-from mcp_server.errors import InvalidInput
-from mcp_server.index_store import ChunkRow, FileWrite, IndexStore
-from mcp_server.indexing.pipeline import IndexRun
-from mcp_server.search import Searcher, glob_to_regex, parse_file_types
+from mcp_server.index import search
+from mcp_server.index.search import Searcher, glob_to_regex, parse_file_types
+from mcp_server.index.store import ChunkRow, FileWrite, IndexStore
+from mcp_server.indexer.pipeline import IndexRun
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -96,7 +96,7 @@ def test_a_selective_path_filter_still_fills_the_limit(searcher: Searcher, big_r
 def test_a_selective_filter_fills_the_limit_through_the_vector_index_too(
     searcher: Searcher, big_repo: Path, mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(search, "EXACT_SCAN_MAX_ROWS", 0)  # force the HNSW iterative scan
+    monkeypatch.setattr(search.retrieval, "EXACT_SCAN_MAX_ROWS", 0)  # force the HNSW iterative scan
     response = searcher.search(
         "compute the checksum", project_id="default", mode=mode, limit=15, path="special/**"
     )
@@ -115,7 +115,7 @@ def test_language_and_file_type_filters_select_their_files(searcher: Searcher, b
 def test_a_broad_filter_is_applied_to_the_chunk_rows(
     searcher: Searcher, big_repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(search, "MAX_FILTER_FILES", 1)  # every filter counts as broad
+    monkeypatch.setattr(search.retrieval, "MAX_FILTER_FILES", 1)  # every filter counts as broad
     for mode in MODES:
         response = searcher.search(
             "compute the checksum", project_id="default", mode=mode, limit=12, path="special"
@@ -200,11 +200,12 @@ def test_rows_of_one_project_are_never_returned_for_another_in_any_mode(
         repos = conn.execute(
             text("SELECT id, root_path, active_generation FROM repositories WHERE project_id = 'alpha'")
         ).all()
-        scope = search._Scope.build(conn, "alpha", repos, search.SearchFilters())
+        scope = search.Scope.build(conn, "alpha", repos, search.SearchFilters())
         assert scope is not None
-        lexical, _ = searcher._lexical(conn, "zebra giraffe shared entry", scope, 50)
-        semantic = searcher._semantic(conn, "zebra giraffe", embedder.dimension, scope, 50)
-        exact = searcher._semantic(conn, "zebra giraffe", embedder.dimension, scope.as_exact(), 50)
+        retriever = search.retrieval.Retriever(embedder)
+        lexical, _ = retriever.lexical(conn, "zebra giraffe shared entry", scope, 50)
+        semantic = retriever.semantic(conn, "zebra giraffe", embedder.dimension, scope, 50)
+        exact = retriever.semantic(conn, "zebra giraffe", embedder.dimension, scope.as_exact(), 50)
     assert lexical and semantic and exact
     assert {chunk_id for chunk_id, _ in lexical + semantic + exact} <= alpha_ids
 
@@ -441,7 +442,7 @@ def test_code_ranks_above_the_tests_that_exercise_it(
     searcher: Searcher, code_and_its_test: Path, mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     query = "apply a discount to the invoice total"
-    monkeypatch.setattr(search, "TEST_CODE_WEIGHT", 1.0)
+    monkeypatch.setattr(search.ranking, "TEST_CODE_WEIGHT", 1.0)
     unweighted = searcher.search(query, project_id="default", mode=mode, limit=2).results
     assert unweighted[0].file_path == "tests/test_invoice.py"  # what the prior is there to fix
     monkeypatch.undo()

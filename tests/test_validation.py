@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import unprivileged
 
-from mcp_server.config import load_settings
-from mcp_server.errors import ConfigurationError, InvalidInput, InvalidProjectId, InvalidRepositoryPath
-from mcp_server.validation import validate_job_id, validate_project_id, validate_repo_path
+from mcp_server.core.errors import ConfigurationError, InvalidInput, InvalidProjectId, InvalidRepositoryPath
+from mcp_server.core.settings import load_settings
+from mcp_server.core.validation import validate_job_id, validate_project_id, validate_repo_path
 
 
 @pytest.mark.parametrize(
@@ -67,8 +67,8 @@ def test_an_unreadable_directory_is_refused(tmp_path: Path) -> None:
     readable = tmp_path / "readable"
     readable.mkdir()
     code = f"""
-from mcp_server.errors import InvalidRepositoryPath
-from mcp_server.validation import validate_repo_path
+from mcp_server.core.errors import InvalidRepositoryPath
+from mcp_server.core.validation import validate_repo_path
 for path in ({str(locked)!r}, {str(readable)!r}):
     try:
         validate_repo_path(path)
@@ -139,7 +139,7 @@ def test_invalid_configuration_fails_naming_the_variable(
 
 def test_allowed_roots_accept_a_path_list(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CODEBASE_ALLOWED_ROOTS", "/srv/a:/srv/b,/srv/c")
-    assert [str(p) for p in load_settings().allowed_roots] == ["/srv/a", "/srv/b", "/srv/c"]
+    assert [str(p) for p in load_settings().jobs.allowed_roots] == ["/srv/a", "/srv/b", "/srv/c"]
 
 
 def test_a_database_password_never_appears_in_configuration_errors(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -156,4 +156,4 @@ def test_the_home_variable_of_the_shell_is_not_mistaken_for_codebase_mcp_home(
     # Regression: field names were accepted as variable names, so $HOME became the data directory.
     monkeypatch.delenv("CODEBASE_MCP_HOME", raising=False)
     monkeypatch.setenv("HOME", "/srv/someone")
-    assert load_settings().home == Path("/srv/someone/.local/share/codebase-mcp")
+    assert load_settings().database.home == Path("/srv/someone/.local/share/codebase-mcp")

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import unprivileged
 
-from mcp_server.errors import InvalidRepositoryPath
-from mcp_server.indexing import walker
-from mcp_server.indexing.walker import WalkStats, decode_source, read_source_text, walk_repository
+from mcp_server.core.errors import InvalidRepositoryPath
+from mcp_server.indexer import walker
+from mcp_server.indexer.walker import WalkStats, decode_source, read_source_text, walk_repository
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -252,7 +252,7 @@ def test_unreadable_directories_and_files_are_skipped_with_a_reason(tmp_path: Pa
     # In a child without the capability to read past file modes (the tests run as root in CI).
     code = f"""
 from pathlib import Path
-from mcp_server.indexing import walker
+from mcp_server.indexer import walker
 stats = walker.WalkStats()
 sources = walker.walk_repository(Path({str(tmp_path)!r}), max_file_bytes={MAX}, stats=stats)
 print(sorted(source.relative_path for source in sources))

@@ -28,8 +28,8 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError
 
-from mcp_server.config import Settings
-from mcp_server.errors import ConfigurationError, DatabaseUnavailable
+from mcp_server.core.errors import ConfigurationError, DatabaseUnavailable
+from mcp_server.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +140,8 @@ def _null_pool() -> Any:
 
 def database_url(settings: Settings) -> str:
     """The SQLAlchemy URL to use: DATABASE_URL, or the embedded server (started if needed)."""
-    if settings.database_url is not None:
-        raw = settings.database_url.get_secret_value()
+    if settings.database.url is not None:
+        raw = settings.database.url.get_secret_value()
         try:
             url = make_url(raw)
         except Exception:
@@ -149,11 +149,11 @@ def database_url(settings: Settings) -> str:
         if not url.drivername.startswith("postgresql"):
             raise ConfigurationError(f"DATABASE_URL: only PostgreSQL is supported, got {url.drivername!r}")
         return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    return _start_embedded(settings.pgdata_dir)
+    return _start_embedded(settings.database.pgdata_dir)
 
 
 def is_embedded(settings: Settings) -> bool:
-    return settings.database_url is None
+    return settings.database.url is None
 
 
 def get_engine(settings: Settings, *, migrate: bool = True) -> Engine:

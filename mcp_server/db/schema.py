@@ -8,7 +8,7 @@ chunk rows with `gen_from = active + 1`, and marks replaced or deleted rows with
 `gen_to = active + 1`; search sees a row when `gen_from <= active < gen_to`. Switching the
 repository's `active_generation` in one UPDATE publishes the whole run at once; a failed or killed
 run leaves rows that no search can see, and the next run reuses the ones whose content hash still
-matches (see mcp_server/index_store.py).
+matches (see mcp_server/index/store.py).
 """
 
 from __future__ import annotations

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mcp_server.core.errors import ConfigurationError
 from mcp_server.embeddings.base import Embedder
 from mcp_server.embeddings.http import HttpEmbedder
 from mcp_server.embeddings.static import DEFAULT_MODEL_DIR, StaticEmbedder
 from mcp_server.embeddings.transformer import TransformerEmbedder
-from mcp_server.errors import ConfigurationError
 
 __all__ = [
     "BACKENDS",

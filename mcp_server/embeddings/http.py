@@ -21,8 +21,8 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
+from mcp_server.core.errors import EmbeddingError
 from mcp_server.embeddings.vectors import normalize_rows
-from mcp_server.errors import EmbeddingError
 
 Flavour = Literal["ollama", "openai"]
 

@@ -34,9 +34,9 @@ import numpy.typing as npt
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
+from mcp_server.core.errors import EmbeddingError
 from mcp_server.embeddings.identifiers import split_identifier
 from mcp_server.embeddings.vectors import normalize_rows
-from mcp_server.errors import EmbeddingError
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "minilm-l6-static"
 

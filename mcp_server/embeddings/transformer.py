@@ -23,10 +23,10 @@ import numpy as np
 import numpy.typing as npt
 from tokenizers import Tokenizer
 
+from mcp_server.core.errors import EmbeddingError
 from mcp_server.embeddings.bert import BertConfig, BertEncoder, mean_pool
 from mcp_server.embeddings.identifiers import split_identifiers
 from mcp_server.embeddings.vectors import normalize_rows
-from mcp_server.errors import EmbeddingError
 
 # sha256 of the published all-MiniLM-L6-v2 `model.safetensors`, so the usual model gets a readable id.
 _KNOWN_WEIGHTS = {

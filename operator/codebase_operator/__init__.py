@@ -10,5 +10,5 @@ Modules, from the edge inwards:
   validation), unit-tested without a cluster.
 - metrics: the Prometheus metrics.
 
-Job rows are only written through mcp_server.jobs; the API only through mcp_server.kube.
+Job rows are only written through mcp_server.core.jobs; the API only through mcp_server.runners.kube_api.
 """

@@ -18,8 +18,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from codebase_operator.jobs_builder import MANAGED_BY
 from codebase_operator.reconciler import UNREACHABLE, Reconciler, describe_unreachable
-from mcp_server.errors import DatabaseUnavailable
-from mcp_server.kube import GROUP, PLURAL, VERSION, Unavailable
+from mcp_server.core.errors import DatabaseUnavailable
+from mcp_server.runners.kube_api import GROUP, PLURAL, VERSION, Unavailable
 
 log = logging.getLogger("codebase_operator")
 
@@ -53,7 +53,7 @@ def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        # The same credentials as mcp_server.kube: in-cluster service account, else KUBECONFIG.
+        # The same credentials as mcp_server.runners.kube_api: in-cluster service account, else KUBECONFIG.
         info: kopf.ConnectionInfo | None = kopf.login_via_client(**kwargs)
         return info
 

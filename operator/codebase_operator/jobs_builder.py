@@ -22,8 +22,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from codebase_operator.spec import RequestSpec
-from mcp_server.config import Settings
-from mcp_server.kube import ObjectRef
+from mcp_server.core.settings import Settings
+from mcp_server.indexer.outcome import FAILURE_EXITS
+from mcp_server.runners.kube_api import ObjectRef
 
 CONTAINER_NAME = "indexer"
 LABEL_PREFIX = "codebase-mcp.dev/"
@@ -32,10 +33,9 @@ PROJECT_LABEL = "codebase-mcp.dev/project"
 REQUEST_ANNOTATION = "codebase-mcp.dev/request"
 MANAGED_BY = "codebase-mcp-operator"
 MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
-FAILURE_EXIT_CODES = (1, 2, 3)  # see mcp_server.indexing.entrypoint
 TMP_SIZE_LIMIT = "4Gi"
 
-# Test-only pass-through (settings.operator_test_hooks): `codebase-mcp.dev/test-<hook>` on the
+# Test-only pass-through (`codebase-mcp operator --test-hooks`): `codebase-mcp.dev/test-<hook>` on the
 # IndexingRequest becomes `codebase-mcp.dev/<hook>` on the pod, where the kwok stage rules in
 # deploy/dev/kwok-stages.yaml read it. An allowlist, so a hook can never overwrite our own labels.
 TEST_HOOK_PREFIX = "codebase-mcp.dev/test-"
@@ -81,8 +81,8 @@ def _indexer_env(settings: Settings, spec: RequestSpec) -> list[dict[str, Any]]:
             "name": "DATABASE_URL",
             "valueFrom": {
                 "secretKeyRef": {
-                    "name": settings.database_url_secret_name,
-                    "key": settings.database_url_secret_key,
+                    "name": settings.kubernetes.database_url_secret_name,
+                    "key": settings.kubernetes.database_url_secret_key,
                 }
             },
         },
@@ -90,24 +90,25 @@ def _indexer_env(settings: Settings, spec: RequestSpec) -> list[dict[str, Any]]:
         {"name": "HOME", "value": "/tmp"},
         {"name": "CODEBASE_MCP_HOME", "value": "/tmp/codebase-mcp"},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
-        {"name": "CODEBASE_MCP_LOG_LEVEL", "value": settings.log_level},
-        {"name": "CODEBASE_MAX_FILE_BYTES", "value": str(settings.max_file_bytes)},
-        {"name": "CODEBASE_INDEXER_WORKERS", "value": str(settings.indexer_workers)},
+        {"name": "CODEBASE_MCP_LOG_LEVEL", "value": settings.logging.level},
+        {"name": "CODEBASE_MAX_FILE_BYTES", "value": str(settings.indexing.max_file_bytes)},
+        {"name": "CODEBASE_INDEXER_WORKERS", "value": str(settings.indexing.workers)},
         # The index must be written with the embedding model the MCP server searches with.
-        {"name": "EMBEDDING_BACKEND", "value": settings.embedding_backend},
-        {"name": "EMBEDDING_BATCH_SIZE", "value": str(settings.embedding_batch_size)},
-        {"name": "EMBEDDING_TIMEOUT_SECONDS", "value": str(settings.embedding_timeout_seconds)},
+        {"name": "EMBEDDING_BACKEND", "value": settings.embedding.backend},
+        {"name": "EMBEDDING_BATCH_SIZE", "value": str(settings.embedding.batch_size)},
+        {"name": "EMBEDDING_TIMEOUT_SECONDS", "value": str(settings.embedding.timeout_seconds)},
     ]
     optional = {
-        "EMBEDDING_MODEL": settings.embedding_model,
-        "EMBEDDING_URL": settings.embedding_url,
-        "EMBEDDING_DIMENSION": settings.embedding_dimension,
-        "EMBEDDING_MODEL_PATH": settings.embedding_model_path,
+        "EMBEDDING_MODEL": settings.embedding.model,
+        "EMBEDDING_URL": settings.embedding.url,
+        "EMBEDDING_DIMENSION": settings.embedding.dimension,
+        "EMBEDDING_MODEL_PATH": settings.embedding.model_path,
+        "CODEBASE_EXTRA_IGNORES": ",".join(settings.indexing.extra_ignores) or None,
     }
     env += [{"name": name, "value": str(value)} for name, value in optional.items() if value is not None]
-    if spec.path is not None and settings.workspace_pvc_name:
+    if spec.path is not None and settings.kubernetes.workspace_pvc_name:
         # Defence in depth: the indexer itself refuses paths outside the mounted workspace.
-        env.append({"name": "CODEBASE_ALLOWED_ROOTS", "value": settings.workspace_mount_path})
+        env.append({"name": "CODEBASE_ALLOWED_ROOTS", "value": settings.kubernetes.workspace_mount_path})
     return env
 
 
@@ -117,6 +118,7 @@ def build_job(
     spec: RequestSpec,
     job_id: uuid.UUID,
     settings: Settings,
+    test_hooks: bool = False,
     request_labels: Mapping[str, str] | None = None,
     request_annotations: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
@@ -124,31 +126,42 @@ def build_job(
     labels = labels_for(job_id, spec.project_id)
     annotations = {REQUEST_ANNOTATION: request.name}
     pod_labels, pod_annotations = dict(labels), dict(annotations)
-    if settings.operator_test_hooks:
+    if test_hooks:
         hook_labels, hook_annotations = passthrough_test_hooks(request_labels, request_annotations)
         pod_labels = {**hook_labels, **pod_labels}
         pod_annotations = {**hook_annotations, **pod_annotations}
 
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}}]
     mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
-    if spec.path is not None and settings.workspace_pvc_name:
+    if spec.path is not None and settings.kubernetes.workspace_pvc_name:
         volumes.append(
             {
                 "name": "workspace",
-                "persistentVolumeClaim": {"claimName": settings.workspace_pvc_name, "readOnly": True},
+                "persistentVolumeClaim": {
+                    "claimName": settings.kubernetes.workspace_pvc_name,
+                    "readOnly": True,
+                },
             }
         )
-        mounts.append({"name": "workspace", "mountPath": settings.workspace_mount_path, "readOnly": True})
+        mounts.append(
+            {"name": "workspace", "mountPath": settings.kubernetes.workspace_mount_path, "readOnly": True}
+        )
 
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
-        "image": settings.indexer_image,
-        "imagePullPolicy": settings.indexer_image_pull_policy,
+        "image": settings.kubernetes.indexer_image,
+        "imagePullPolicy": settings.kubernetes.indexer_image_pull_policy,
         "command": ["codebase-mcp", "indexer", "run", "--job-id", str(job_id)],
         "env": _indexer_env(settings, spec),
         "resources": {
-            "requests": {"cpu": settings.indexer_cpu_request, "memory": settings.indexer_memory_request},
-            "limits": {"cpu": settings.indexer_cpu_limit, "memory": settings.indexer_memory_limit},
+            "requests": {
+                "cpu": settings.kubernetes.indexer_cpu_request,
+                "memory": settings.kubernetes.indexer_memory_request,
+            },
+            "limits": {
+                "cpu": settings.kubernetes.indexer_cpu_limit,
+                "memory": settings.kubernetes.indexer_memory_limit,
+            },
         },
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -161,10 +174,12 @@ def build_job(
         "terminationMessagePath": "/dev/termination-log",
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
-    if settings.indexer_env_secret_name:
-        container["envFrom"] = [{"secretRef": {"name": settings.indexer_env_secret_name}}]
-    if settings.indexer_gpu_count:
-        container["resources"]["limits"][settings.indexer_gpu_resource_name] = str(settings.indexer_gpu_count)
+    if settings.kubernetes.indexer_env_secret_name:
+        container["envFrom"] = [{"secretRef": {"name": settings.kubernetes.indexer_env_secret_name}}]
+    if settings.kubernetes.indexer_gpu_count:
+        container["resources"]["limits"][settings.kubernetes.indexer_gpu_resource_name] = str(
+            settings.kubernetes.indexer_gpu_count
+        )
 
     return {
         "apiVersion": "batch/v1",
@@ -187,8 +202,8 @@ def build_job(
         },
         "spec": {
             "backoffLimit": 0,
-            "activeDeadlineSeconds": spec.timeout_seconds or settings.indexing_job_timeout_seconds,
-            "ttlSecondsAfterFinished": settings.job_ttl_seconds_after_finished,
+            "activeDeadlineSeconds": spec.timeout_seconds or settings.jobs.timeout_seconds,
+            "ttlSecondsAfterFinished": settings.kubernetes.job_ttl_seconds_after_finished,
             "podFailurePolicy": {
                 "rules": [
                     {
@@ -196,7 +211,7 @@ def build_job(
                         "onExitCodes": {
                             "containerName": CONTAINER_NAME,
                             "operator": "In",
-                            "values": list(FAILURE_EXIT_CODES),
+                            "values": [int(code) for code in FAILURE_EXITS],
                         },
                     },
                     {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
@@ -207,16 +222,16 @@ def build_job(
                 "spec": {
                     "restartPolicy": "Never",
                     **(
-                        {"nodeSelector": dict(settings.indexer_node_selector)}
-                        if settings.indexer_node_selector
+                        {"nodeSelector": dict(settings.kubernetes.indexer_node_selector)}
+                        if settings.kubernetes.indexer_node_selector
                         else {}
                     ),
                     **(
-                        {"tolerations": list(settings.indexer_tolerations)}
-                        if settings.indexer_tolerations
+                        {"tolerations": list(settings.kubernetes.indexer_tolerations)}
+                        if settings.kubernetes.indexer_tolerations
                         else {}
                     ),
-                    "serviceAccountName": settings.indexer_service_account,
+                    "serviceAccountName": settings.kubernetes.indexer_service_account,
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "securityContext": {

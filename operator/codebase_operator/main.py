@@ -16,10 +16,10 @@ from codebase_operator.handlers import build_registry
 from codebase_operator.jobs_builder import MANAGED_SELECTOR
 from codebase_operator.metrics import OperatorMetrics
 from codebase_operator.reconciler import Reconciler
-from mcp_server.config import Settings
+from mcp_server.core.jobs import JobStore
+from mcp_server.core.settings import Settings
 from mcp_server.db.database import get_engine
-from mcp_server.jobs import JobStore
-from mcp_server.kube import KubeClient
+from mcp_server.runners.kube_api import KubeClient
 
 log = logging.getLogger("codebase_operator")
 
@@ -61,26 +61,34 @@ def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
     return ks
 
 
-def run_operator(settings: Settings, *, namespace: str | None = None, all_namespaces: bool = False) -> int:
-    configure_logging(settings.log_level)
-    watched = None if all_namespaces else (namespace or settings.k8s_namespace)
+def run_operator(
+    settings: Settings,
+    *,
+    namespace: str | None = None,
+    all_namespaces: bool = False,
+    test_hooks: bool = False,
+) -> int:
+    configure_logging(settings.logging.level)
+    watched = None if all_namespaces else (namespace or settings.kubernetes.namespace)
     jobs = JobStore(get_engine(settings))
     kube = KubeClient()
     metrics = OperatorMetrics()
-    if settings.operator_metrics_port:
-        metrics.serve(settings.operator_metrics_port)
-    reconciler = Reconciler(settings=settings, jobs=jobs, kube=kube, metrics=metrics, namespace=watched)
+    if settings.operator.metrics_port:
+        metrics.serve(settings.operator.metrics_port)
+    reconciler = Reconciler(
+        settings=settings, jobs=jobs, kube=kube, metrics=metrics, namespace=watched, test_hooks=test_hooks
+    )
     stop = threading.Event()
     resync = threading.Thread(target=reconciler.run_forever, args=(stop,), name="resync", daemon=True)
     resync.start()
     liveness = (
-        f"http://0.0.0.0:{settings.operator_health_port}/healthz" if settings.operator_health_port else None
+        f"http://0.0.0.0:{settings.operator.health_port}/healthz" if settings.operator.health_port else None
     )
     log.info(
         "operator starting: namespace %s, at most %d concurrent Jobs, image %s",
         watched or "(all)",
-        settings.max_concurrent_indexing_jobs,
-        settings.indexer_image,
+        settings.jobs.max_concurrent,
+        settings.kubernetes.indexer_image,
     )
     try:
         kopf.run(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from mcp_server.jobs import JobStatus
+from mcp_server.core.jobs import JobStatus
 
 # Reflection of a pod phase change to the job row: watch delivery, handler queueing, one UPDATE.
 # The pod's own timestamps have 1 s resolution, so the low buckets mostly show that rounding.

@@ -11,7 +11,7 @@ Two ways in, one set of idempotent steps:
   oldest pending row first).
 
 Why both are safe together, and across restarts: every row change is a conditional transition
-of mcp_server.jobs (the first to land wins, a terminal row never changes), Job names are derived
+of mcp_server.core.jobs (the first to land wins, a terminal row never changes), Job names are derived
 from the job id (a second create is a 409), and status patches are recomputed from the row.
 Nothing is remembered in memory that a restart would need.
 """
@@ -32,11 +32,11 @@ from codebase_operator import reflection
 from codebase_operator.jobs_builder import JOB_ID_LABEL, MANAGED_SELECTOR, build_job, job_name
 from codebase_operator.metrics import OperatorMetrics
 from codebase_operator.spec import RequestSpec, parse_spec
-from mcp_server.config import Settings
-from mcp_server.errors import DatabaseUnavailable, InvalidInput, JobNotFound
-from mcp_server.jobs import ACTIVE_STATUSES, Job, JobStatus, JobStore
-from mcp_server.kube import Conflict, KubernetesError, NotFound, ObjectRef, Unavailable
-from mcp_server.validation import validate_job_id, validate_project_id
+from mcp_server.core.errors import DatabaseUnavailable, InvalidInput, JobNotFound
+from mcp_server.core.jobs import ACTIVE_STATUSES, Job, JobStatus, JobStore
+from mcp_server.core.settings import Settings
+from mcp_server.core.validation import validate_job_id, validate_project_id
+from mcp_server.runners.kube_api import Conflict, KubernetesError, NotFound, ObjectRef, Unavailable
 
 log = logging.getLogger("codebase_operator")
 
@@ -71,7 +71,7 @@ def describe_unreachable(exc: Exception) -> str:
 
 
 class KubeApi(Protocol):
-    """The part of mcp_server.kube.KubeClient the operator uses (a fake implements it in tests)."""
+    """The part of `runners.kube_api.KubeClient` the operator uses (a fake implements it in tests)."""
 
     def get_indexing_request(self, namespace: str, name: str) -> dict[str, Any] | None: ...
     def list_indexing_requests(self, namespace: str | None) -> list[dict[str, Any]]: ...
@@ -138,8 +138,10 @@ class Reconciler:
         kube: KubeApi,
         metrics: OperatorMetrics,
         namespace: str | None,
+        test_hooks: bool = False,
     ) -> None:
         self.settings = settings
+        self.test_hooks = test_hooks
         self.jobs = jobs
         self.kube = kube
         self.metrics = metrics
@@ -152,7 +154,11 @@ class Reconciler:
     # --- helpers ----------------------------------------------------------------------------------
 
     def _workspace_root(self) -> str | None:
-        return self.settings.workspace_mount_path if self.settings.workspace_pvc_name else None
+        return (
+            self.settings.kubernetes.workspace_mount_path
+            if self.settings.kubernetes.workspace_pvc_name
+            else None
+        )
 
     def _in_scope(self, namespace: str | None) -> bool:
         return namespace is not None and (self.namespace is None or namespace == self.namespace)
@@ -265,7 +271,7 @@ class Reconciler:
                 repo_path=spec.repo_key,
                 project_id=spec.project_id,
                 force_reindex=spec.force_reindex,
-                timeout_seconds=spec.timeout_seconds or self.settings.indexing_job_timeout_seconds,
+                timeout_seconds=spec.timeout_seconds or self.settings.jobs.timeout_seconds,
                 source_git_url=spec.git_url,
                 source_git_ref=spec.git_ref,
                 k8s_namespace=ref.namespace,
@@ -458,7 +464,7 @@ class Reconciler:
         name = _meta(pod).get("name")
         return (
             f"pod {name} cannot start yet ({problem[0]}: {problem[1]}); it fails after "
-            f"{self.settings.pod_pending_timeout_seconds} s in Pending"
+            f"{self.settings.kubernetes.pod_pending_timeout_seconds} s in Pending"
         )
 
     # --- the level-triggered loop -----------------------------------------------------------------
@@ -473,17 +479,17 @@ class Reconciler:
                 log.warning(
                     "resync failed: %s; retrying in %.1f s",
                     describe_unreachable(exc),
-                    self.settings.operator_resync_seconds,
+                    self.settings.operator.resync_seconds,
                 )
             except Exception:
                 self.metrics.resync_errors.inc()
-                log.exception("resync failed; retrying in %.1f s", self.settings.operator_resync_seconds)
-            self._wake.wait(self.settings.operator_resync_seconds)
+                log.exception("resync failed; retrying in %.1f s", self.settings.operator.resync_seconds)
+            self._wake.wait(self.settings.operator.resync_seconds)
             self._wake.clear()
 
     def health(self) -> dict[str, Any]:
         """For the liveness probe: fails when the resync loop has not succeeded for a long time."""
-        limit = max(120.0, 10 * self.settings.operator_resync_seconds)
+        limit = max(120.0, 10 * self.settings.operator.resync_seconds)
         if self.last_resync_ok is None:
             return {"resync": "starting"}
         age = time.monotonic() - self.last_resync_ok
@@ -526,7 +532,7 @@ class Reconciler:
             stuck_job = jobs_by_id.get(job_id) if job_id else None
             if job_id is None or stuck_job is None or not reflection.job_is_active(stuck_job):
                 continue
-            if reflection.pending_too_long(pod, self.settings.pod_pending_timeout_seconds, now):
+            if reflection.pending_too_long(pod, self.settings.kubernetes.pod_pending_timeout_seconds, now):
                 self._fail_stuck(job_id, pod, stuck_job)
                 stopped.add(job_id)
 
@@ -579,7 +585,7 @@ class Reconciler:
         active = sum(
             1 for job_id, job in jobs_by_id.items() if reflection.job_is_active(job) and job_id not in stopped
         )
-        free = self.settings.max_concurrent_indexing_jobs - active
+        free = self.settings.jobs.max_concurrent - active
         if free <= 0:
             return
         for row in self.jobs.pending_in_order(limit=10_000):
@@ -616,6 +622,7 @@ class Reconciler:
             spec=spec,
             job_id=row.id,
             settings=self.settings,
+            test_hooks=self.test_hooks,
             request_labels=meta.get("labels"),
             request_annotations=meta.get("annotations"),
         )
@@ -634,7 +641,7 @@ class Reconciler:
         return True
 
     def _fail_stuck(self, job_id: uuid.UUID, pod: Body, job: Body) -> None:
-        reason = reflection.stuck_pending_reason(pod, self.settings.pod_pending_timeout_seconds)
+        reason = reflection.stuck_pending_reason(pod, self.settings.kubernetes.pod_pending_timeout_seconds)
         namespace, name = _key(job)
         jl = job_log(job_id)
         if self.jobs.fail(job_id, reason):

@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from codebase_operator.jobs_builder import CONTAINER_NAME, JOB_ID_LABEL
-from mcp_server.jobs import Job, JobStatus
+from mcp_server.core.jobs import Job, JobStatus
+from mcp_server.indexer.outcome import FAILURE_EXITS, IndexerExit
 
 PHASES: dict[JobStatus, str] = {
     JobStatus.PENDING: "Pending",
@@ -144,13 +145,9 @@ def waiting_problem(pod: Body) -> tuple[str, str] | None:
 
 
 def describe_exit(exit_code: int | None, reason: str | None = None, message: str | None = None) -> str:
-    """The indexer container's exit, in words; exit codes from mcp_server.indexing.entrypoint."""
-    if exit_code == 1:
-        text = "the indexer failed (exit code 1)"
-    elif exit_code == 2:
-        text = "the indexer refused its input (exit code 2)"
-    elif exit_code == 3:
-        text = "the job was no longer runnable: cancelled or already finished (exit code 3)"
+    """The indexer container's exit, in words (the indexer's own codes are `IndexerExit`)."""
+    if exit_code in FAILURE_EXITS:
+        text = IndexerExit(exit_code).meaning
     elif reason == "OOMKilled" or exit_code == 137:
         text = (
             f"the indexer container was killed ({reason or 'SIGKILL'}, exit code {exit_code}); out of memory?"

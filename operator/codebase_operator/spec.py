@@ -2,7 +2,7 @@
 
 The CRD schema (deploy/crds/indexingrequests.yaml) refuses malformed specs at the API server. The
 operator still validates every spec it acts on, with the same functions the MCP tools use
-(mcp_server.validation), because a schema can be edited, installed in an older version, or
+(mcp_server.core.validation), because a schema can be edited, installed in an older version, or
 bypassed, and because some rules depend on the operator's configuration (the workspace mount).
 """
 
@@ -14,8 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mcp_server.errors import InvalidInput
-from mcp_server.validation import check_path_syntax, validate_git_source, validate_job_id, validate_project_id
+from mcp_server.core.errors import InvalidInput
+from mcp_server.core.validation import (
+    check_path_syntax,
+    validate_git_source,
+    validate_job_id,
+    validate_project_id,
+)
 
 MIN_TIMEOUT_SECONDS = 60
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from devcluster import ClusterUnavailable, DevCluster, OperatorProcess
 
-from mcp_server.jobs import JobStore
+from mcp_server.core.jobs import JobStore
 
 UP_TIMEOUT_SECONDS = float(os.environ.get("CODEBASE_MCP_K8S_UP_TIMEOUT", "3600"))
 
@@ -56,7 +56,7 @@ def namespace(cluster: DevCluster) -> Iterator[str]:
 
 @pytest.fixture
 def kube(cluster: DevCluster) -> Any:
-    """An admin client (mcp_server.kube.KubeClient) for the test's own reads and writes."""
+    """An admin client (mcp_server.runners.kube_api.KubeClient) for the test's own reads and writes."""
     client = cluster.client()
     yield client
     client.close()

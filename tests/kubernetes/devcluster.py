@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import yaml
 from codebase_operator.jobs_builder import JOB_ID_LABEL
 
-from mcp_server.jobs import Job, JobStatus, JobStore
+from mcp_server.core.jobs import Job, JobStatus, JobStore
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_SH = ROOT / "deploy" / "dev" / "cluster.sh"
@@ -152,7 +152,7 @@ class DevCluster:
         return proc
 
     def client(self, kubeconfig: Path | None = None) -> Any:
-        from mcp_server.kube import KubeClient, load_configuration
+        from mcp_server.runners.kube_api import KubeClient, load_configuration
 
         return KubeClient(load_configuration(str(kubeconfig or self.kubeconfig)))
 
@@ -219,7 +219,6 @@ class OperatorProcess:
             "MAX_CONCURRENT_INDEXING_JOBS": "2",
             "POD_PENDING_TIMEOUT_SECONDS": "4",
             "OPERATOR_RESYNC_SECONDS": "1",
-            "OPERATOR_TEST_HOOKS": "true",
             "OPERATOR_METRICS_PORT": str(self.metrics_port),
             "OPERATOR_HEALTH_PORT": str(self.health_port),
             "INDEXER_IMAGE": "codebase-mcp:test",
@@ -231,7 +230,7 @@ class OperatorProcess:
     def start(self, *, timeout: float = 60) -> OperatorProcess:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [str(CODEBASE_MCP), "operator", "--namespace", self.namespace],
+                [str(CODEBASE_MCP), "operator", "--namespace", self.namespace, "--test-hooks"],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

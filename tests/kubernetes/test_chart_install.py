@@ -36,7 +36,7 @@ from helm_chart import (
 )
 from sqlalchemy import create_engine, make_url, text
 
-from mcp_server.config import Settings
+from mcp_server.core.settings import Settings
 from mcp_server.db import database
 
 CODEBASE_MCP = Path(sys.executable).with_name("codebase-mcp")

@@ -24,12 +24,12 @@ from devcluster import (
     wait_row,
 )
 
-from mcp_server.jobs import JobStatus, JobStore
-from mcp_server.kube import KubernetesError
+from mcp_server.core.jobs import JobStatus, JobStore
+from mcp_server.runners.kube_api import KubernetesError
 
 pytestmark = pytest.mark.kubernetes
 
-RUN = "codebase-mcp.dev/test-run-duration"  # kwok hooks, passed through by OPERATOR_TEST_HOOKS
+RUN = "codebase-mcp.dev/test-run-duration"  # kwok hooks, passed through by `operator --test-hooks`
 
 
 def test_applied_example_is_indexed_without_an_mcp_server(
@@ -101,7 +101,7 @@ def test_mcp_start_indexing_with_the_kubernetes_launcher(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from mcp_server.service import CodebaseService
+    from mcp_server.frontends.operations import CodebaseService
 
     operator = start_operator()
     server_config = cluster.service_account_kubeconfig(
@@ -109,7 +109,8 @@ def test_mcp_start_indexing_with_the_kubernetes_launcher(
     )
     monkeypatch.setenv("KUBECONFIG", str(server_config))  # the MCP server's own, narrower RBAC
     service = CodebaseService(
-        settings.model_copy(update={"launcher": "kubernetes", "k8s_namespace": namespace}), engine=clean_db
+        settings.replace(jobs={"launcher": "kubernetes"}, kubernetes={"namespace": namespace}),
+        engine=clean_db,
     )
     repo = make_repo({"main.py": "print('hello')\n"})
 
@@ -122,7 +123,7 @@ def test_mcp_start_indexing_with_the_kubernetes_launcher(
         "source": {"path": str(repo.resolve())},
         "jobId": str(job_id),
         "forceReindex": False,
-        "timeoutSeconds": settings.indexing_job_timeout_seconds,
+        "timeoutSeconds": settings.jobs.timeout_seconds,
     }
     wait_row(store, namespace, name, JobStatus.COMPLETED, operator)
     status = wait_phase(kube, namespace, name, "Completed")
@@ -143,14 +144,15 @@ def test_mcp_cancel_deletes_the_request(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from mcp_server.service import CodebaseService
+    from mcp_server.frontends.operations import CodebaseService
 
     monkeypatch.setenv(
         "KUBECONFIG",
         str(cluster.service_account_kubeconfig(namespace, "codebase-mcp-server", tmp_path / "server.kc")),
     )
     service = CodebaseService(
-        settings.model_copy(update={"launcher": "kubernetes", "k8s_namespace": namespace}), engine=clean_db
+        settings.replace(jobs={"launcher": "kubernetes"}, kubernetes={"namespace": namespace}),
+        engine=clean_db,
     )
     started = service.start_indexing(str(make_repo({"a.py": "x = 1\n"})))  # no operator: stays pending
     result = service.cancel_job(started["job_id"])
@@ -168,8 +170,8 @@ def test_mcp_launcher_errors_are_readable_and_fail_the_row(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from mcp_server.errors import LauncherError
-    from mcp_server.service import CodebaseService
+    from mcp_server.core.errors import LauncherError
+    from mcp_server.frontends.operations import CodebaseService
 
     # The indexer's ServiceAccount may do nothing at all: the API server says 403.
     monkeypatch.setenv(
@@ -177,7 +179,8 @@ def test_mcp_launcher_errors_are_readable_and_fail_the_row(
         str(cluster.service_account_kubeconfig(namespace, "codebase-mcp-indexer", tmp_path / "indexer.kc")),
     )
     service = CodebaseService(
-        settings.model_copy(update={"launcher": "kubernetes", "k8s_namespace": namespace}), engine=clean_db
+        settings.replace(jobs={"launcher": "kubernetes"}, kubernetes={"namespace": namespace}),
+        engine=clean_db,
     )
     with pytest.raises(LauncherError, match=r"403 Forbidden.*RBAC"):
         service.start_indexing(str(make_repo({"a.py": "x = 1\n"})))

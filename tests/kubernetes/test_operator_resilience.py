@@ -13,8 +13,8 @@ from database_faults import bring_database_back, pg_ctl
 from devcluster import DevCluster, indexing_request, jobs_for, wait_for, wait_phase, wait_row
 from sqlalchemy.engine import Engine
 
-from mcp_server.config import Settings
-from mcp_server.jobs import JobStatus, JobStore
+from mcp_server.core.jobs import JobStatus, JobStore
+from mcp_server.core.settings import Settings
 
 pytestmark = pytest.mark.kubernetes
 
@@ -153,7 +153,7 @@ class JobWatcher(threading.Thread):
         super().__init__(daemon=True)
         from kubernetes import client, watch
 
-        from mcp_server.kube import load_configuration
+        from mcp_server.runners.kube_api import load_configuration
 
         self.api = client.BatchV1Api(client.ApiClient(load_configuration(str(cluster.kubeconfig))))
         self.watch = watch.Watch()

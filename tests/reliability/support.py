@@ -15,8 +15,8 @@ from fastmcp.client.transports import StdioTransport
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from mcp_server.config import load_settings
-from mcp_server.service import CodebaseService
+from mcp_server.core.settings import load_settings
+from mcp_server.frontends.operations import CodebaseService
 
 T = TypeVar("T")
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
@@ -85,7 +85,7 @@ def row_counts(engine: Engine) -> dict[str, int]:
 def stdio_transport(env: dict[str, str] | None = None, log_file: Path | None = None) -> StdioTransport:
     return StdioTransport(
         command=sys.executable,
-        args=["-m", "mcp_server.cli", "serve"],
+        args=["-m", "mcp_server.frontends.cli", "serve"],
         env={**os.environ, **(env or {})},
         keep_alive=False,
         log_file=log_file,
@@ -100,7 +100,7 @@ def serve_processes() -> list[psutil.Process]:
             cmdline = child.cmdline()
         except psutil.NoSuchProcess:
             continue
-        if "mcp_server.cli" in cmdline and "serve" in cmdline:
+        if "mcp_server.frontends.cli" in cmdline and "serve" in cmdline:
             found.append(child)
     return found
 
@@ -139,7 +139,7 @@ def lexical_hits(svc: CodebaseService, query: str, project: str, limit: int = 10
 
 def run_logs(job_id: str, tail: int = 30) -> str:
     """The last lines of a local job's supervisor and indexer logs, for failure messages."""
-    runs = load_settings().runs_dir
+    runs = load_settings().database.runs_dir
     parts = []
     for kind in ("supervisor", "indexer"):
         path = runs / f"{job_id}.{kind}.log"

@@ -20,7 +20,7 @@ from fastmcp.exceptions import ToolError
 from reliability.support import row_counts, service, stdio_transport
 from sqlalchemy.engine import Engine
 
-from mcp_server.errors import InvalidRepositoryPath
+from mcp_server.core.errors import InvalidRepositoryPath
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -202,7 +202,7 @@ def test_an_unreadable_root_is_refused(settings: Any, tmp_path: Path) -> None:
     engine = service().engine
     before = row_counts(engine)
     # The command line, in a child that cannot read past file modes (CI runs the tests as root).
-    code = f"from mcp_server.cli import main; raise SystemExit(main(['index', {str(locked)!r}]))"
+    code = f"from mcp_server.frontends.cli import main; raise SystemExit(main(['index', {str(locked)!r}]))"
     try:
         result = unprivileged.run_python(code)
     finally:
@@ -217,7 +217,10 @@ def test_a_path_that_is_not_utf8_is_refused_on_the_command_line(settings: Any, t
     os.mkdir(odd)
     before = row_counts(settings_engine := service().engine)
     result = subprocess.run(
-        [sys.executable, "-m", "mcp_server.cli", "index", odd], capture_output=True, timeout=60, check=False
+        [sys.executable, "-m", "mcp_server.frontends.cli", "index", odd],
+        capture_output=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 2, result.stderr
     assert b"not valid UTF-8" in result.stdout + result.stderr

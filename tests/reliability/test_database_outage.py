@@ -1,7 +1,10 @@
 """Fault 3: PostgreSQL restarted, or away for a while, in the middle of an index run.
 
-What the product promises: the run either completes or fails with a reason that says the
-database was lost; nothing hangs and no job stays `running`; the previous index survives. The
+What the product promises: a restart (the server is back in well under a second) costs nothing,
+the run completes; an outage of ten seconds fails the run with a reason that says the database
+was lost, and the previous index stays searchable (docs/design.md: a local run does not wait an
+outage out; the retry re-embeds only what was not written). Nothing hangs and no job stays
+`running`. The
 fault is real: the embedded server of this test session is restarted or stopped with pg_ctl.
 
 The operator's side (status updates missed during an outage land once the database is back) is
@@ -34,7 +37,7 @@ from reliability.support import (
 )
 from sqlalchemy.engine import Engine
 
-from mcp_server.config import Settings
+from mcp_server.core.settings import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
@@ -51,7 +54,8 @@ def database_comes_back(
 
 def _start_slow_second_run(svc: Any, server: FakeEmbeddingServer, repo: Path, project: str) -> str:
     first = svc.start_indexing(str(repo), project_id=project)["job_id"]
-    assert wait_for_status(svc, first, TERMINAL)["status"] == "completed"
+    done = wait_for_status(svc, first, TERMINAL)
+    assert done["status"] == "completed", done
     write_repo(repo, many_functions("newversion", files=40, functions=20))
     server.delay_seconds = 1.0
     before = server.requests
@@ -64,8 +68,8 @@ def _start_slow_second_run(svc: Any, server: FakeEmbeddingServer, repo: Path, pr
     return job
 
 
-def _settle(svc: Any, job: str, project: str, since: float) -> dict[str, Any]:
-    """The job ends by itself (no reconcile from here), and the index is consistent."""
+def _settle(svc: Any, job: str, project: str, since: float, *, expected: str) -> dict[str, Any]:
+    """The job ends by itself (no reconcile from here) as `expected`, and the index is consistent."""
     try:
         final = wait_for_status(svc, job, TERMINAL, timeout=60)
     except AssertionError as exc:
@@ -74,12 +78,13 @@ def _settle(svc: Any, job: str, project: str, since: float) -> dict[str, Any]:
         f"\nfault 3 [{project}]: {final['status']} {time.monotonic() - since:.2f} s after the fault: "
         f"{final['error_message']}"
     )
-    if final["status"] == "failed":
-        assert "database" in final["error_message"].lower() or "postgres" in final["error_message"].lower()
+    assert final["status"] == expected, final
+    if expected == "failed":
+        assert "database" in final["error_message"].lower()
         assert lexical_hits(svc, "oldversion", project), "the previous index stays searchable"
         assert not lexical_hits(svc, "newversion", project)
     else:
-        assert final["status"] == "completed"
+        assert lexical_hits(svc, "newversion", project)
         assert not lexical_hits(svc, "oldversion", project)
     assert not svc.list_jobs(status="running")["jobs"]
     return final
@@ -98,7 +103,7 @@ def test_a_database_restart_mid_run_ends_the_job_cleanly(
     pg_ctl(settings, "-w", "-m", "fast", "restart")
     print(f"\nfault 3 [restart]: pg_ctl restart took {time.monotonic() - began:.2f} s")
     slow_embedder.delay_seconds = 0
-    _settle(svc, job, "restart", began)
+    _settle(svc, job, "restart", began, expected="completed")
 
 
 def test_a_database_away_for_ten_seconds_mid_run_ends_the_job_cleanly(
@@ -139,4 +144,4 @@ def test_a_database_away_for_ten_seconds_mid_run_ends_the_job_cleanly(
     )
     assert "database" in refusal.lower() and "internal error" not in refusal
     slow_embedder.delay_seconds = 0
-    _settle(svc, job, "outage", timings["stopped"])
+    _settle(svc, job, "outage", timings["stopped"], expected="failed")

@@ -36,7 +36,7 @@ def _postmaster(pgdata: Path) -> psutil.Process | None:
 def _serve(home: Path, *args: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "CODEBASE_MCP_HOME": str(home)}
     return subprocess.Popen(
-        [sys.executable, "-m", "mcp_server.cli", "serve", *args],
+        [sys.executable, "-m", "mcp_server.frontends.cli", "serve", *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

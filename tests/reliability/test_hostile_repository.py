@@ -28,7 +28,7 @@ from reliability.support import (
     write_repo,
 )
 
-from mcp_server.indexing.walker import WalkStats, walk_repository
+from mcp_server.indexer.walker import WalkStats, walk_repository
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 

@@ -50,7 +50,7 @@ def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[by
     environment = {k: v for k, v in os.environ.items() if k != "CODEBASE_MCP_AUTH_TOKEN"}
     environment.update(env or {})
     return subprocess.Popen(
-        [sys.executable, "-m", "mcp_server.cli", "serve", "--transport", "http", *args],
+        [sys.executable, "-m", "mcp_server.frontends.cli", "serve", "--transport", "http", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=environment,

@@ -31,10 +31,10 @@ from reliability.support import (
 )
 from sqlalchemy import text
 
-from mcp_server.config import load_settings
-from mcp_server.index_store import IndexStore
-from mcp_server.launchers import supervisor
-from mcp_server.launchers.supervisor import describe_exit
+from mcp_server.core.settings import load_settings
+from mcp_server.index.store import IndexStore
+from mcp_server.runners import supervisor
+from mcp_server.runners.supervisor import describe_exit
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from reliability.support import TERMINAL, service, wait_for_status, write_repo
 
-from mcp_server.errors import JobNotFound
+from mcp_server.core.errors import JobNotFound
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

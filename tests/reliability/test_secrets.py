@@ -25,7 +25,7 @@ from reliability.support import TERMINAL, service, stdio_transport, wait_for_sta
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from mcp_server.config import Settings
+from mcp_server.core.settings import Settings
 from mcp_server.db.database import database_url
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -52,7 +52,7 @@ def _leaks(where: str, text_: str | bytes | None) -> list[str]:
 
 def _cli(*args: str, env: dict[str, str], timeout: float = 90) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "mcp_server.cli", "--log-level", "DEBUG", *args],
+        [sys.executable, "-m", "mcp_server.frontends.cli", "--log-level", "DEBUG", *args],
         capture_output=True,
         env={**os.environ, "CODEBASE_MCP_LOG_LEVEL": "DEBUG", **env},
         timeout=timeout,
@@ -100,7 +100,7 @@ def _job_rows_and_run_files(settings: Settings, engine: Any) -> list[str]:
         for row in conn.execute(text("SELECT id, error_message, progress_message FROM indexing_jobs")):
             leaks += _leaks(f"job {row.id} error_message", row.error_message)
             leaks += _leaks(f"job {row.id} progress_message", row.progress_message)
-    for path in settings.runs_dir.glob("*"):
+    for path in settings.database.runs_dir.glob("*"):
         leaks += _leaks(str(path.name), path.read_bytes())
     return leaks
 

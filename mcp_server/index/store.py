@@ -25,8 +25,8 @@ import numpy.typing as npt
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
+from mcp_server.core.errors import EmbeddingModelMismatch
 from mcp_server.db.schema import LIVE
-from mcp_server.errors import EmbeddingModelMismatch
 
 # pgvector: HNSW supports up to 2,000 dimensions for `vector` and 4,000 for `halfvec`.
 MAX_VECTOR_HNSW_DIM = 2000

@@ -16,8 +16,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.syntax import Syntax
 from rich.table import Table
 
-from mcp_server.config import Settings, load_settings
-from mcp_server.errors import CodebaseMCPError
+from mcp_server.core.errors import CodebaseMCPError, InvalidInput, InvalidTransition
+from mcp_server.core.settings import (
+    DatabaseSettings,
+    EmbeddingSettings,
+    HttpSettings,
+    IndexingSettings,
+    JobSettings,
+    KubernetesSettings,
+    LoggingSettings,
+    OperatorSettings,
+    Settings,
+    load_settings,
+)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -26,7 +37,7 @@ EXIT_USAGE = 2
 
 
 def _service(settings: Settings) -> Any:
-    from mcp_server.service import CodebaseService
+    from mcp_server.frontends.operations import CodebaseService
 
     return CodebaseService(settings)
 
@@ -35,7 +46,7 @@ def _service(settings: Settings) -> Any:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    from mcp_server.server import run_server
+    from mcp_server.frontends.mcp_tools import run_server
 
     # SIGTERM (how clients and process managers stop a server; uvicorn re-raises it after its
     # graceful shutdown) must end the process normally, so exit hooks run: the embedded database
@@ -222,8 +233,8 @@ def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_indexer(settings: Settings, args: argparse.Namespace) -> int:
-    from mcp_server.indexing.entrypoint import DEFAULT_TERMINATION_LOG, run_job
-    from mcp_server.validation import validate_job_id
+    from mcp_server.core.validation import validate_job_id
+    from mcp_server.indexer.entrypoint import DEFAULT_TERMINATION_LOG, run_job
 
     termination_log = args.termination_log
     if termination_log is None:
@@ -239,11 +250,35 @@ def cmd_indexer(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_operator(settings: Settings, args: argparse.Namespace) -> int:
     from codebase_operator.main import run_operator
 
-    exit_code: int = run_operator(settings, namespace=args.namespace, all_namespaces=args.all_namespaces)
+    exit_code: int = run_operator(
+        settings, namespace=args.namespace, all_namespaces=args.all_namespaces, test_hooks=args.test_hooks
+    )
     return exit_code
 
 
 # --- parser -------------------------------------------------------------------------------------
+
+
+# The settings groups each command reads (a bad variable of another component cannot stop it).
+FRONTEND_GROUPS = (
+    DatabaseSettings,
+    JobSettings,
+    EmbeddingSettings,
+    HttpSettings,
+    KubernetesSettings,
+    LoggingSettings,
+)
+INDEXER_GROUPS = (DatabaseSettings, JobSettings, IndexingSettings, EmbeddingSettings, LoggingSettings)
+# The operator passes the indexer's settings on to the Jobs it creates, so it reads those too.
+OPERATOR_GROUPS = (
+    DatabaseSettings,
+    JobSettings,
+    IndexingSettings,
+    EmbeddingSettings,
+    KubernetesSettings,
+    OperatorSettings,
+    LoggingSettings,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -259,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--host", default=None, help="HTTP bind address (default CODEBASE_MCP_HTTP_HOST, 127.0.0.1)"
     )
     p.add_argument("--port", type=int, default=None, help="HTTP port (default CODEBASE_MCP_HTTP_PORT, 8000)")
-    p.set_defaults(func=cmd_serve)
+    p.set_defaults(func=cmd_serve, groups=FRONTEND_GROUPS)
 
     p = sub.add_parser("index", help="index a repository (like the start_indexing_background tool)")
     p.add_argument("path", help="absolute path of the repository")
@@ -267,25 +302,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="re-embed every file")
     p.add_argument("--wait", action="store_true", help="show progress and wait; exit 1 if the job fails")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_index)
+    p.set_defaults(func=cmd_index, groups=FRONTEND_GROUPS)
 
     p = sub.add_parser("status", help="show one indexing job")
     p.add_argument("job_id")
     p.add_argument("--project", default=None)
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_status)
+    p.set_defaults(func=cmd_status, groups=FRONTEND_GROUPS)
 
     p = sub.add_parser("jobs", help="list indexing jobs, newest first")
     p.add_argument("--status", choices=["pending", "running", "completed", "failed", "cancelled"])
     p.add_argument("--project", default=None)
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_jobs)
+    p.set_defaults(func=cmd_jobs, groups=FRONTEND_GROUPS)
 
     p = sub.add_parser("cancel", help="cancel a pending or running job")
     p.add_argument("job_id")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_cancel)
+    p.set_defaults(func=cmd_cancel, groups=FRONTEND_GROUPS)
 
     p = sub.add_parser("search", help="search indexed code")
     p.add_argument("query")
@@ -300,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context-lines", type=int, default=3, help="context lines around each result (--json)")
     p.add_argument("--max-chars", type=int, default=20_000, help="cap on the characters of code returned")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_search)
+    p.set_defaults(func=cmd_search, groups=FRONTEND_GROUPS)
 
     p = sub.add_parser("db", help="database migrations")
     db_sub = p.add_subparsers(dest="db_command", required=True)
@@ -309,19 +344,22 @@ def build_parser() -> argparse.ArgumentParser:
     down = db_sub.add_parser("downgrade", help="revert migrations to REV ('base' for none)")
     down.add_argument("revision")
     db_sub.add_parser("current", help="show the schema revision")
-    p.set_defaults(func=cmd_db)
+    p.set_defaults(func=cmd_db, groups=(DatabaseSettings, LoggingSettings))
 
     p = sub.add_parser("indexer", help="the indexer entrypoint (what the Kubernetes Job runs)")
     idx_sub = p.add_subparsers(dest="indexer_command", required=True)
     run = idx_sub.add_parser("run", help="run one indexing job")
     run.add_argument("--job-id", required=True)
     run.add_argument("--termination-log", default=None, help="file for the failure reason")
-    p.set_defaults(func=cmd_indexer)
+    p.set_defaults(func=cmd_indexer, groups=INDEXER_GROUPS)
 
     p = sub.add_parser("operator", help="run the Kubernetes operator (kopf)")
     p.add_argument("--namespace", default=None, help="watch this namespace (default CODEBASE_K8S_NAMESPACE)")
     p.add_argument("--all-namespaces", action="store_true")
-    p.set_defaults(func=cmd_operator)
+    # Test clusters only (not in --help): copy `codebase-mcp.dev/test-*` labels and annotations of an
+    # IndexingRequest onto its pod, where they steer kwok's fake kubelet (deploy/dev/kwok-stages.yaml).
+    p.add_argument("--test-hooks", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_operator, groups=OPERATOR_GROUPS)
     return parser
 
 
@@ -338,14 +376,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        settings = load_settings()
-        level = args.log_level or settings.log_level
+        settings = load_settings(*args.groups)
+        level = args.log_level or settings.logging.level
         configure_logging(level)
         result: int = args.func(settings, args)
         return result
     except CodebaseMCPError as exc:
         err_console.print(f"[red]error:[/] {exc}")
-        return EXIT_USAGE if exc.__class__.__name__.startswith("Invalid") else 1
+        return EXIT_USAGE if isinstance(exc, InvalidInput | InvalidTransition) else 1
     except KeyboardInterrupt:
         return 130
 

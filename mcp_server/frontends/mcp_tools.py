@@ -21,10 +21,10 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from mcp_server.config import Settings
-from mcp_server.errors import CodebaseMCPError, ConfigurationError
-from mcp_server.search import DEFAULT_CONTEXT_LINES, DEFAULT_MAX_CHARS
-from mcp_server.service import CodebaseService
+from mcp_server.core.errors import CodebaseMCPError, ConfigurationError
+from mcp_server.core.settings import Settings
+from mcp_server.frontends.operations import CodebaseService
+from mcp_server.index.search import DEFAULT_CONTEXT_LINES, DEFAULT_MAX_CHARS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -196,13 +196,13 @@ def run_server(settings: Settings, *, transport: str, host: str | None, port: in
     if transport == "stdio":
         build_server(settings, service).run(transport="stdio", show_banner=False)
         return
-    bind_host = host or settings.http_host
-    token = settings.auth_token.get_secret_value() if settings.auth_token else None
+    bind_host = host or settings.http.host
+    token = settings.http.auth_token.get_secret_value() if settings.http.auth_token else None
     if bind_host not in LOOPBACK_HOSTS and not token:
         raise ConfigurationError(
             f"refusing to serve HTTP on {bind_host} without authentication: set CODEBASE_MCP_AUTH_TOKEN "
             "(clients then send 'Authorization: Bearer <token>'), or bind to 127.0.0.1"
         )
     server = build_server(settings, service, auth_token=token)
-    kwargs: dict[str, Any] = {"host": bind_host, "port": port or settings.http_port, "show_banner": False}
+    kwargs: dict[str, Any] = {"host": bind_host, "port": port or settings.http.port, "show_banner": False}
     server.run(transport="http", **kwargs)

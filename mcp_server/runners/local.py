@@ -31,8 +31,8 @@ import uuid
 
 from sqlalchemy import text
 
-from mcp_server.config import Settings
-from mcp_server.jobs import Job, JobStatus, JobStore
+from mcp_server.core.jobs import Job, JobStatus, JobStore
+from mcp_server.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,10 @@ class LocalLauncher:
         return cancelled
 
     def reconcile(self) -> None:
+        """Fail jobs whose runner died, then start the queued jobs that fit in the free slots."""
+        self.dispatch()
+
+    def _fail_dead_runners(self) -> None:
         for job in self.jobs.running():
             reason = None
             if job.runner:
@@ -97,11 +101,13 @@ class LocalLauncher:
                 if alive is False:
                     reason = f"the indexing process ({job.runner}) died without reporting a result"
             if reason is None and job.heartbeat_at is not None:
-                stale = self.jobs.stale_running(older_than_seconds=self.settings.heartbeat_timeout_seconds)
+                stale = self.jobs.stale_running(
+                    older_than_seconds=self.settings.jobs.heartbeat_timeout_seconds
+                )
                 if any(s.id == job.id for s in stale):
                     reason = (
                         f"no heartbeat from the indexing process for over "
-                        f"{self.settings.heartbeat_timeout_seconds} s; it is presumed dead"
+                        f"{self.settings.jobs.heartbeat_timeout_seconds} s; it is presumed dead"
                     )
             if reason and self.jobs.fail(job.id, reason):
                 log.warning("job %s failed by reconcile: %s", job.id, reason)
@@ -113,9 +119,9 @@ class LocalLauncher:
         with engine.connect() as conn:
             # Transaction-level lock: released at commit, even if this process dies.
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _DISPATCH_LOCK_KEY})
-            self.reconcile()
+            self._fail_dead_runners()
             running = self.jobs.count_by_status()[JobStatus.RUNNING]
-            free = self.settings.max_concurrent_indexing_jobs - running
+            free = self.settings.jobs.max_concurrent - running
             if free > 0:
                 for job in self.jobs.pending_in_order(limit=free):
                     if self.jobs.mark_running(job.id):
@@ -125,14 +131,14 @@ class LocalLauncher:
         return started
 
     def _spawn_supervisor(self, job: Job) -> None:
-        runs = self.settings.runs_dir
+        runs = self.settings.database.runs_dir
         runs.mkdir(parents=True, exist_ok=True)
         log_path = runs / f"{job.id}.supervisor.log"
         with open(log_path, "ab") as log_file:
             proc = subprocess.Popen(
                 # -P and a neutral cwd: a checkout of the sources in the caller's working directory
                 # must not shadow the installed package.
-                [sys.executable, "-P", "-m", "mcp_server.launchers.supervisor", "--job-id", str(job.id)],
+                [sys.executable, "-P", "-m", "mcp_server.runners.supervisor", "--job-id", str(job.id)],
                 cwd=runs,
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,

@@ -29,8 +29,8 @@ from sqlalchemy import Select, and_, case, func, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine, RowMapping
 
+from mcp_server.core.errors import InvalidTransition, JobNotFound
 from mcp_server.db.schema import indexing_jobs
-from mcp_server.errors import InvalidTransition, JobNotFound
 
 
 class JobStatus(enum.StrEnum):
@@ -43,6 +43,27 @@ class JobStatus(enum.StrEnum):
     @property
     def is_terminal(self) -> bool:
         return self in TERMINAL_STATUSES
+
+
+class JobPhase(enum.StrEnum):
+    """What a job is doing, finer than its status: the `phase` column and `get_indexing_status`.
+
+    The indexer writes the running phases; the state machine writes QUEUED, STARTING and, on a
+    terminal transition, the terminal status's own name. DONE is the indexer's last word: it has
+    published and written its summary, and only the runner's terminal transition is left.
+    """
+
+    QUEUED = "queued"
+    STARTING = "starting"
+    CLONING = "cloning"
+    SCANNING = "scanning"
+    PARSING = "parsing"
+    EMBEDDING = "embedding"
+    WRITING = "writing"
+    DONE = "done"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
@@ -58,10 +79,6 @@ ALLOWED_FROM: dict[JobStatus, frozenset[JobStatus]] = {
 }
 
 MAX_ERROR_MESSAGE_CHARS = 4000
-
-
-def can_transition(current: JobStatus, target: JobStatus) -> bool:
-    return current in ALLOWED_FROM[target]
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +186,7 @@ class JobStore:
             "source_git_ref": source_git_ref,
             "k8s_namespace": k8s_namespace,
             "k8s_name": k8s_name,
-            "phase": "queued",
+            "phase": JobPhase.QUEUED,
         }
         with self._engine.begin() as conn:
             if unless_active:
@@ -212,12 +229,6 @@ class JobStore:
             query = query.where(indexing_jobs.c.project_id == project_id)
         with self._engine.connect() as conn:
             return [Job.from_row(r) for r in conn.execute(query).mappings()]
-
-    def find_active(self, *, project_id: str, repo_path: str) -> Job | None:
-        """The pending or running job for this repository, if any (the oldest one)."""
-        with self._engine.connect() as conn:
-            row = conn.execute(self._active_query(project_id, repo_path)).mappings().one_or_none()
-        return Job.from_row(row) if row else None
 
     @staticmethod
     def _active_query(project_id: str, repo_path: str) -> Select[Any]:
@@ -270,9 +281,16 @@ class JobStore:
         *,
         error_message: str | None = None,
         message: str | None = None,
-        extra: dict[str, Any] | None = None,
+        runner: str | None = None,
+        files_indexed: int | None = None,
+        chunks_created: int | None = None,
+        keep_indexer_summary: bool = False,
     ) -> bool:
-        """Move the job to `target` if its current state allows it; True when this call applied it."""
+        """Move the job to `target` if its current state allows it; True when this call applied it.
+
+        Only these columns can change with a transition: the timestamps and phase the state machine
+        owns, the messages, the runner that took the job, and the final counters.
+        """
         allowed = ALLOWED_FROM[target]
         if not allowed:
             raise InvalidTransition(f"no transition leads into {target.value!r}")
@@ -280,16 +298,26 @@ class JobStore:
         if target is JobStatus.RUNNING:
             values["started_at"] = func.now()
             values["heartbeat_at"] = func.now()
-            values["phase"] = "starting"
+            values["phase"] = JobPhase.STARTING
+            values["runner"] = runner
         else:
             values["completed_at"] = func.now()
-            values["phase"] = target.value
+            values["phase"] = JobPhase(target.value)
         if error_message is not None:
             values["error_message"] = _clip(error_message)
         if message is not None:
             values["progress_message"] = _clip(message)
-        if extra:
-            values.update(extra)
+        if files_indexed is not None:
+            values["files_indexed"] = files_indexed
+        if chunks_created is not None:
+            values["chunks_created"] = chunks_created
+        if keep_indexer_summary:
+            # The indexer's own summary ("indexed 120 files (3 new or changed, ...) into 40 new
+            # chunks"), its last progress message (phase DONE), says more than a generic line.
+            values["progress_message"] = case(
+                (indexing_jobs.c.phase == JobPhase.DONE.value, indexing_jobs.c.progress_message),
+                else_=literal(_clip(message or "indexing completed")),
+            )
         stmt = (
             update(indexing_jobs)
             .where(
@@ -302,24 +330,19 @@ class JobStore:
             applied = conn.execute(stmt).rowcount == 1
         return applied
 
-    def mark_running(self, job_id: uuid.UUID, *, runner: str | None = None, **extra: Any) -> bool:
-        return self.transition(job_id, JobStatus.RUNNING, extra={"runner": runner, **extra})
+    def mark_running(self, job_id: uuid.UUID, *, runner: str | None = None) -> bool:
+        return self.transition(job_id, JobStatus.RUNNING, runner=runner)
 
     def complete(
         self, job_id: uuid.UUID, *, files_indexed: int | None = None, chunks_created: int | None = None
     ) -> bool:
-        extra: dict[str, Any] = {}
-        if files_indexed is not None:
-            extra["files_indexed"] = files_indexed
-        if chunks_created is not None:
-            extra["chunks_created"] = chunks_created
-        # The indexer's own summary ("indexed 120 files (3 new or changed, ...) into 40 new chunks"),
-        # written as its last progress message (phase "done"), says more than a generic line.
-        extra["progress_message"] = case(
-            (indexing_jobs.c.phase == "done", indexing_jobs.c.progress_message),
-            else_=literal("indexing completed"),
+        return self.transition(
+            job_id,
+            JobStatus.COMPLETED,
+            files_indexed=files_indexed,
+            chunks_created=chunks_created,
+            keep_indexer_summary=True,
         )
-        return self.transition(job_id, JobStatus.COMPLETED, extra=extra)
 
     def fail(self, job_id: uuid.UUID, reason: str) -> bool:
         return self.transition(job_id, JobStatus.FAILED, error_message=reason)
@@ -333,7 +356,7 @@ class JobStore:
         self,
         job_id: uuid.UUID,
         *,
-        phase: str | None = None,
+        phase: JobPhase | None = None,
         message: str | None = None,
         files_seen: int | None = None,
         files_total: int | None = None,

@@ -1,4 +1,4 @@
-"""Supervises one local indexing job: `python -m mcp_server.launchers.supervisor --job-id ID`.
+"""Supervises one local indexing job: `python -m mcp_server.runners.supervisor --job-id ID`.
 
 It does for one job what the operator does for a pod: runs the indexer entrypoint as a child,
 heartbeats the row, enforces the timeout, kills the child when the row leaves `running` (a
@@ -24,13 +24,13 @@ from typing import TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from mcp_server.config import Settings, load_settings
+from mcp_server.core.errors import DatabaseUnavailable
+from mcp_server.core.jobs import JobStatus, JobStore
+from mcp_server.core.settings import DatabaseSettings, JobSettings, LoggingSettings, Settings, load_settings
 from mcp_server.db.database import get_engine
-from mcp_server.errors import DatabaseUnavailable
-from mcp_server.index_store import IndexStore
-from mcp_server.indexing.entrypoint import EXIT_INVALID, EXIT_NOT_RUNNABLE
-from mcp_server.jobs import JobStatus, JobStore
-from mcp_server.launchers.local import LocalLauncher
+from mcp_server.index.store import IndexStore
+from mcp_server.indexer.outcome import IndexerExit
+from mcp_server.runners.local import LocalLauncher
 
 log = logging.getLogger("codebase_mcp.supervisor")
 
@@ -106,19 +106,19 @@ def supervise(settings: Settings, job_id: uuid.UUID) -> int:
     if job.status is not JobStatus.RUNNING:
         log.info("job %s is %s; nothing to supervise", job_id, job.status.value)
         return 0
-    runs = settings.runs_dir
+    runs = settings.database.runs_dir
     runs.mkdir(parents=True, exist_ok=True)
     reason_path = runs / f"{job_id}.reason"
     log_path = runs / f"{job_id}.indexer.log"
     reason_path.unlink(missing_ok=True)
-    timeout = job.timeout_seconds or settings.indexing_job_timeout_seconds
+    timeout = job.timeout_seconds or settings.jobs.timeout_seconds
     with open(log_path, "ab") as log_file:
         child = subprocess.Popen(
             [
                 sys.executable,
                 "-P",
                 "-m",
-                "mcp_server.cli",
+                "mcp_server.frontends.cli",
                 "indexer",
                 "run",
                 "--job-id",
@@ -188,14 +188,14 @@ def _record_outcome(
 ) -> None:
     if outcome is not None:
         jobs.fail(job_id, outcome)
-    elif returncode == 0:
+    elif returncode == IndexerExit.INDEXED:
         jobs.complete(job_id)
     else:
         reason = _tail(reason_path, 20) or _tail(log_path)
         prefix = describe_exit(returncode)
-        if returncode == EXIT_NOT_RUNNABLE and jobs.get(job_id).status is not JobStatus.RUNNING:
+        if returncode == IndexerExit.NOT_RUNNABLE and jobs.get(job_id).status is not JobStatus.RUNNING:
             pass  # cancelled meanwhile: the row already says so
-        elif returncode == EXIT_INVALID:
+        elif returncode == IndexerExit.INVALID_INPUT:
             jobs.fail(job_id, reason or prefix)
         else:
             jobs.fail(job_id, f"{prefix}: {reason}" if reason else prefix)
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     log.setLevel(logging.INFO)
     # SIGTERM (e.g. a system shutdown) must still stop the child and record a failure.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    settings = load_settings()
+    settings = load_settings(DatabaseSettings, JobSettings, LoggingSettings)
     try:
         return supervise(settings, args.job_id)
     except SystemExit:

@@ -14,15 +14,15 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from mcp_server.config import DEFAULT_PROJECT_ID, Settings
+from mcp_server.core.errors import InvalidInput
+from mcp_server.core.jobs import Job, JobStatus, JobStore
+from mcp_server.core.settings import DEFAULT_PROJECT_ID, Settings
+from mcp_server.core.validation import validate_job_id, validate_project_id, validate_repo_path
 from mcp_server.db.database import get_engine
 from mcp_server.embeddings.base import Embedder
-from mcp_server.errors import InvalidInput
-from mcp_server.index_store import IndexStore
-from mcp_server.jobs import Job, JobStatus, JobStore
-from mcp_server.launchers import Launcher, create_launcher
-from mcp_server.search import DEFAULT_CONTEXT_LINES, DEFAULT_MAX_CHARS, Searcher
-from mcp_server.validation import validate_job_id, validate_project_id, validate_repo_path
+from mcp_server.index.search import DEFAULT_CONTEXT_LINES, DEFAULT_MAX_CHARS, Searcher
+from mcp_server.index.store import IndexStore
+from mcp_server.runners import Launcher, create_launcher
 
 MAX_LIST_LIMIT = 200
 
@@ -73,7 +73,7 @@ class CodebaseService:
 
     @cached_property
     def embedder(self) -> Embedder:
-        from mcp_server.indexing.entrypoint import embedder_from_settings
+        from mcp_server.indexer.entrypoint import embedder_from_settings
 
         embedder: Embedder = embedder_from_settings(self.settings)
         return embedder
@@ -95,14 +95,14 @@ class CodebaseService:
         if not isinstance(force_reindex, bool):
             raise InvalidInput("force_reindex must be true or false")
         project = validate_project_id(project_id, default=DEFAULT_PROJECT_ID)
-        root = validate_repo_path(repo_path, allowed_roots=self.settings.allowed_roots)
+        root = validate_repo_path(repo_path, allowed_roots=self.settings.jobs.allowed_roots)
         new_id = uuid.uuid4()
         job = self.jobs.create(
             job_id=new_id,
             repo_path=str(root),
             project_id=project,
             force_reindex=force_reindex,
-            timeout_seconds=self.settings.indexing_job_timeout_seconds,
+            timeout_seconds=self.settings.jobs.timeout_seconds,
             unless_active=True,
         )
         if job.id != new_id:
@@ -202,7 +202,4 @@ class CodebaseService:
     def reconcile(self) -> None:
         """Repair what a crash left: dead runners, queued jobs with free slots, dropped vector indexes."""
         self.launcher.reconcile()
-        dispatch = getattr(self.launcher, "dispatch", None)
-        if dispatch is not None:
-            dispatch()
         IndexStore(self.engine).restore_vector_indexes()

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from mcp_server.errors import InvalidInput, InvalidProjectId, InvalidRepositoryPath
+from mcp_server.core.errors import InvalidInput, InvalidProjectId, InvalidRepositoryPath
 
 # Like a Kubernetes DNS label: it is also used in object names and labels.
 PROJECT_ID_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")

@@ -14,10 +14,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from mcp_server.config import Settings
-from mcp_server.errors import LauncherError
-from mcp_server.jobs import Job, JobStore
-from mcp_server.kube import API_VERSION, KIND, Conflict, KubeClient
+from mcp_server.core.errors import LauncherError
+from mcp_server.core.jobs import Job, JobStore
+from mcp_server.core.settings import Settings
+from mcp_server.runners.kube_api import API_VERSION, KIND, Conflict, KubeClient
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +73,8 @@ class KubernetesLauncher:
         return self._kube
 
     def submit(self, job: Job) -> None:
-        namespace = self.settings.k8s_namespace
-        body = request_body(job, default_timeout=self.settings.indexing_job_timeout_seconds)
+        namespace = self.settings.kubernetes.namespace
+        body = request_body(job, default_timeout=self.settings.jobs.timeout_seconds)
         name = body["metadata"]["name"]
         try:
             self.kube.create_indexing_request(namespace, body)
@@ -88,7 +88,7 @@ class KubernetesLauncher:
         log.info("job %s: IndexingRequest %s/%s created", job.id, namespace, name)
 
     def cancel(self, job: Job) -> bool:
-        namespace = job.k8s_namespace or self.settings.k8s_namespace
+        namespace = job.k8s_namespace or self.settings.kubernetes.namespace
         name = job.k8s_name or request_name(job)
         cancelled = self.jobs.cancel(job.id)
         try:

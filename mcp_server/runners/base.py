@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from mcp_server.jobs import Job
+from mcp_server.core.jobs import Job
 
 
 class Launcher(Protocol):
@@ -17,5 +17,5 @@ class Launcher(Protocol):
         ...
 
     def reconcile(self) -> None:
-        """Repair what a crash may have left (dead runners, queued jobs with free slots)."""
+        """Repair what a crash may have left: fail jobs whose runner died, start queued jobs in free slots."""
         ...

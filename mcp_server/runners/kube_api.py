@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from mcp_server.errors import LauncherError
+from mcp_server.core.errors import LauncherError
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ supervisor. It writes chunks and progress; it never writes a terminal job state:
 (and the reason in the termination-message file) tell the supervisor or the operator what
 happened, so a process killed mid-run still ends `failed` with a reason.
 
-Exit codes: 0 indexed; 1 failed (reason in the termination log); 2 invalid input (bad path or
-source); 3 the job was no longer runnable (cancelled or already finished).
+Its exit codes (`outcome.IndexerExit`) and the termination message are the whole contract with the
+runner: the local supervisor and the operator map them to the job's terminal state.
 """
 
 from __future__ import annotations
@@ -22,34 +22,32 @@ from pathlib import Path
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from mcp_server.config import Settings
+from mcp_server.core.errors import CodebaseMCPError, InvalidInput
+from mcp_server.core.jobs import JobPhase, JobStatus, JobStore
+from mcp_server.core.settings import Settings
+from mcp_server.core.validation import validate_git_source, validate_repo_path
 from mcp_server.db.database import get_engine, redact_urls
 from mcp_server.embeddings import create_embedder
-from mcp_server.errors import CodebaseMCPError, InvalidInput
-from mcp_server.index_store import IndexStore
-from mcp_server.indexing.pipeline import IndexRun, RunCancelled, RunCounters
-from mcp_server.jobs import JobStatus, JobStore
-from mcp_server.validation import validate_git_source, validate_repo_path
+from mcp_server.index.store import IndexStore
+from mcp_server.indexer.outcome import IndexerExit
+from mcp_server.indexer.pipeline import IndexRun, RunCancelled, RunCounters
 
 log = logging.getLogger(__name__)
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_INVALID = 2
-EXIT_NOT_RUNNABLE = 3
+
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"  # read by Kubernetes into the pod status
 
 
 def embedder_from_settings(settings: Settings):  # type: ignore[no-untyped-def]
     return create_embedder(
-        backend=settings.embedding_backend,
-        model=settings.embedding_model,
-        url=settings.embedding_url,
-        api_key=settings.embedding_api_key.get_secret_value() if settings.embedding_api_key else None,
-        dimension=settings.embedding_dimension,
-        batch_size=settings.embedding_batch_size,
-        timeout_seconds=settings.embedding_timeout_seconds,
-        model_path=settings.embedding_model_path,
+        backend=settings.embedding.backend,
+        model=settings.embedding.model,
+        url=settings.embedding.url,
+        api_key=settings.embedding.api_key.get_secret_value() if settings.embedding.api_key else None,
+        dimension=settings.embedding.dimension,
+        batch_size=settings.embedding.batch_size,
+        timeout_seconds=settings.embedding.timeout_seconds,
+        model_path=settings.embedding.model_path,
     )
 
 
@@ -93,7 +91,7 @@ def run_job(settings: Settings, job_id: uuid.UUID, *, termination_log: str | Non
         job = jobs.get(job_id)
     if job.status is not JobStatus.RUNNING:
         write_termination_message(termination_log, f"job {job_id} is {job.status.value}; nothing to do")
-        return EXIT_NOT_RUNNABLE
+        return IndexerExit.NOT_RUNNABLE
 
     def progress(counters: RunCounters, message: str) -> bool:
         return jobs.update_progress(
@@ -111,12 +109,12 @@ def run_job(settings: Settings, job_id: uuid.UUID, *, termination_log: str | Non
         try:
             if job.source_git_url:
                 url, ref = validate_git_source(job.source_git_url, job.source_git_ref)
-                jobs.update_progress(job_id, phase="cloning", message=f"cloning {url}")
+                jobs.update_progress(job_id, phase=JobPhase.CLONING, message=f"cloning {url}")
                 tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="codebase-mcp-git-")))
                 root = _clone(url, ref, tmp)
                 repository_key = job.repo_path
             else:
-                root = validate_repo_path(job.repo_path, allowed_roots=settings.allowed_roots)
+                root = validate_repo_path(job.repo_path, allowed_roots=settings.jobs.allowed_roots)
                 repository_key = job.repo_path
             run = IndexRun(
                 store=IndexStore(engine),
@@ -125,22 +123,23 @@ def run_job(settings: Settings, job_id: uuid.UUID, *, termination_log: str | Non
                 root=root,
                 repository_key=repository_key,
                 force=job.force_reindex,
-                max_file_bytes=settings.max_file_bytes,
-                workers=settings.indexer_workers,
-                pack_lines=settings.chunk_pack_lines,
+                max_file_bytes=settings.indexing.max_file_bytes,
+                extra_ignores=settings.indexing.extra_ignores,
+                workers=settings.indexing.workers,
+                pack_lines=settings.indexing.chunk_pack_lines,
                 job_id=job_id,
                 progress=progress,
             )
             counters = run.run()
         except RunCancelled:
             write_termination_message(termination_log, "the job was cancelled while indexing")
-            return EXIT_NOT_RUNNABLE
+            return IndexerExit.NOT_RUNNABLE
         except InvalidInput as exc:
             write_termination_message(termination_log, str(exc))
-            return EXIT_INVALID
+            return IndexerExit.INVALID_INPUT
         except CodebaseMCPError as exc:
             write_termination_message(termination_log, str(exc))
-            return EXIT_FAILED
+            return IndexerExit.FAILED
         except (OperationalError, InterfaceError) as exc:
             log.exception("indexing job %s lost its database", job_id)
             write_termination_message(
@@ -148,20 +147,21 @@ def run_job(settings: Settings, job_id: uuid.UUID, *, termination_log: str | Non
                 f"lost the connection to the database (PostgreSQL restarted or unreachable?): "
                 f"{redact_urls(_first_line(exc.orig))}; the previous index is unchanged, retry the job",
             )
-            return EXIT_FAILED
+            return IndexerExit.FAILED
         except Exception as exc:  # the reason must reach the job row, whatever it was
             log.exception("indexing job %s failed", job_id)
             write_termination_message(termination_log, f"{type(exc).__name__}: {redact_urls(str(exc))}")
-            return EXIT_FAILED
+            return IndexerExit.FAILED
     summary = (
         f"indexed {counters.files_indexed} files ({counters.files_changed} new or changed, "
         f"{counters.files_unchanged} unchanged, {counters.files_removed} removed, "
         f"{counters.files_skipped} skipped{_reasons(counters.skipped_reasons)}) "
         f"into {counters.chunks_created} new chunks"
+        + (f"; not read: {_reasons(dict(counters.walk.skipped))[2:]}" if counters.walk.skipped else "")
     )
     jobs.update_progress(
         job_id,
-        phase="done",
+        phase=JobPhase.DONE,
         message=summary,
         files_seen=counters.files_seen,
         files_total=counters.files_total,
@@ -170,7 +170,7 @@ def run_job(settings: Settings, job_id: uuid.UUID, *, termination_log: str | Non
         chunks_created=counters.chunks_created,
     )
     write_termination_message(termination_log, summary)
-    return EXIT_OK
+    return IndexerExit.INDEXED
 
 
 def _reasons(counts: dict[str, int]) -> str:

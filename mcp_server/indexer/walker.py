@@ -33,9 +33,9 @@ from pathlib import Path
 
 from pathspec import GitIgnoreSpec
 
-from mcp_server.errors import InvalidRepositoryPath
-from mcp_server.indexing.languages import language_for_path
-from mcp_server.indexing.types import SourceFile
+from mcp_server.core.errors import InvalidRepositoryPath
+from mcp_server.indexer.languages import language_for_path
+from mcp_server.indexer.types import SourceFile
 
 # Skip reasons, as counted in WalkStats.skipped.
 IGNORED = "ignored"  # .gitignore, extra_ignores or a default ignore

@@ -15,7 +15,7 @@ import os
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -24,12 +24,13 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from mcp_server.core.errors import CodebaseMCPError
+from mcp_server.core.jobs import JobPhase
 from mcp_server.embeddings.base import Embedder
-from mcp_server.errors import CodebaseMCPError
-from mcp_server.index_store import ChunkRow, FileWrite, IndexStore, RunState
-from mcp_server.indexing.chunker import chunk_source
-from mcp_server.indexing.types import SourceFile
-from mcp_server.indexing.walker import decode_source, read_source_bytes, walk_repository
+from mcp_server.index.store import ChunkRow, FileWrite, IndexStore, RunState
+from mcp_server.indexer.chunker import chunk_source
+from mcp_server.indexer.types import SourceFile
+from mcp_server.indexer.walker import WalkStats, decode_source, read_source_bytes, walk_repository
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,10 @@ class RunCounters:
     files_removed: int = 0
     files_skipped: int = 0
     chunks_created: int = 0
-    phase: str = "scanning"
+    phase: JobPhase = JobPhase.SCANNING
     skipped_reasons: dict[str, int] = field(default_factory=dict)
+    # What the walk passed over without yielding it (ignored paths, symlinks, files too large...).
+    walk: WalkStats = field(default_factory=WalkStats)
     # Wall time spent per stage in the coordinating process (parsing runs in workers meanwhile).
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -151,6 +154,7 @@ class IndexRun:
         force: bool,
         repository_key: str | None = None,
         max_file_bytes: int,
+        extra_ignores: Sequence[str] = (),
         workers: int = 0,
         pack_lines: int = DEFAULT_PACK_LINES,
         job_id: uuid.UUID | None = None,
@@ -164,6 +168,7 @@ class IndexRun:
         self.repository_key = repository_key or str(root)
         self.force = force
         self.max_file_bytes = max_file_bytes
+        self.extra_ignores = tuple(extra_ignores)
         self.workers = _worker_count(workers)
         self.pack_lines = pack_lines
         self.job_id = job_id
@@ -218,7 +223,7 @@ class IndexRun:
         self._report("scanning the repository", force=True)
 
         seen_paths: set[str] = set()
-        c.phase = "parsing"
+        c.phase = JobPhase.PARSING
         # Files are read and hashed here; only changed ones go to the parser workers, and the pool
         # starts only once enough files changed to be worth its start-up (an unchanged re-index
         # never starts it).
@@ -243,7 +248,9 @@ class IndexRun:
 
         walked = 0
         try:
-            for source in walk_repository(self.root, max_file_bytes=self.max_file_bytes):
+            for source in walk_repository(
+                self.root, max_file_bytes=self.max_file_bytes, extra_ignores=self.extra_ignores, stats=c.walk
+            ):
                 walked += 1
                 task_or_result = self._read(source, state)
                 if isinstance(task_or_result, _Result):
@@ -275,7 +282,7 @@ class IndexRun:
         self._flush(state)
         self._wait_for_write()
 
-        c.phase = "writing"
+        c.phase = JobPhase.WRITING
         missing = [k.file_id for path, k in state.live.items() if path not in seen_paths]
         c.files_removed = len(missing)
         self.store.retire(state, file_ids=missing)
@@ -287,7 +294,7 @@ class IndexRun:
             state, job_id=self.job_id, replace_project_model=(model_id, dimension) if self.force else None
         )
         c.add_time("publishing", started)
-        c.phase = "done"
+        c.phase = JobPhase.DONE
         return c
 
     def _executor(self) -> ProcessPoolExecutor | None:
@@ -295,7 +302,7 @@ class IndexRun:
             return None
         # forkserver: workers must not inherit this process's database connections and threads.
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["mcp_server.indexing.chunker"])
+        context.set_forkserver_preload(["mcp_server.indexer.chunker"])
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
 
     def _read(self, source: SourceFile, state: RunState) -> _Task | _Result:
@@ -372,7 +379,7 @@ class IndexRun:
         texts = [
             embedding_text(w.path, ch.symbol, ch.content) for w in self._pending_writes for ch in w.chunks
         ]
-        c.phase = "embedding"
+        c.phase = JobPhase.EMBEDDING
         self._report(f"embedding {len(texts)} chunks", force=True)
         started = time.perf_counter()
         if texts:
@@ -387,4 +394,4 @@ class IndexRun:
         self._pending_writes = []
         self._pending_replaced = []
         self._pending_chunks = 0
-        c.phase = "parsing"
+        c.phase = JobPhase.PARSING

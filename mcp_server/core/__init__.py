@@ -1,0 +1,1 @@
+"""What every process shares: settings, errors, input validation and the job lifecycle (`jobs`)."""

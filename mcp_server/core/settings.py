@@ -1,0 +1,515 @@
+"""Settings read from the environment (pydantic-settings), grouped by the component that reads them.
+
+Each group is its own model and reads only its own variables, so a process loads just the groups it
+uses (`load_settings(DatabaseSettings, IndexingSettings, ...)`): a bad HTTP port cannot stop an
+indexer pod. Groups a process did not ask for hold their defaults and are never read by it.
+
+Each field names its environment variable explicitly (`validation_alias`), so a validation error
+names the variable a person has to fix, and `load_settings()` turns pydantic's errors into one
+ConfigurationError listing all of them. The field docstrings are the documentation: `.env.example`,
+the README's configuration table and the chart's ConfigMap are generated from this module by
+`scripts/generate_settings_docs` (a test fails when they drift).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from mcp_server.core.errors import ConfigurationError
+
+DEFAULT_PROJECT_ID = "default"
+# A Kubernetes resource quantity (https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/quantity/).
+_QUANTITY_RE = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+
+
+def _default_home() -> Path:
+    return Path("~/.local/share/codebase-mcp").expanduser()
+
+
+def _chart(expression: str) -> dict[str, Any]:
+    """The Helm expression that sets a variable in the chart's ConfigMap (see the generator)."""
+    return {"chart": expression}
+
+
+class _Group(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=None,
+        extra="ignore",
+        case_sensitive=False,
+        env_ignore_empty=True,
+        use_attribute_docstrings=True,
+    )
+
+
+class DatabaseSettings(_Group):
+    """Where the data lives: every process."""
+
+    url: SecretStr | None = Field(default=None, validation_alias="DATABASE_URL")
+    """PostgreSQL with pgvector, e.g. postgresql://user:password@db:5432/codebase; unset: an embedded
+    PostgreSQL 18 in $CODEBASE_MCP_HOME/pgdata.
+    """
+
+    home: Path = Field(default_factory=_default_home, validation_alias="CODEBASE_MCP_HOME")
+    """Where the embedded database, job logs and state live."""
+
+    @field_validator("home")
+    @classmethod
+    def _home_absolute(cls, value: Path) -> Path:
+        value = value.expanduser()
+        if not value.is_absolute():
+            raise ValueError(f"must be an absolute path, got {str(value)!r}")
+        return value
+
+    @property
+    def pgdata_dir(self) -> Path:
+        return self.home / "pgdata"
+
+    @property
+    def runs_dir(self) -> Path:
+        """Per-job log and termination-message files of the local launcher."""
+        return self.home / "runs"
+
+
+class JobSettings(_Group):
+    """How jobs are admitted and run: the MCP server, the CLI, the supervisor and the operator."""
+
+    launcher: Literal["local", "kubernetes"] = Field(
+        default="local", validation_alias="CODEBASE_LAUNCHER", json_schema_extra=_chart("kubernetes")
+    )
+    """How indexing jobs run: local (subprocesses on this machine) or kubernetes (IndexingRequests turned
+    into Jobs by the operator).
+    """
+
+    max_concurrent: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        validation_alias="MAX_CONCURRENT_INDEXING_JOBS",
+        json_schema_extra=_chart(".Values.indexer.maxConcurrentJobs | quote"),
+    )
+    """At most this many jobs run at once; the rest wait as pending, in creation order."""
+
+    timeout_seconds: int = Field(
+        default=3600,
+        ge=1,
+        le=7 * 24 * 3600,
+        validation_alias="INDEXING_JOB_TIMEOUT_SECONDS",
+        json_schema_extra=_chart(".Values.indexer.jobTimeoutSeconds | quote"),
+    )
+    """A job running longer than this is stopped and marked failed."""
+
+    allowed_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, validation_alias="CODEBASE_ALLOWED_ROOTS"
+    )
+    """Directories (separated by ':' or ','); when set, repositories outside them are refused."""
+
+    heartbeat_timeout_seconds: int = Field(
+        default=60, ge=5, le=3600, validation_alias="CODEBASE_HEARTBEAT_TIMEOUT_SECONDS"
+    )
+    """A running local job whose supervisor has not written a heartbeat for this long is marked failed."""
+
+    @field_validator("allowed_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.replace(",", os.pathsep).split(os.pathsep)]
+            return [p for p in parts if p]
+        return value
+
+    @field_validator("allowed_roots")
+    @classmethod
+    def _roots_absolute(cls, value: list[Path]) -> list[Path]:
+        for root in value:
+            if not root.is_absolute():
+                raise ValueError(f"every allowed root must be an absolute path, got {str(root)!r}")
+        return [Path(os.path.normpath(root)) for root in value]
+
+
+class IndexingSettings(_Group):
+    """What the indexer reads and how it cuts files: the indexer."""
+
+    max_file_bytes: int = Field(
+        default=1_000_000,
+        ge=1_000,
+        le=100_000_000,
+        validation_alias="CODEBASE_MAX_FILE_BYTES",
+        json_schema_extra=_chart(".Values.indexer.maxFileBytes | int64 | quote"),
+    )
+    """Files larger than this (bytes) are skipped without being read."""
+
+    extra_ignores: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="CODEBASE_EXTRA_IGNORES"
+    )
+    """Extra gitignore lines, separated by ',', that win over .gitignore and the defaults, e.g.
+    `fixtures/,!build/`."""
+
+    @field_validator("extra_ignores", mode="before")
+    @classmethod
+    def _split_ignores(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [line.strip() for line in value.split(",") if line.strip()]
+        return value
+
+    chunk_pack_lines: int = Field(default=40, ge=0, le=80, validation_alias="CODEBASE_CHUNK_PACK_LINES")
+    """Neighbouring small definitions are packed into chunks of up to this many lines (0: never pack)."""
+
+    workers: int = Field(
+        default=0,
+        ge=0,
+        le=256,
+        validation_alias="CODEBASE_INDEXER_WORKERS",
+        json_schema_extra=_chart(".Values.indexer.workers | quote"),
+    )
+    """Worker processes for reading and parsing files; 0: one per CPU core (at most 8)."""
+
+
+class EmbeddingSettings(_Group):
+    """The embedding model: the same one for code (the indexer) and queries (the server)."""
+
+    backend: Literal["static", "transformer", "ollama", "openai"] = Field(
+        default="static",
+        validation_alias="EMBEDDING_BACKEND",
+        json_schema_extra=_chart(".Values.embedding.backend | quote"),
+    )
+    """static (shipped, offline, fast on CPU), transformer (all-MiniLM-L6-v2 from EMBEDDING_MODEL_PATH),
+    ollama or openai (any OpenAI-compatible endpoint).
+    """
+
+    model: str | None = Field(
+        default=None,
+        validation_alias="EMBEDDING_MODEL",
+        json_schema_extra=_chart(".Values.embedding.model | quote"),
+    )
+    """Model name for ollama/openai, e.g. nomic-embed-text or text-embedding-3-small."""
+
+    url: str | None = Field(
+        default=None,
+        validation_alias="EMBEDDING_URL",
+        json_schema_extra=_chart(".Values.embedding.url | quote"),
+    )
+    """Base URL of the embedding server, e.g. http://localhost:11434 (Ollama) or https://api.openai.com."""
+
+    api_key: SecretStr | None = Field(default=None, validation_alias="EMBEDDING_API_KEY")
+    """Bearer token for OpenAI-compatible servers; never logged (the chart takes it from a Secret)."""
+
+    dimension: int | None = Field(
+        default=None,
+        ge=8,
+        le=8192,
+        validation_alias="EMBEDDING_DIMENSION",
+        json_schema_extra=_chart('.Values.embedding.dimension | default "" | quote'),
+    )
+    """Vector dimension of the HTTP model; discovered with one request when unset."""
+
+    batch_size: int = Field(
+        default=64,
+        ge=1,
+        le=4096,
+        validation_alias="EMBEDDING_BATCH_SIZE",
+        json_schema_extra=_chart(".Values.embedding.batchSize | quote"),
+    )
+    """Texts per embedding request."""
+
+    timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        validation_alias="EMBEDDING_TIMEOUT_SECONDS",
+        json_schema_extra=_chart(".Values.embedding.timeoutSeconds | quote"),
+    )
+    """Seconds before an embedding request is abandoned (it is retried a few times)."""
+
+    model_path: str | None = Field(default=None, validation_alias="EMBEDDING_MODEL_PATH")
+    """Directory with model.safetensors and tokenizer.json for EMBEDDING_BACKEND=transformer."""
+
+
+class HttpSettings(_Group):
+    """The MCP server's streamable HTTP transport."""
+
+    host: str = Field(default="127.0.0.1", validation_alias="CODEBASE_MCP_HTTP_HOST")
+    """Bind address of `codebase-mcp serve --transport http`; anything but loopback requires
+    CODEBASE_MCP_AUTH_TOKEN.
+    """
+
+    port: int = Field(default=8000, ge=1, le=65535, validation_alias="CODEBASE_MCP_HTTP_PORT")
+    """Port of the HTTP transport."""
+
+    auth_token: SecretStr | None = Field(default=None, validation_alias="CODEBASE_MCP_AUTH_TOKEN")
+    """Shared bearer token required from HTTP clients (Authorization: Bearer <token>)."""
+
+
+class KubernetesSettings(_Group):
+    """The cluster: the Kubernetes launcher (namespace) and the indexer Jobs the operator creates."""
+
+    namespace: str = Field(default="default", validation_alias="CODEBASE_K8S_NAMESPACE")
+    """Namespace where the MCP server creates IndexingRequests and the operator watches."""
+
+    indexer_image: str = Field(
+        default="codebase-mcp:0.1.0",
+        min_length=1,
+        max_length=512,
+        validation_alias="INDEXER_IMAGE",
+        json_schema_extra=_chart(
+            'include "codebase-mcp.image" (dict "ctx" $ "repository" '
+            ".Values.indexer.image.repository) | quote"
+        ),
+    )
+    """Image of the indexer container (it runs `codebase-mcp indexer run --job-id ID`)."""
+
+    indexer_image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        default="IfNotPresent",
+        validation_alias="INDEXER_IMAGE_PULL_POLICY",
+        json_schema_extra=_chart(".Values.image.pullPolicy | quote"),
+    )
+    """Always, IfNotPresent or Never."""
+
+    indexer_service_account: str = Field(
+        default="codebase-mcp-indexer",
+        min_length=1,
+        max_length=253,
+        validation_alias="INDEXER_SERVICE_ACCOUNT",
+        json_schema_extra=_chart(
+            'include "codebase-mcp.serviceAccountName" (dict "ctx" $ "component" "indexer") | quote'
+        ),
+    )
+    """ServiceAccount of the indexer pods (it needs no permissions; its token is not mounted)."""
+
+    indexer_cpu_request: str = Field(
+        default="250m",
+        validation_alias="INDEXER_CPU_REQUEST",
+        json_schema_extra=_chart(".Values.indexer.resources.requests.cpu | quote"),
+    )
+    """CPU request of the indexer container (a Kubernetes quantity)."""
+
+    indexer_cpu_limit: str = Field(
+        default="2",
+        validation_alias="INDEXER_CPU_LIMIT",
+        json_schema_extra=_chart(".Values.indexer.resources.limits.cpu | quote"),
+    )
+    """CPU limit of the indexer container."""
+
+    indexer_memory_request: str = Field(
+        default="512Mi",
+        validation_alias="INDEXER_MEMORY_REQUEST",
+        json_schema_extra=_chart(".Values.indexer.resources.requests.memory | quote"),
+    )
+    """Memory request of the indexer container."""
+
+    indexer_memory_limit: str = Field(
+        default="2Gi",
+        validation_alias="INDEXER_MEMORY_LIMIT",
+        json_schema_extra=_chart(".Values.indexer.resources.limits.memory | quote"),
+    )
+    """Memory limit of the indexer container; a pod over it ends failed as out of memory."""
+
+    indexer_gpu_count: int = Field(
+        default=0,
+        ge=0,
+        le=16,
+        validation_alias="INDEXER_GPU_COUNT",
+        json_schema_extra=_chart("ternary .Values.indexer.gpu.count 0 .Values.indexer.gpu.enabled | quote"),
+    )
+    """Accelerators requested by each indexer pod (a custom embedding image may use them); 0: none."""
+
+    indexer_gpu_resource_name: str = Field(
+        default="nvidia.com/gpu",
+        pattern=r"^[a-z0-9.-]+/[a-z0-9.-]+$",
+        validation_alias="INDEXER_GPU_RESOURCE_NAME",
+        json_schema_extra=_chart(".Values.indexer.gpu.resourceName | quote"),
+    )
+    """Extended resource name of that accelerator."""
+
+    indexer_node_selector: dict[str, str] = Field(
+        default_factory=dict,
+        validation_alias="INDEXER_NODE_SELECTOR",
+        json_schema_extra=_chart(".Values.indexer.nodeSelector | toJson | quote"),
+    )
+    """Node selector of indexer pods, as JSON, e.g. {"disktype": "ssd"}."""
+
+    indexer_tolerations: list[dict[str, Any]] = Field(
+        default_factory=list,
+        validation_alias="INDEXER_TOLERATIONS",
+        json_schema_extra=_chart(".Values.indexer.tolerations | toJson | quote"),
+    )
+    """Tolerations of indexer pods, as a JSON list."""
+
+    indexer_env_secret_name: str | None = Field(
+        default=None,
+        validation_alias="INDEXER_ENV_SECRET_NAME",
+        json_schema_extra=_chart(".Values.embedding.existingSecret | quote"),
+    )
+    """Optional Secret whose keys become the indexer's environment (e.g. EMBEDDING_API_KEY)."""
+
+    database_url_secret_name: str = Field(
+        default="codebase-mcp-database",
+        min_length=1,
+        validation_alias="DATABASE_URL_SECRET_NAME",
+        json_schema_extra=_chart('include "codebase-mcp.databaseSecretName" . | quote'),
+    )
+    """The Secret holding DATABASE_URL for the indexer pods (the URL never appears in a manifest)."""
+
+    database_url_secret_key: str = Field(
+        default="url",
+        min_length=1,
+        validation_alias="DATABASE_URL_SECRET_KEY",
+        json_schema_extra=_chart('include "codebase-mcp.databaseSecretKey" . | quote'),
+    )
+    """The key of DATABASE_URL in that Secret."""
+
+    workspace_pvc_name: str | None = Field(
+        default=None,
+        validation_alias="WORKSPACE_PVC_NAME",
+        json_schema_extra=_chart(".Values.workspace.existingClaim | quote"),
+    )
+    """PersistentVolumeClaim shared by the MCP server and the indexer pods; `source.path` requests must lie
+    under WORKSPACE_MOUNT_PATH.
+    """
+
+    workspace_mount_path: str = Field(
+        default="/workspace",
+        validation_alias="WORKSPACE_MOUNT_PATH",
+        json_schema_extra=_chart(".Values.workspace.mountPath | quote"),
+    )
+    """Where that claim is mounted (read-only in the indexer)."""
+
+    pod_pending_timeout_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=24 * 3600,
+        validation_alias="POD_PENDING_TIMEOUT_SECONDS",
+        json_schema_extra=_chart(".Values.indexer.podPendingTimeoutSeconds | quote"),
+    )
+    """An indexer pod still Pending after this long (image pull errors, unschedulable) fails its job."""
+
+    job_ttl_seconds_after_finished: int = Field(
+        default=3600,
+        ge=0,
+        le=30 * 24 * 3600,
+        validation_alias="JOB_TTL_SECONDS_AFTER_FINISHED",
+        json_schema_extra=_chart(".Values.indexer.jobTtlSecondsAfterFinished | quote"),
+    )
+    """Finished Jobs (and their pods) are deleted this long after they finish."""
+
+    @field_validator(
+        "indexer_cpu_request", "indexer_cpu_limit", "indexer_memory_request", "indexer_memory_limit"
+    )
+    @classmethod
+    def _kubernetes_quantity(cls, value: str) -> str:
+        if not _QUANTITY_RE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a Kubernetes quantity such as 500m, 2, 512Mi or 2Gi")
+        return value
+
+    @field_validator("workspace_mount_path")
+    @classmethod
+    def _mount_path_absolute(cls, value: str) -> str:
+        if not value.startswith("/") or ".." in value.split("/") or value.rstrip("/") in ("", "/tmp"):
+            raise ValueError(f"must be an absolute path other than / and /tmp, got {value!r}")
+        return os.path.normpath(value)
+
+
+class OperatorSettings(_Group):
+    """The kopf operator's own endpoints and loop."""
+
+    metrics_port: int = Field(
+        default=8080,
+        ge=0,
+        le=65535,
+        validation_alias="OPERATOR_METRICS_PORT",
+        json_schema_extra=_chart(".Values.operator.metricsPort | quote"),
+    )
+    """Port of the operator's Prometheus metrics; 0 turns it off."""
+
+    health_port: int = Field(
+        default=8081,
+        ge=0,
+        le=65535,
+        validation_alias="OPERATOR_HEALTH_PORT",
+        json_schema_extra=_chart(".Values.operator.healthPort | quote"),
+    )
+    """Port of the operator's liveness endpoint (/healthz); 0 turns it off."""
+
+    resync_seconds: float = Field(
+        default=10.0,
+        ge=0.2,
+        le=3600,
+        validation_alias="OPERATOR_RESYNC_SECONDS",
+        json_schema_extra=_chart(".Values.operator.resyncSeconds | quote"),
+    )
+    """How often the operator re-lists IndexingRequests, Jobs and pods and converges, whatever the watches
+    said.
+    """
+
+
+class LoggingSettings(_Group):
+    """Logs of every process (they go to stderr)."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO",
+        validation_alias="CODEBASE_MCP_LOG_LEVEL",
+        json_schema_extra=_chart(".Values.logLevel | quote"),
+    )
+    """DEBUG, INFO, WARNING or ERROR."""
+
+
+GROUPS: dict[str, type[_Group]] = {
+    "database": DatabaseSettings,
+    "jobs": JobSettings,
+    "indexing": IndexingSettings,
+    "embedding": EmbeddingSettings,
+    "http": HttpSettings,
+    "kubernetes": KubernetesSettings,
+    "operator": OperatorSettings,
+    "logging": LoggingSettings,
+}
+
+
+class Settings(BaseModel):
+    """One process's settings: the groups it loaded from the environment, defaults for the rest."""
+
+    model_config = ConfigDict(frozen=True)
+
+    database: DatabaseSettings = Field(default_factory=lambda: DatabaseSettings.model_construct())
+    jobs: JobSettings = Field(default_factory=lambda: JobSettings.model_construct())
+    indexing: IndexingSettings = Field(default_factory=lambda: IndexingSettings.model_construct())
+    embedding: EmbeddingSettings = Field(default_factory=lambda: EmbeddingSettings.model_construct())
+    http: HttpSettings = Field(default_factory=lambda: HttpSettings.model_construct())
+    kubernetes: KubernetesSettings = Field(default_factory=lambda: KubernetesSettings.model_construct())
+    operator: OperatorSettings = Field(default_factory=lambda: OperatorSettings.model_construct())
+    logging: LoggingSettings = Field(default_factory=lambda: LoggingSettings.model_construct())
+
+    def replace(self, **groups: dict[str, Any]) -> Settings:
+        """A copy with some fields of some groups changed: `replace(jobs={"max_concurrent": 3})`."""
+        return self.model_copy(
+            update={name: getattr(self, name).model_copy(update=fields) for name, fields in groups.items()}
+        )
+
+
+def load_settings(*groups: type[_Group], overrides: Mapping[str, object] | None = None) -> Settings:
+    """Read the given groups (all when none is given) from the environment.
+
+    `overrides` maps variable names to values that win over the environment (tests, and callers
+    that build a child process's settings). A bad value raises ConfigurationError naming each
+    variable at fault.
+    """
+    wanted = groups or tuple(GROUPS.values())
+    loaded: dict[str, _Group] = {}
+    problems: list[str] = []
+    for name, group in GROUPS.items():
+        if group not in wanted:
+            continue
+        try:
+            loaded[name] = group(**dict(overrides or {}))
+        except ValidationError as exc:
+            for error in exc.errors():
+                variable = ".".join(str(part) for part in error["loc"]) or name
+                problems.append(f"{variable.upper()}: {error['msg']}")
+    if problems:
+        raise ConfigurationError("invalid configuration: " + "; ".join(problems))
+    return Settings(**loaded)  # type: ignore[arg-type]

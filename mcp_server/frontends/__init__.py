@@ -1,0 +1,1 @@
+"""What people and assistants talk to: the MCP tools, the command line, and the operations both share."""

@@ -1,0 +1,302 @@
+"""The two retrievers: pgvector nearest neighbours and IDF-weighted PostgreSQL full text.
+
+Lexical ranking is BM25-like rather than plain `ts_rank` over an OR of every query word, for
+quality and for speed (design.md section 4: `ts_rank` over an unselective OR query had a p95 of
+203 ms at 100,000 rows):
+  * each query word is weighted by its inverse document frequency, read from the planner's
+    statistics of `search_tsv` (`pg_stats.most_common_elems`, cached), so "median" counts for more
+    than "list";
+  * only rows holding at least one *selective* word (in at most `SELECTIVE_FRACTION` of the rows)
+    are candidates; common words only add to the score of those rows. With no selective word at
+    all, every word must match;
+  * a word found in the path or symbol (weight A) counts more than one in the body (weight B);
+  * at most `LEXICAL_SCAN_CAP` candidates are ranked by one plain `ts_rank`, and only the best
+    `LEXICAL_RESCORE_ROWS` get the full per-word score (p95 32 ms for all modes at 105,000
+    chunks, bench/search_quality.py --latency).
+The indexed text splits identifiers at snake_case, camelCase and letter-digit boundaries and at
+punctuation (see `index.store.lexical_text`); the query goes through the same function.
+
+Filters (language, path glob or prefix, file type) are resolved to the ids of the matching files
+of the active generations first (`Scope`). When they leave few chunks, the vector side ranks those
+chunks exactly instead of walking the HNSW graph, so a selective filter still fills `limit`
+results; a broad filter is applied to the chunk rows and uses pgvector's iterative index scan.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from mcp_server.embeddings.base import Embedder
+from mcp_server.index.search.query import SearchFilters, glob_to_regex
+from mcp_server.index.search.ranking import Ranking
+from mcp_server.index.store import (
+    TEXT_SEARCH_CONFIG,
+    lexical_text,
+    vector_expression,
+    vector_index_predicate,
+    vector_query_cast,
+)
+
+# Lexical ranking.
+SELECTIVE_FRACTION = 0.05  # a word in more rows than this does not select candidates by itself
+LEXICAL_SCAN_CAP = 4000  # matching rows ranked at most per query: bounds the cost of a vague query
+LEXICAL_RESCORE_ROWS = 300  # of those, rows given the full IDF-weighted score
+MAX_QUERY_TERMS = 12
+_LABEL_WEIGHTS = "{0.0, 0.0, 0.7, 1.0}"  # D, C, B (content), A (path and symbol)
+_RANK_NORMALIZATION = 1  # ts_rank: divide by 1 + log(length), so long chunks do not win by size
+_STATS_TTL_SECONDS = 300.0
+
+# Vector search: rank exactly when filters leave at most this many chunks.
+EXACT_SCAN_MAX_ROWS = 5000
+# A filter matching more files than this is broad: it is applied to the chunk rows directly (a
+# long id list costs more to plan and probe than it saves), and the vector side keeps its index.
+MAX_FILTER_FILES = 500
+
+
+@dataclass(slots=True)
+class _TermStats:
+    """Document frequencies of lexemes, from the planner's statistics of chunks.search_tsv."""
+
+    rows: float = 0.0  # rows of the table when it was last analysed; 0: no statistics yet
+    frequency: dict[str, float] = field(default_factory=dict)
+    floor: float = 0.0  # frequency assumed for a lexeme missing from the list (a rare one)
+    loaded_at: float = -math.inf
+
+    def document_frequency(self, lexeme: str) -> float | None:
+        """Estimated rows holding `lexeme`; None without statistics."""
+        if self.rows <= 0:
+            return None
+        return self.frequency.get(lexeme, self.floor) * self.rows
+
+
+class Retriever:
+    """Runs the retrievers inside a caller's connection; caches the lexical statistics."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self._embedder = embedder
+        self._stats = _TermStats()
+        self._stats_lock = threading.Lock()
+
+    def semantic(self, conn: Connection, query: str, dimension: int, scope: Scope, k: int) -> Ranking:
+        """The k nearest chunks by cosine distance: [(chunk id, cosine similarity)], best first."""
+        vector = self._embedder.embed_query(query)
+        params = {
+            **scope.params,
+            "dim": dimension,
+            "qv": "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]",
+            "k": k,
+        }
+        if scope.exact:
+            # Few rows pass the filters: rank them all. The distance is written without the
+            # dimension cast so that the planner cannot pick the HNSW index (which would stop
+            # after hnsw.ef_search neighbours and then filter them away).
+            sql = (
+                "SELECT c.id, c.embedding <=> CAST(:qv AS vector) AS distance FROM chunks c "
+                f"WHERE {scope.where} AND c.embedding_dim = :dim ORDER BY distance, c.id LIMIT :k"
+            )
+        else:
+            conn.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+            conn.execute(text(f"SET LOCAL hnsw.ef_search = {max(40, min(1000, k * 2))}"))
+            if scope.filtered:
+                conn.execute(text("SET LOCAL hnsw.max_scan_tuples = 100000"))
+            distance = (
+                vector_expression(dimension).replace("embedding", "c.embedding")
+                + f" <=> CAST(:qv AS {vector_query_cast(dimension)})"
+            )
+            sql = (
+                # The literal predicate lets the planner use the project's partial HNSW index.
+                f"SELECT c.id, {distance} AS distance FROM chunks c WHERE {scope.where} "
+                f"AND {vector_index_predicate(scope.params['project_id'], dimension)} "
+                f"ORDER BY {distance} LIMIT :k"
+            )
+        rows = conn.execute(text(sql), params).all()
+        if len(rows) < k and scope.filtered and not scope.exact:
+            # The iterative scan gave up before finding k rows; rank the filtered rows exactly.
+            return self.semantic(conn, query, dimension, scope.as_exact(), k)
+        return [(r.id, 1.0 - float(r.distance)) for r in rows]
+
+    def lexical(self, conn: Connection, query: str, scope: Scope, k: int) -> tuple[Ranking, float]:
+        """The k best chunks by weighted word matches, [(chunk id, score)] best first, and the
+        coverage of the best one: the share of the query's word weight it contains (0 to 1)."""
+        ranking, terms = self._lexical_ranking(conn, query, scope, k)
+        if not ranking:
+            return ranking, 0.0
+        matched = conn.execute(
+            text(
+                "SELECT "
+                + ", ".join(f"c.search_tsv @@ CAST(:t{i} AS tsquery)" for i in range(len(terms)))
+                + " FROM chunks c WHERE c.id = :id"
+            ),
+            {"id": ranking[0][0], **{f"t{i}": _tsquery_literal(t) for i, (t, _, _) in enumerate(terms)}},
+        ).one()
+        total = sum(weight for _, weight, _ in terms)
+        found = sum(weight for (_, weight, _), hit in zip(terms, matched, strict=True) if hit)
+        return ranking, found / total if total > 0 else 0.0
+
+    def _lexical_ranking(
+        self, conn: Connection, query: str, scope: Scope, k: int
+    ) -> tuple[Ranking, list[tuple[str, float, bool]]]:
+        lexemes = conn.execute(
+            text(f"SELECT tsvector_to_array(to_tsvector('{TEXT_SEARCH_CONFIG}', :q))"),
+            {"q": lexical_text(query)},
+        ).scalar_one()
+        if not lexemes:
+            return [], []
+        stats = self._term_stats(conn)
+        terms = _weigh_terms(list(lexemes), stats)[:MAX_QUERY_TERMS]
+        selective = [t for t, _, is_selective in terms if is_selective]
+        params: dict[str, Any] = {**scope.params, "k": k, "cap": LEXICAL_SCAN_CAP}
+        score = []
+        for i, (lexeme, weight, _) in enumerate(terms):
+            params[f"t{i}"] = _tsquery_literal(lexeme)
+            params[f"w{i}"] = weight
+            score.append(
+                f":w{i} * ts_rank('{_LABEL_WEIGHTS}'::float4[], c.search_tsv, CAST(:t{i} AS tsquery), "
+                f"{_RANK_NORMALIZATION})"
+            )
+        # Three steps, each on fewer rows: at most `cap` matching rows; the best `rescore` of them by
+        # one plain ts_rank over all the query's words; those by the IDF-weighted sum of per-word
+        # ranks (a ts_rank call per word and row is what makes scoring thousands of rows slow).
+        params["any"] = " | ".join(_tsquery_literal(t) for t, _, _ in terms)
+        params["rescore"] = max(k, LEXICAL_RESCORE_ROWS)
+        sql = (
+            f"SELECT id, ({' + '.join(score)}) AS score FROM ("
+            " SELECT id, search_tsv FROM ("
+            f"  SELECT c.id, c.search_tsv FROM chunks c"
+            f"  WHERE {scope.where} AND c.search_tsv @@ CAST(:match AS tsquery) LIMIT :cap"
+            f" ) m ORDER BY ts_rank('{_LABEL_WEIGHTS}'::float4[], search_tsv, CAST(:any AS tsquery), "
+            f"{_RANK_NORMALIZATION}) DESC LIMIT :rescore"
+            ") c ORDER BY score DESC, id LIMIT :k"
+        )
+        if selective:
+            params["match"] = " | ".join(_tsquery_literal(t) for t in selective)
+            return [(r.id, float(r.score)) for r in conn.execute(text(sql), params)], terms
+        # Only common words: rows with all of them, else rows with any.
+        params["match"] = " & ".join(_tsquery_literal(t) for t, _, _ in terms)
+        ranked = [(r.id, float(r.score)) for r in conn.execute(text(sql), params)]
+        if len(ranked) < k and len(terms) > 1:
+            params["match"] = " | ".join(_tsquery_literal(t) for t, _, _ in terms)
+            seen = {chunk_id for chunk_id, _ in ranked}
+            ranked += [(r.id, float(r.score)) for r in conn.execute(text(sql), params) if r.id not in seen]
+        return ranked[:k], terms
+
+    def _term_stats(self, conn: Connection) -> _TermStats:
+        now = time.monotonic()
+        if now - self._stats.loaded_at < _STATS_TTL_SECONDS:
+            return self._stats
+        with self._stats_lock:
+            if now - self._stats.loaded_at < _STATS_TTL_SECONDS:
+                return self._stats
+            rows = conn.execute(
+                text("SELECT reltuples FROM pg_class WHERE oid = 'chunks'::regclass")
+            ).scalar()
+            stats_row = conn.execute(
+                text(
+                    "SELECT most_common_elems::text::text[] AS elems, most_common_elem_freqs AS freqs "
+                    "FROM pg_stats WHERE schemaname = current_schema() AND tablename = 'chunks' "
+                    "AND attname = 'search_tsv'"
+                )
+            ).one_or_none()
+            stats = _TermStats(loaded_at=now)
+            if rows and rows > 0 and stats_row is not None and stats_row.elems:
+                elems, freqs = list(stats_row.elems), list(stats_row.freqs)
+                stats.rows = float(rows)
+                stats.frequency = dict(zip(elems, freqs[: len(elems)], strict=True))
+                # Lexemes below the cut-off of the list are rarer than its least frequent entry.
+                stats.floor = min(freqs[: len(elems)]) / 2
+            self._stats = stats
+            return stats
+
+
+def _weigh_terms(lexemes: list[str], stats: _TermStats) -> list[tuple[str, float, bool]]:
+    """(lexeme, weight, selective) per query word, rarest first: BM25's inverse document frequency."""
+    weighed = []
+    for lexeme in dict.fromkeys(lexemes):
+        df = stats.document_frequency(lexeme)
+        if df is None:
+            weighed.append((lexeme, 1.0, True))
+            continue
+        idf = math.log(1 + (stats.rows - df + 0.5) / (df + 0.5))
+        weighed.append((lexeme, max(idf, 0.01), df <= SELECTIVE_FRACTION * stats.rows))
+    return sorted(weighed, key=lambda item: -item[1])
+
+
+def _tsquery_literal(lexeme: str) -> str:
+    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """The WHERE clause every retriever shares: project, active generations, filters."""
+
+    where: str
+    params: dict[str, Any]
+    filtered: bool
+    exact: bool  # few enough rows pass the filters to rank them all by vector distance
+
+    def as_exact(self) -> Scope:
+        return Scope(self.where, self.params, self.filtered, True)
+
+    @staticmethod
+    def build(
+        conn: Connection, project_id: str, repos: Sequence[Any], filters: SearchFilters
+    ) -> Scope | None:
+        """None when the filters match no file."""
+        params: dict[str, Any] = {"project_id": project_id}
+        generations = []
+        for i, repo in enumerate(repos):
+            params[f"r{i}"] = repo.id
+            params[f"g{i}"] = repo.active_generation
+            generations.append(f"(c.repository_id = :r{i} AND c.gen_from <= :g{i} AND c.gen_to > :g{i})")
+        clauses = ["c.project_id = :project_id", "(" + " OR ".join(generations) + ")"]
+        if not filters.on_files:
+            return Scope(" AND ".join(clauses), params, False, False)
+
+        file_clauses = []
+        if filters.language is not None:
+            file_clauses.append("c.language = :language")
+            params["language"] = filters.language
+        if filters.path is not None:
+            file_clauses.append("c.path ~ :path_re")
+            params["path_re"] = glob_to_regex(filters.path)
+        if filters.file_type:
+            file_clauses.append("c.path ~* :type_re")
+            params["type_re"] = r"\.(" + "|".join(re.escape(t) for t in filters.file_type) + ")$"
+        # The files table has one row per file, not per chunk: filter there first, then select the
+        # chunks of the matching files through their index.
+        file_ids = [
+            r.id
+            for r in conn.execute(
+                text(
+                    "SELECT c.id FROM files c WHERE ("
+                    + " OR ".join(generations)
+                    + ") AND "
+                    + " AND ".join(file_clauses)
+                    + f" LIMIT {MAX_FILTER_FILES + 1}"
+                ),
+                params,
+            )
+        ]
+        if not file_ids:
+            return None
+        if len(file_ids) > MAX_FILTER_FILES:
+            return Scope(" AND ".join(clauses + file_clauses), params, True, False)
+        params["file_ids"] = file_ids
+        clauses.append("c.file_id = ANY(:file_ids)")
+        rows = conn.execute(
+            text(
+                "SELECT count(*) FROM (SELECT 1 FROM chunks WHERE file_id = ANY(:file_ids) "
+                f"LIMIT {EXACT_SCAN_MAX_ROWS + 1}) s"
+            ),
+            {"file_ids": file_ids},
+        ).scalar_one()
+        return Scope(" AND ".join(clauses), params, True, rows <= EXACT_SCAN_MAX_ROWS)

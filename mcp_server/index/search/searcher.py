@@ -1,0 +1,115 @@
+"""Hybrid code search: pgvector (HNSW, cosine) and PostgreSQL full text, fused by reciprocal rank.
+
+Every query is scoped to one project and to each repository's active generation, so neither
+another project's rows nor a half-written run can ever be returned.
+
+The retrievers (retrieval.py) are BM25-like full text and pgvector HNSW cosine search.
+The two lists are fused by weighted reciprocal rank (`Fusion`), the lexical weight following how
+much of the query the best lexical hit covers; bench/quality/NOTES.md has the measurements.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from mcp_server.core.errors import EmbeddingModelMismatch
+from mcp_server.embeddings.base import Embedder
+from mcp_server.index.search.presentation import SearchResponse, assemble, finish
+from mcp_server.index.search.query import (
+    DEFAULT_CONTEXT_LINES,
+    DEFAULT_MAX_CHARS,
+    SearchFilters,
+    parse_file_types,
+    validate_search_args,
+)
+from mcp_server.index.search.ranking import MIN_CANDIDATES, Ranking, demote_test_code, fusion_for, rrf
+from mcp_server.index.search.retrieval import Retriever, Scope
+
+
+class Searcher:
+    def __init__(self, engine: Engine, embedder: Embedder) -> None:
+        self._engine = engine
+        self._embedder = embedder
+        self.fusion = fusion_for(embedder)
+        self._retriever = Retriever(embedder)
+
+    def search(
+        self,
+        query: str,
+        *,
+        project_id: str,
+        limit: int = 10,
+        mode: str = "hybrid",
+        language: str | None = None,
+        path: str | None = None,
+        file_type: str | Sequence[str] | None = None,
+        concise: bool = False,
+        context_lines: int = DEFAULT_CONTEXT_LINES,
+        max_chars: int = DEFAULT_MAX_CHARS,
+    ) -> SearchResponse:
+        started = time.perf_counter()
+        validate_search_args(
+            query,
+            limit,
+            mode,
+            language,
+            path,
+            context_lines=context_lines,
+            max_chars=max_chars,
+            concise=concise,
+        )
+        filters = SearchFilters(language, path, parse_file_types(file_type))
+        empty = SearchResponse([], 0, project_id, mode, 0.0)
+        with self._engine.connect() as conn:
+            # A plan costed high enough for JIT compilation would spend more time compiling than running.
+            conn.execute(text("SET LOCAL jit = off"))
+            model = conn.execute(
+                text("SELECT embedding_model, embedding_dimension FROM projects WHERE project_id = :p"),
+                {"p": project_id},
+            ).one_or_none()
+            repos = conn.execute(
+                text(
+                    "SELECT id, root_path, active_generation FROM repositories "
+                    "WHERE project_id = :p AND active_generation > 0"
+                ),
+                {"p": project_id},
+            ).all()
+            if model is None or not repos:
+                return finish(empty, started)
+            dimension = int(model.embedding_dimension)
+            if mode != "lexical" and (model.embedding_model, dimension) != (
+                self._embedder.model_id,
+                self._embedder.dimension,
+            ):
+                raise EmbeddingModelMismatch(
+                    f"project {project_id!r} was indexed with {model.embedding_model!r} but "
+                    f"{self._embedder.model_id!r} is configured; re-index with force_reindex=true, or "
+                    "search with mode='lexical'"
+                )
+            scope = Scope.build(conn, project_id, repos, filters)
+            if scope is None:
+                return finish(empty, started)
+            candidates = max(limit * 3, MIN_CANDIDATES)
+            fusion = self.fusion
+            ranked: list[tuple[Ranking, float]] = []
+            if mode in ("hybrid", "semantic"):
+                semantic = self._retriever.semantic(conn, query, dimension, scope, candidates)
+                ranked.append((semantic, fusion.semantic))
+            if mode in ("hybrid", "lexical"):
+                lexical, coverage = self._retriever.lexical(conn, query, scope, candidates)
+                ranked.append((lexical, fusion.lexical_weight(coverage)))
+            fused = demote_test_code(conn, rrf(ranked, fusion.k), query)
+            results, truncated = assemble(
+                conn,
+                fused,
+                limit=limit,
+                roots={r.id: r.root_path for r in repos},
+                concise=concise,
+                context_lines=context_lines,
+                max_chars=max_chars,
+            )
+        return finish(SearchResponse(results, len(results), project_id, mode, 0.0, truncated), started)
