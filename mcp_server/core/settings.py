@@ -8,7 +8,10 @@ Each field names its environment variable explicitly (`validation_alias`), so a 
 names the variable a person has to fix, and `load_settings()` turns pydantic's errors into one
 ConfigurationError listing all of them. The field docstrings are the documentation: `.env.example`,
 the README's configuration table and the chart's ConfigMap are generated from this module by
-`scripts/generate_settings_docs` (a test fails when they drift).
+`scripts/generate_settings_docs.py` (a test fails when they drift).
+
+Why one module of this size: it is the single declaration of every variable, and splitting it per
+group would scatter what a person reads as one reference.
 """
 
 from __future__ import annotations
