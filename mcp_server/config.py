@@ -80,6 +80,23 @@ class Settings(BaseSettings):
     http_host: str = Field(default="127.0.0.1", validation_alias="CODEBASE_MCP_HTTP_HOST")
     http_port: int = Field(default=8000, ge=1, le=65535, validation_alias="CODEBASE_MCP_HTTP_PORT")
     auth_token: SecretStr | None = Field(default=None, validation_alias="CODEBASE_MCP_AUTH_TOKEN")
+    # Host names (besides loopback) the HTTP transport answers to, e.g. the Service name behind a
+    # proxy; `*.example.com` patterns work. Anything else gets 421: DNS-rebinding protection.
+    http_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="CODEBASE_MCP_ALLOWED_HOSTS"
+    )
+    # Browser origins (besides loopback ones) allowed to call the HTTP transport; others get 403.
+    http_allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="CODEBASE_MCP_ALLOWED_ORIGINS"
+    )
+    # Open HTTP sessions per client address; one more closes that client's least recently used.
+    http_max_sessions_per_client: int = Field(
+        default=32, ge=1, le=10_000, validation_alias="CODEBASE_MCP_MAX_SESSIONS_PER_CLIENT"
+    )
+    # An HTTP session with no request for this long is closed.
+    http_session_idle_seconds: float = Field(
+        default=900.0, ge=1, le=24 * 3600, validation_alias="CODEBASE_MCP_SESSION_IDLE_SECONDS"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias="CODEBASE_MCP_LOG_LEVEL"
     )
@@ -162,6 +179,13 @@ class Settings(BaseSettings):
         if not value.startswith("/") or ".." in value.split("/") or value.rstrip("/") in ("", "/tmp"):
             raise ValueError(f"must be an absolute path other than / and /tmp, got {value!r}")
         return os.path.normpath(value)
+
+    @field_validator("http_allowed_hosts", "http_allowed_origins", mode="before")
+    @classmethod
+    def _split_names(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("allowed_roots", mode="before")
     @classmethod

@@ -19,7 +19,13 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "entry",
-        ("mcp_server.server", "mcp_server.cli", "mcp_server.launchers.supervisor", "codebase_operator"),
+        (
+            "mcp_server.server",
+            "mcp_server.http_guard",
+            "mcp_server.cli",
+            "mcp_server.launchers.supervisor",
+            "codebase_operator",
+        ),
     ),
     ("service", ("mcp_server.service", "mcp_server.search", "mcp_server.indexing", "mcp_server.launchers")),
     (
