@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     # Neighbouring small definitions are packed into chunks of up to this many lines (0: never).
     chunk_pack_lines: int = Field(default=40, ge=0, le=80, validation_alias="CODEBASE_CHUNK_PACK_LINES")
     indexer_workers: int = Field(default=0, ge=0, le=256, validation_alias="CODEBASE_INDEXER_WORKERS")
+    # Repositories under these directories are indexed without the secret filter (secret files by
+    # name and content, token redaction). The opt-in is the user's setting, never a repository file.
+    index_secrets_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, validation_alias="CODEBASE_INDEX_SECRETS_ROOTS"
+    )
 
     # --- embeddings -----------------------------------------------------------------------------
     embedding_backend: Literal["static", "transformer", "ollama", "openai"] = Field(
@@ -187,7 +192,7 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("allowed_roots", mode="before")
+    @field_validator("allowed_roots", "index_secrets_roots", mode="before")
     @classmethod
     def _split_roots(cls, value: object) -> object:
         if isinstance(value, str):
@@ -195,7 +200,7 @@ class Settings(BaseSettings):
             return [p for p in parts if p]
         return value
 
-    @field_validator("allowed_roots")
+    @field_validator("allowed_roots", "index_secrets_roots")
     @classmethod
     def _roots_absolute(cls, value: list[Path]) -> list[Path]:
         for root in value:

@@ -39,7 +39,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "mcp_server.migrations",
         ),
     ),
-    ("common", ("mcp_server.config", "mcp_server.errors", "mcp_server.validation")),
+    (
+        "common",
+        ("mcp_server.config", "mcp_server.errors", "mcp_server.validation", "mcp_server.path_policy"),
+    ),
 ]
 
 

@@ -130,6 +130,7 @@ def run_job(settings: Settings, job_id: uuid.UUID, *, termination_log: str | Non
                 pack_lines=settings.chunk_pack_lines,
                 job_id=job_id,
                 progress=progress,
+                scan_secrets=not _secrets_opted_in(settings, job.repo_path),
             )
             counters = run.run()
         except RunCancelled:
@@ -159,6 +160,10 @@ def run_job(settings: Settings, job_id: uuid.UUID, *, termination_log: str | Non
         f"{counters.files_skipped} skipped{_reasons(counters.skipped_reasons)}) "
         f"into {counters.chunks_created} new chunks"
     )
+    if counters.tokens_redacted:
+        summary += f"; {counters.tokens_redacted} secret tokens redacted in {counters.files_redacted} files"
+    if counters.warnings:
+        summary += "; " + "; ".join(counters.warnings[:10])
     jobs.update_progress(
         job_id,
         phase="done",
@@ -171,6 +176,14 @@ def run_job(settings: Settings, job_id: uuid.UUID, *, termination_log: str | Non
     )
     write_termination_message(termination_log, summary)
     return EXIT_OK
+
+
+def _secrets_opted_in(settings: Settings, repo_path: str) -> bool:
+    """Whether the user listed this repository in CODEBASE_INDEX_SECRETS_ROOTS."""
+    if not repo_path.startswith("/"):
+        return False
+    path = Path(repo_path)
+    return any(path == root or root in path.parents for root in settings.index_secrets_roots)
 
 
 def _reasons(counts: dict[str, int]) -> str:

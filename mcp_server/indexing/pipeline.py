@@ -27,9 +27,10 @@ import numpy.typing as npt
 from mcp_server.embeddings.base import Embedder
 from mcp_server.errors import CodebaseMCPError
 from mcp_server.index_store import ChunkRow, FileWrite, IndexStore, RunState
+from mcp_server.indexing import secrets
 from mcp_server.indexing.chunker import chunk_source
 from mcp_server.indexing.types import SourceFile
-from mcp_server.indexing.walker import decode_source, read_source_bytes, walk_repository
+from mcp_server.indexing.walker import IGNORED, WalkStats, decode_source, read_source_bytes, walk_repository
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +59,13 @@ class RunCounters:
     files_unchanged: int = 0
     files_removed: int = 0
     files_skipped: int = 0
+    tokens_redacted: int = 0
+    files_redacted: int = 0
     chunks_created: int = 0
     phase: str = "scanning"
     skipped_reasons: dict[str, int] = field(default_factory=dict)
+    # What the summary must mention besides counts (an ignore file not used, a file parsed by lines).
+    warnings: list[str] = field(default_factory=list)
     # Wall time spent per stage in the coordinating process (parsing runs in workers meanwhile).
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -80,6 +85,7 @@ class _Task:
     data: bytes
     content_hash: bytes
     pack_lines: int
+    scan_secrets: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +97,7 @@ class _Result:
     size: int
     chunks: list[tuple[int, int, str | None, str, str]]
     reason: str | None = None
+    redacted: int = 0  # secret tokens replaced in the chunks
 
 
 # Text mostly in lines longer than this is minified code or one-line data (bundles, generated JSON,
@@ -115,9 +122,17 @@ def _process_file(task: _Task) -> _Result:
         return _Result(task.relative_path, task.language, "skipped", task.content_hash, size, [], "binary")
     if is_minified(text):
         return _Result(task.relative_path, task.language, "skipped", task.content_hash, size, [], MINIFIED)
+    redacted = 0
+    if task.scan_secrets:
+        if secrets.secret_by_content(task.relative_path, text):
+            reason = secrets.SECRET_CONTENT
+            return _Result(task.relative_path, task.language, "skipped", task.content_hash, size, [], reason)
+        text, redacted = secrets.redact(text)
     chunks = chunk_source(text, task.language, pack_lines=task.pack_lines)
     rows = [(c.start_line, c.end_line, c.symbol, c.kind, c.content) for c in chunks if c.content.strip()]
-    return _Result(task.relative_path, task.language, "changed", task.content_hash, size, rows)
+    return _Result(
+        task.relative_path, task.language, "changed", task.content_hash, size, rows, redacted=redacted
+    )
 
 
 def _process_batch(tasks: list[_Task]) -> list[_Result]:
@@ -155,6 +170,7 @@ class IndexRun:
         pack_lines: int = DEFAULT_PACK_LINES,
         job_id: uuid.UUID | None = None,
         progress: ProgressCallback | None = None,
+        scan_secrets: bool = True,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -168,6 +184,8 @@ class IndexRun:
         self.pack_lines = pack_lines
         self.job_id = job_id
         self.progress = progress
+        # Off only for repositories the user listed in CODEBASE_INDEX_SECRETS_ROOTS.
+        self.scan_secrets = scan_secrets
         self.counters = RunCounters()
         self._last_progress = 0.0
         self._pending_writes: list[FileWrite] = []
@@ -242,8 +260,12 @@ class IndexRun:
                 self._flush(state)
 
         walked = 0
+        walk_stats = WalkStats()
         try:
-            for source in walk_repository(self.root, max_file_bytes=self.max_file_bytes):
+            sources = walk_repository(
+                self.root, max_file_bytes=self.max_file_bytes, stats=walk_stats, read_contents=True
+            )
+            for source in sources:
                 walked += 1
                 task_or_result = self._read(source, state)
                 if isinstance(task_or_result, _Result):
@@ -272,6 +294,7 @@ class IndexRun:
             if executor is not None:
                 executor.shutdown(wait=True, cancel_futures=True)
         c.files_total = c.files_seen
+        self._absorb_walk(walk_stats)
         self._flush(state)
         self._wait_for_write()
 
@@ -290,6 +313,16 @@ class IndexRun:
         c.phase = "done"
         return c
 
+    def _absorb_walk(self, stats: WalkStats) -> None:
+        """The walker's skips that a person should hear about (ignored paths are not news) and its
+        warnings go into the summary."""
+        c = self.counters
+        for reason, count in stats.skipped.items():
+            if reason != IGNORED:
+                c.files_skipped += count
+                c.skipped_reasons[reason] = c.skipped_reasons.get(reason, 0) + count
+        c.warnings.extend(stats.warnings)
+
     def _executor(self) -> ProcessPoolExecutor | None:
         if self.workers <= 1:
             return None
@@ -300,7 +333,15 @@ class IndexRun:
 
     def _read(self, source: SourceFile, state: RunState) -> _Task | _Result:
         """Read and hash a file: a result when it needs no parsing, else a parse task."""
-        data = read_source_bytes(source.path, max_bytes=self.max_file_bytes)
+        if self.scan_secrets and secrets.secret_by_name(source.relative_path):
+            return _Result(source.relative_path, source.language, "skipped", b"", 0, [], secrets.SECRET_FILE)
+        # The walker read the bytes through the descriptor it checked; a path opened again here
+        # could lead out of the repository (a directory swapped for a symlink meanwhile).
+        data = (
+            source.data
+            if source.data is not None
+            else read_source_bytes(source.path, max_bytes=self.max_file_bytes)
+        )
         if data is None:
             return _Result(
                 source.relative_path, source.language, "skipped", b"", 0, [], "vanished or changed"
@@ -312,7 +353,7 @@ class IndexRun:
             return _Result(source.relative_path, source.language, "unchanged", digest, len(data), [])
         if pending is not None and digest == pending.content_hash:
             return _Result(source.relative_path, source.language, "reuse", digest, len(data), [])
-        return _Task(source.relative_path, source.language, data, digest, self.pack_lines)
+        return _Task(source.relative_path, source.language, data, digest, self.pack_lines, self.scan_secrets)
 
     def _count_and_absorb(self, result: _Result, state: RunState, seen_paths: set[str]) -> None:
         self.counters.files_seen += 1
@@ -335,6 +376,9 @@ class IndexRun:
                 self.store.drop_pending(state, file_ids=[pending.file_id])
             return
         c.files_changed += 1
+        if result.redacted:
+            c.tokens_redacted += result.redacted
+            c.files_redacted += 1
         if result.outcome == "reuse":
             self.store.reuse_pending(state, replaced_file_ids=[live.file_id] if live else [])
             return
