@@ -27,7 +27,7 @@ import numpy.typing as npt
 from mcp_server.embeddings.base import Embedder
 from mcp_server.errors import CodebaseMCPError
 from mcp_server.index_store import ChunkRow, FileWrite, IndexStore, RunState
-from mcp_server.indexing import secrets
+from mcp_server.indexing import parse_guard, secrets
 from mcp_server.indexing.chunker import chunk_source
 from mcp_server.indexing.types import SourceFile
 from mcp_server.indexing.walker import IGNORED, WalkStats, decode_source, read_source_bytes, walk_repository
@@ -98,6 +98,7 @@ class _Result:
     chunks: list[tuple[int, int, str | None, str, str]]
     reason: str | None = None
     redacted: int = 0  # secret tokens replaced in the chunks
+    note: str | None = None  # for the summary, e.g. chunked by lines because it nests too deeply
 
 
 # Text mostly in lines longer than this is minified code or one-line data (bundles, generated JSON,
@@ -128,10 +129,24 @@ def _process_file(task: _Task) -> _Result:
             reason = secrets.SECRET_CONTENT
             return _Result(task.relative_path, task.language, "skipped", task.content_hash, size, [], reason)
         text, redacted = secrets.redact(text)
-    chunks = chunk_source(text, task.language, pack_lines=task.pack_lines)
+    # A grammar must never see a file nested deeply enough to crash it (the YAML grammar segfaults
+    # the process at about 255 levels): such a file is cut into line windows instead.
+    syntax_language, note = task.language, None
+    if task.language is not None:
+        too_deep = parse_guard.too_deep(text)
+        if too_deep is not None:
+            syntax_language, note = None, f"{task.relative_path} chunked by lines ({too_deep})"
+    chunks = chunk_source(text, syntax_language, pack_lines=task.pack_lines)
     rows = [(c.start_line, c.end_line, c.symbol, c.kind, c.content) for c in chunks if c.content.strip()]
     return _Result(
-        task.relative_path, task.language, "changed", task.content_hash, size, rows, redacted=redacted
+        task.relative_path,
+        task.language,
+        "changed",
+        task.content_hash,
+        size,
+        rows,
+        redacted=redacted,
+        note=note,
     )
 
 
@@ -376,6 +391,8 @@ class IndexRun:
                 self.store.drop_pending(state, file_ids=[pending.file_id])
             return
         c.files_changed += 1
+        if result.note is not None and len(c.warnings) < 20:
+            c.warnings.append(result.note)
         if result.redacted:
             c.tokens_redacted += result.redacted
             c.files_redacted += 1
