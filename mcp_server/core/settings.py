@@ -111,7 +111,8 @@ class JobSettings(_Group):
     allowed_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, validation_alias="CODEBASE_ALLOWED_ROOTS"
     )
-    """Directories (separated by ':' or ','); when set, repositories outside them are refused."""
+    """Directories (separated by ':' or ','); when set, repositories outside them are refused. Unset:
+    /, system directories and $HOME itself are refused."""
 
     heartbeat_timeout_seconds: int = Field(
         default=60, ge=5, le=3600, validation_alias="CODEBASE_HEARTBEAT_TIMEOUT_SECONDS"
@@ -159,6 +160,23 @@ class IndexingSettings(_Group):
         if isinstance(value, str):
             return [line.strip() for line in value.split(",") if line.strip()]
         return value
+
+    index_secrets_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, validation_alias="CODEBASE_INDEX_SECRETS_ROOTS"
+    )
+    """Repositories under these directories (':' or ','-separated) are indexed without the secret
+    filter (secret files by name and content, token redaction); the opt-in is the user's setting,
+    never a repository file."""
+
+    @field_validator("index_secrets_roots", mode="before")
+    @classmethod
+    def _split_secret_roots(cls, value: object) -> object:
+        return JobSettings._split_roots(value)
+
+    @field_validator("index_secrets_roots")
+    @classmethod
+    def _secret_roots_absolute(cls, value: list[Path]) -> list[Path]:
+        return JobSettings._roots_absolute(value)
 
     chunk_pack_lines: int = Field(default=40, ge=0, le=80, validation_alias="CODEBASE_CHUNK_PACK_LINES")
     """Neighbouring small definitions are packed into chunks of up to this many lines (0: never pack)."""
@@ -245,7 +263,38 @@ class HttpSettings(_Group):
     """Port of the HTTP transport."""
 
     auth_token: SecretStr | None = Field(default=None, validation_alias="CODEBASE_MCP_AUTH_TOKEN")
-    """Shared bearer token required from HTTP clients (Authorization: Bearer <token>)."""
+    """Shared bearer token required from HTTP clients (Authorization: Bearer <token>); at least 32
+    bytes off loopback."""
+
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="CODEBASE_MCP_ALLOWED_HOSTS"
+    )
+    """Host names besides loopback (','-separated; `*.example.com` patterns work) the HTTP transport
+    answers to, e.g. the Service name behind a proxy; anything else gets 421 (DNS-rebinding
+    protection)."""
+
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="CODEBASE_MCP_ALLOWED_ORIGINS"
+    )
+    """Browser origins besides loopback ones (','-separated) allowed to call the HTTP transport;
+    others get 403."""
+
+    max_sessions_per_client: int = Field(
+        default=32, ge=1, le=10_000, validation_alias="CODEBASE_MCP_MAX_SESSIONS_PER_CLIENT"
+    )
+    """Open HTTP sessions per client address; one more closes that client's least recently used."""
+
+    session_idle_seconds: float = Field(
+        default=900.0, ge=1, le=24 * 3600, validation_alias="CODEBASE_MCP_SESSION_IDLE_SECONDS"
+    )
+    """An HTTP session with no request for this long is closed."""
+
+    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    @classmethod
+    def _split_names(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
 
 class KubernetesSettings(_Group):

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+from mcp_server.core import path_policy
 from mcp_server.core.errors import InvalidInput, InvalidProjectId, InvalidRepositoryPath
 
 # Like a Kubernetes DNS label: it is also used in object names and labels.
@@ -92,6 +93,8 @@ def validate_repo_path(raw: str, *, allowed_roots: Sequence[Path] = ()) -> Path:
     if not os.access(path, os.R_OK | os.X_OK):
         raise InvalidRepositoryPath(f"repo_path {normalised!r} is not readable")
     resolved = path.resolve()
+    if not allowed_roots:
+        path_policy.check_default_policy(resolved, normalised)
     if allowed_roots and not any(_is_within(resolved, root) for root in allowed_roots):
         roots = ", ".join(str(r) for r in allowed_roots)
         raise InvalidRepositoryPath(

@@ -13,16 +13,19 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
+import fastmcp
 from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
 from fastmcp.server.auth import AccessToken, TokenVerifier
 from pydantic import Field
 from sqlalchemy.exc import InterfaceError, OperationalError
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from mcp_server.core.errors import CodebaseMCPError, ConfigurationError
 from mcp_server.core.settings import Settings
+from mcp_server.frontends.http_guard import MIN_REMOTE_TOKEN_BYTES, HttpGuard
 from mcp_server.frontends.operations import CodebaseService
 from mcp_server.index.search import DEFAULT_CONTEXT_LINES, DEFAULT_MAX_CHARS
 
@@ -193,6 +196,12 @@ def run_server(settings: Settings, *, transport: str, host: str | None, port: in
     service = CodebaseService(settings)
     # Fail fast on a bad database or configuration, and repair what a crash left behind.
     service.reconcile()
+    if not settings.jobs.allowed_roots:
+        log.warning(
+            "CODEBASE_ALLOWED_ROOTS is not set: any directory this user can read may be indexed "
+            "(except /, system directories and the home directory itself); set it to the directories "
+            "that hold your repositories"
+        )
     if transport == "stdio":
         build_server(settings, service).run(transport="stdio", show_banner=False)
         return
@@ -203,6 +212,22 @@ def run_server(settings: Settings, *, transport: str, host: str | None, port: in
             f"refusing to serve HTTP on {bind_host} without authentication: set CODEBASE_MCP_AUTH_TOKEN "
             "(clients then send 'Authorization: Bearer <token>'), or bind to 127.0.0.1"
         )
+    if bind_host not in LOOPBACK_HOSTS and token and len(token.encode()) < MIN_REMOTE_TOKEN_BYTES:
+        raise ConfigurationError(
+            f"refusing to serve HTTP on {bind_host} with a {len(token.encode())}-byte "
+            f"CODEBASE_MCP_AUTH_TOKEN: off loopback it must be at least {MIN_REMOTE_TOKEN_BYTES} bytes "
+            "(for example the output of `openssl rand -hex 32`)"
+        )
     server = build_server(settings, service, auth_token=token)
+    guard = Middleware(
+        HttpGuard,
+        allowed_hosts=settings.http.allowed_hosts,
+        allowed_origins=settings.http.allowed_origins,
+        token=token,
+        max_sessions_per_client=settings.http.max_sessions_per_client,
+        session_idle_seconds=settings.http.session_idle_seconds,
+    )
+    # The SDK's own idle timeout ends the session; the guard forgets it after the same time.
+    fastmcp.settings.http_session_idle_timeout = settings.http.session_idle_seconds
     kwargs: dict[str, Any] = {"host": bind_host, "port": port or settings.http.port, "show_banner": False}
-    server.run(transport="http", **kwargs)
+    server.run(transport="http", middleware=[guard], **kwargs)

@@ -129,6 +129,7 @@ def run_job(settings: Settings, job_id: uuid.UUID, *, termination_log: str | Non
                 pack_lines=settings.indexing.chunk_pack_lines,
                 job_id=job_id,
                 progress=progress,
+                scan_secrets=not _secrets_opted_in(settings, job.repo_path),
             )
             counters = run.run()
         except RunCancelled:
@@ -157,8 +158,11 @@ def run_job(settings: Settings, job_id: uuid.UUID, *, termination_log: str | Non
         f"{counters.files_unchanged} unchanged, {counters.files_removed} removed, "
         f"{counters.files_skipped} skipped{_reasons(counters.skipped_reasons)}) "
         f"into {counters.chunks_created} new chunks"
-        + (f"; not read: {_reasons(dict(counters.walk.skipped))[2:]}" if counters.walk.skipped else "")
     )
+    if counters.tokens_redacted:
+        summary += f"; {counters.tokens_redacted} secret tokens redacted in {counters.files_redacted} files"
+    if counters.warnings:
+        summary += "; " + "; ".join(counters.warnings[:10])
     jobs.update_progress(
         job_id,
         phase=JobPhase.DONE,
@@ -171,6 +175,14 @@ def run_job(settings: Settings, job_id: uuid.UUID, *, termination_log: str | Non
     )
     write_termination_message(termination_log, summary)
     return IndexerExit.INDEXED
+
+
+def _secrets_opted_in(settings: Settings, repo_path: str) -> bool:
+    """Whether the user listed this repository in CODEBASE_INDEX_SECRETS_ROOTS."""
+    if not repo_path.startswith("/"):
+        return False
+    path = Path(repo_path)
+    return any(path == root or root in path.parents for root in settings.indexing.index_secrets_roots)
 
 
 def _reasons(counts: dict[str, int]) -> str:
