@@ -119,6 +119,15 @@ class JobSettings(_Group):
     )
     """A running local job whose supervisor has not written a heartbeat for this long is marked failed."""
 
+    watch: bool = Field(default=False, validation_alias="CODEBASE_WATCH")
+    """`serve` keeps every local repository it has indexed fresh by following file-system events
+    (like `serve --watch`)."""
+
+    watch_check_seconds: float = Field(
+        default=300.0, ge=1, le=24 * 3600, validation_alias="CODEBASE_WATCH_CHECK_SECONDS"
+    )
+    """A watched repository is also checked whole this often, in case events were lost."""
+
     @field_validator("allowed_roots", mode="before")
     @classmethod
     def _split_roots(cls, value: object) -> object:

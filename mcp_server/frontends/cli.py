@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -18,6 +19,7 @@ from rich.table import Table
 
 from mcp_server.core.errors import CodebaseMCPError, InvalidInput, InvalidTransition
 from mcp_server.core.settings import (
+    DEFAULT_PROJECT_ID,
     DatabaseSettings,
     EmbeddingSettings,
     HttpSettings,
@@ -52,7 +54,64 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     # graceful shutdown) must end the process normally, so exit hooks run: the embedded database
     # stops when its last user is gone.
     signal.signal(signal.SIGTERM, _exit_normally)
+    if args.watch:
+        settings = settings.replace(jobs={"watch": True})
     run_server(settings, transport=args.transport, host=args.host, port=args.port)
+    return 0
+
+
+def cmd_repos(settings: Settings, args: argparse.Namespace) -> int:
+    listed = _service(settings).list_repositories(args.project)
+    if args.json:
+        print(json.dumps(listed))
+        return 0
+    table = Table("project", "repository", "files", "chunks", "last synced", "model")
+    for repo in listed["repositories"]:
+        table.add_row(
+            repo["project_id"],
+            repo["repository"],
+            str(repo["files"]),
+            str(repo["chunks"]),
+            repo["last_synced_at"] or "-",
+            repo["embedding_model"],
+        )
+    console.print(table)
+    return 0
+
+
+def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
+    """Index a repository, then keep it fresh until Ctrl-C: each burst of edits is one sync."""
+    import threading
+
+    from mcp_server.core.validation import validate_project_id, validate_repo_path
+    from mcp_server.indexer.pipeline import RunCounters
+    from mcp_server.runners.watch import RepositoryWatcher, WatchState
+
+    root = validate_repo_path(os.path.abspath(args.path), allowed_roots=settings.jobs.allowed_roots)
+    project = validate_project_id(args.project, default=DEFAULT_PROJECT_ID)
+    svc = _service(settings)
+
+    def report(state: WatchState, counters: RunCounters) -> None:
+        console.print(
+            f"[dim]{state.last_sync_at:%H:%M:%S}[/dim] synced in {state.last_sync_seconds:.2f} s: "
+            f"{counters.files_changed} new or changed, {counters.files_removed} removed, "
+            f"{counters.files_indexed} files in the index"
+        )
+
+    watcher = RepositoryWatcher(
+        settings=settings,
+        engine=svc.engine,
+        embedder=svc.embedder,
+        root=root,
+        project_id=project,
+        check_seconds=settings.jobs.watch_check_seconds,
+        on_sync=report,
+    )
+    console.print(f"watching {root} (project {project}); Ctrl-C stops")
+    try:
+        watcher.run(threading.Event())
+    except KeyboardInterrupt:
+        console.print("stopped watching; the index stays as last synced")
     return 0
 
 
@@ -263,6 +322,7 @@ def cmd_operator(settings: Settings, args: argparse.Namespace) -> int:
 FRONTEND_GROUPS = (
     DatabaseSettings,
     JobSettings,
+    IndexingSettings,  # watch mode indexes in the server's own process
     EmbeddingSettings,
     HttpSettings,
     KubernetesSettings,
@@ -294,7 +354,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--host", default=None, help="HTTP bind address (default CODEBASE_MCP_HTTP_HOST, 127.0.0.1)"
     )
     p.add_argument("--port", type=int, default=None, help="HTTP port (default CODEBASE_MCP_HTTP_PORT, 8000)")
+    p.add_argument(
+        "--watch", action="store_true", help="keep every indexed repository fresh (like CODEBASE_WATCH=true)"
+    )
     p.set_defaults(func=cmd_serve, groups=FRONTEND_GROUPS)
+
+    p = sub.add_parser("repos", help="list indexed repositories with counts and last sync")
+    p.add_argument("--project", default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_repos, groups=FRONTEND_GROUPS)
+
+    p = sub.add_parser("watch", help="index a repository, then follow its edits until Ctrl-C")
+    p.add_argument("path")
+    p.add_argument("--project", default=None)
+    p.set_defaults(func=cmd_watch, groups=FRONTEND_GROUPS)
 
     p = sub.add_parser("index", help="index a repository (like the start_indexing_background tool)")
     p.add_argument("path", help="absolute path of the repository")

@@ -173,6 +173,16 @@ def build_server(
         return await _call(svc.list_jobs, status, project_id, limit)
 
     @mcp.tool
+    async def list_repositories(
+        project_id: Annotated[
+            str | None, Field(description="Only repositories of this project (default: all projects).")
+        ] = None,
+    ) -> dict[str, Any]:
+        """List indexed repositories: file and chunk counts, when each was last synced, whether
+        it is watched and has edits not yet indexed, and the embedding model."""
+        return await _call(svc.list_repositories, project_id)
+
+    @mcp.tool
     async def cancel_indexing_job(
         job_id: Annotated[str, Field(description="The job to cancel.")],
     ) -> dict[str, Any]:
@@ -202,6 +212,12 @@ def run_server(settings: Settings, *, transport: str, host: str | None, port: in
             "(except /, system directories and the home directory itself); set it to the directories "
             "that hold your repositories"
         )
+    if settings.jobs.watch:
+        from mcp_server.runners.watch import WatchAll
+
+        WatchAll(
+            settings=settings, engine=service.engine, embedder=service.embedder, rescan_seconds=5.0
+        ).start()
     if transport == "stdio":
         build_server(settings, service).run(transport="stdio", show_banner=False)
         return

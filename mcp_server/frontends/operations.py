@@ -23,6 +23,7 @@ from mcp_server.embeddings.base import Embedder
 from mcp_server.index.search import DEFAULT_CONTEXT_LINES, DEFAULT_MAX_CHARS, Searcher
 from mcp_server.index.store import IndexStore
 from mcp_server.runners import Launcher, create_launcher
+from mcp_server.runners.watch import watch_state
 
 MAX_LIST_LIMIT = 200
 
@@ -51,6 +52,16 @@ def job_to_dict(job: Job) -> dict[str, Any]:
         "percent": job.percent,
         "eta_seconds": job.eta_seconds,
         "force_reindex": job.force_reindex,
+    }
+
+
+def _freshness(project_id: str, root: str, last_synced_at: object) -> dict[str, Any]:
+    """When a repository's index was last published, and whether a watcher in this process knows
+    of edits not yet in it (None: nobody here watches it, so nobody knows)."""
+    state = watch_state(project_id, root)
+    return {
+        "last_synced_at": _iso(last_synced_at) if isinstance(last_synced_at, datetime) else None,
+        "changes_pending": state.changes_pending if state is not None else None,
     }
 
 
@@ -129,7 +140,30 @@ class CodebaseService:
     def get_status(self, job_id: str, project_id: str | None = None) -> dict[str, Any]:
         job_uuid = validate_job_id(job_id)
         project = validate_project_id(project_id) if project_id is not None else None
-        return job_to_dict(self.jobs.get(job_uuid, project_id=project))
+        job = self.jobs.get(job_uuid, project_id=project)
+        synced = IndexStore(self.engine).last_synced(project_id=job.project_id, root_paths=[job.repo_path])
+        return {**job_to_dict(job), **_freshness(job.project_id, job.repo_path, synced.get(job.repo_path))}
+
+    def list_repositories(self, project_id: str | None = None) -> dict[str, Any]:
+        """What is indexed: counts, last sync, watch state and embedding model per repository."""
+        project = validate_project_id(project_id) if project_id is not None else None
+        repositories = []
+        for row in IndexStore(self.engine).repositories(project_id=project):
+            root, project_of = str(row["root_path"]), str(row["project_id"])
+            state = watch_state(project_of, root)
+            repositories.append(
+                {
+                    "project_id": project_of,
+                    "repository": root,
+                    "files": row["files"],
+                    "chunks": row["chunks"],
+                    "embedding_model": row["embedding_model"],
+                    **_freshness(project_of, root, row["last_indexed_at"]),
+                    "watched": state is not None,
+                    "watch_error": state.last_error if state is not None else None,
+                }
+            )
+        return {"repositories": repositories, "count": len(repositories)}
 
     def list_jobs(
         self, status: str | None = None, project_id: str | None = None, limit: int = 20
@@ -190,8 +224,14 @@ class CodebaseService:
             context_lines=context_lines,
             max_chars=max_chars,
         )
+        synced = IndexStore(self.engine).last_synced(
+            project_id=project, root_paths=sorted({r.repository for r in response.results})
+        )
         return {
-            "results": [r.to_dict() for r in response.results],
+            "results": [
+                {**r.to_dict(), **_freshness(project, r.repository, synced.get(r.repository))}
+                for r in response.results
+            ],
             "total_count": response.total_count,
             "project_id": response.project_id,
             "mode": response.mode,

@@ -14,10 +14,11 @@ visible and the previous generation stays searchable until the switch.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -146,6 +147,10 @@ class FileWrite:
     chunks: list[ChunkRow]
 
 
+# Class of the advisory locks that serialise runs of one repository (the key is a hash of it).
+_RUN_LOCK_CLASS = 0x72756E  # "run"
+
+
 class IndexStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -243,6 +248,54 @@ class IndexStore:
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:p))"), {"p": "hnsw:" + project_id})
 
     # --- a run ----------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def repository_lock(self, *, project_id: str, root_path: str) -> Iterator[None]:
+        """Hold the run lock of one repository: runs of it, whoever starts them (a job's indexer,
+        a watcher's sync), never interleave. A session lock on a connection of its own, so the
+        run's transactions do not release it; a database restart does (and fails the run)."""
+        key = {"c": _RUN_LOCK_CLASS, "k": f"{project_id}/{root_path}"}
+        with self._engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:c, hashtext(:k))"), key)
+            conn.commit()
+            try:
+                yield
+            finally:
+                with contextlib.suppress(Exception):  # a lost connection holds no lock any more
+                    conn.execute(text("SELECT pg_advisory_unlock(:c, hashtext(:k))"), key)
+                    conn.commit()
+
+    def repositories(self, *, project_id: str | None = None) -> list[dict[str, object]]:
+        """Every repository with a published generation: its counts, last sync and model."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT r.id, r.project_id, r.root_path, r.last_indexed_at, p.embedding_model, "
+                    " (SELECT count(*) FROM files f WHERE f.repository_id = r.id "
+                    "   AND f.gen_from <= r.active_generation AND f.gen_to > r.active_generation) AS files, "
+                    " (SELECT count(*) FROM chunks c WHERE c.repository_id = r.id "
+                    "   AND c.gen_from <= r.active_generation AND c.gen_to > r.active_generation) AS chunks "
+                    "FROM repositories r JOIN projects p ON p.project_id = r.project_id "
+                    "WHERE r.active_generation > 0 AND (CAST(:p AS text) IS NULL OR r.project_id = :p) "
+                    "ORDER BY r.project_id, r.root_path"
+                ),
+                {"p": project_id},
+            ).mappings()
+            return [dict(row) for row in rows]
+
+    def last_synced(self, *, project_id: str, root_paths: Sequence[str]) -> dict[str, object]:
+        """root path -> when its active generation was published, for the given repositories."""
+        if not root_paths:
+            return {}
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT root_path, last_indexed_at FROM repositories "
+                    "WHERE project_id = :p AND root_path = ANY(:roots)"
+                ),
+                {"p": project_id, "roots": list(root_paths)},
+            )
+            return {r.root_path: r.last_indexed_at for r in rows}
 
     def begin_run(self, *, project_id: str, root_path: str) -> RunState:
         with self._engine.begin() as conn:

@@ -183,6 +183,7 @@ class IndexRun:
         repository_key: str | None = None,
         max_file_bytes: int,
         extra_ignores: Sequence[str] = (),
+        changed_paths: frozenset[str] | None = None,
         workers: int = 0,
         pack_lines: int = DEFAULT_PACK_LINES,
         job_id: uuid.UUID | None = None,
@@ -198,6 +199,9 @@ class IndexRun:
         self.force = force
         self.max_file_bytes = max_file_bytes
         self.extra_ignores = tuple(extra_ignores)
+        # A watcher's sync: only these relative paths may have changed since the live generation,
+        # so every other file the walk finds is carried over unread (deletions are still seen).
+        self.changed_paths = changed_paths
         self.workers = _worker_count(workers)
         self.pack_lines = pack_lines
         self.job_id = job_id
@@ -225,6 +229,10 @@ class IndexRun:
     # --- the run -------------------------------------------------------------------------------
 
     def run(self) -> RunCounters:
+        with self.store.repository_lock(project_id=self.project_id, root_path=self.repository_key):
+            return self._locked_run()
+
+    def _locked_run(self) -> RunCounters:
         model_id, dimension = self.embedder.model_id, self.embedder.dimension
         self.store.check_project_model(
             self.project_id, model_id=model_id, dimension=dimension, allow_change=self.force
@@ -285,7 +293,7 @@ class IndexRun:
                 max_file_bytes=self.max_file_bytes,
                 extra_ignores=self.extra_ignores,
                 stats=walk_stats,
-                read_contents=True,
+                read_contents=True if self.changed_paths is None else self._must_read(state),
             )
             for source in sources:
                 walked += 1
@@ -353,8 +361,18 @@ class IndexRun:
         context.set_forkserver_preload(["mcp_server.indexer.chunker"])
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
 
+    def _must_read(self, state: RunState) -> Callable[[str], bool]:
+        changed = self.changed_paths or frozenset()
+        return lambda relative: relative in changed or relative not in state.live
+
     def _read(self, source: SourceFile, state: RunState) -> _Task | _Result:
         """Read and hash a file: a result when it needs no parsing, else a parse task."""
+        live = state.live.get(source.relative_path)
+        if source.data is None and self.changed_paths is not None and live is not None:
+            # Not among a watcher's changed paths: the live row stands (see `changed_paths`).
+            return _Result(
+                source.relative_path, source.language, "unchanged", live.content_hash, source.size, []
+            )
         if self.scan_secrets and secrets.secret_by_name(source.relative_path):
             return _Result(source.relative_path, source.language, "skipped", b"", 0, [], secrets.SECRET_FILE)
         # The walker read the bytes through the descriptor it checked; a path opened again here
@@ -369,7 +387,6 @@ class IndexRun:
                 source.relative_path, source.language, "skipped", b"", 0, [], "vanished or changed"
             )
         digest = hashlib.blake2b(data, digest_size=16).digest()
-        live = state.live.get(source.relative_path)
         pending = state.pending.get(source.relative_path)
         if not self.force and live is not None and digest == live.content_hash:
             return _Result(source.relative_path, source.language, "unchanged", digest, len(data), [])

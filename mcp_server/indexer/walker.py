@@ -41,7 +41,7 @@ import os
 import re
 import stat
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -232,14 +232,15 @@ def walk_repository(
     max_file_bytes: int,
     extra_ignores: Sequence[str] = (),
     stats: WalkStats | None = None,
-    read_contents: bool = False,
+    read_contents: bool | Callable[[str], bool] = False,
 ) -> Iterator[SourceFile]:
     """Yield the indexable files under ``root``, sorted by relative path; see the module doc.
 
     Raises InvalidRepositoryPath when ``root`` is not a readable directory. Paths in the result
     are under the root with its symlinks resolved. With ``read_contents``, each SourceFile carries
     its bytes, read through the descriptor that was checked (what the indexer must use: a path
-    opened again later may lead somewhere else).
+    opened again later may lead somewhere else). A predicate on the relative path reads the bytes
+    of only the files it accepts (a watcher's sync: the rest are known unchanged).
     """
     root_text = os.path.realpath(root)
     try:
@@ -374,7 +375,7 @@ class _Walker:
         extra_ignores: Sequence[str],
         stats: WalkStats,
         *,
-        read_contents: bool,
+        read_contents: bool | Callable[[str], bool],
     ) -> None:
         self.root = root
         self.root_fd = root_fd
@@ -580,11 +581,8 @@ class _Walker:
             if info.st_size > self.max_file_bytes:
                 self.stats.record_skip(TOO_LARGE, relative)
                 return None
-            data = (
-                safe_fs.read_limited(fd, self.max_file_bytes)
-                if self.read_contents
-                else os.read(fd, HEAD_BYTES)
-            )
+            whole = self.read_contents(relative) if callable(self.read_contents) else self.read_contents
+            data = safe_fs.read_limited(fd, self.max_file_bytes) if whole else os.read(fd, HEAD_BYTES)
         except OSError:
             self.stats.record_skip(UNREADABLE, relative)
             return None
@@ -601,9 +599,9 @@ class _Walker:
         return SourceFile(
             path=self.root_prefix + relative,
             relative_path=relative,
-            size=len(data) if self.read_contents else info.st_size,
+            size=len(data) if whole else info.st_size,
             language=language_for_path(relative, first_line),
-            data=data if self.read_contents else None,
+            data=data if whole else None,
         )
 
     def _last_link(self, info: os.stat_result, relative: str, *, via_symlink: bool) -> bool:
