@@ -60,6 +60,23 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_plan(plan: dict[str, Any]) -> None:
+    console.print(
+        f"[bold]{plan['repository']}[/bold]: {plan['files_to_index']} files to index "
+        f"({plan['bytes'] / 1e6:.1f} MB, about {plan['estimated_chunks']} chunks), "
+        f"about {plan['estimated_seconds']:.0f} s with the {plan['embedding_backend']} embedder"
+        + (f", about {plan['estimated_tokens']} tokens to embed" if "estimated_tokens" in plan else "")
+    )
+    languages = ", ".join(f"{name} {count}" for name, count in plan["by_language"].items())
+    console.print(f"  languages    {languages or '-'}")
+    skipped = ", ".join(f"{count} {reason}" for reason, count in plan["skipped"].items())
+    console.print(f"  skipped      {skipped or 'nothing'}; {plan['ignored_paths']} ignored paths")
+    largest = ", ".join(
+        f"{d['directory']} {d['bytes'] / 1e6:.1f} MB" for d in plan["largest_directories"][:5]
+    )
+    console.print(f"  largest      {largest or '-'}")
+
+
 def cmd_repos(settings: Settings, args: argparse.Namespace) -> int:
     listed = _service(settings).list_repositories(args.project)
     if args.json:
@@ -121,6 +138,13 @@ def _exit_normally(signum: int, frame: object) -> None:
 
 def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
     svc = _service(settings)
+    if args.dry_run:
+        plan = svc.plan_indexing(args.path)
+        if args.json:
+            print(json.dumps(plan))
+        else:
+            _print_plan(plan)
+        return 0
     started = svc.start_indexing(args.path, args.project, args.force)
     if args.json and not args.wait:
         print(json.dumps(started))
@@ -374,6 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project", default=None, help="project id (default 'default')")
     p.add_argument("--force", action="store_true", help="re-embed every file")
     p.add_argument("--wait", action="store_true", help="show progress and wait; exit 1 if the job fails")
+    p.add_argument("--dry-run", action="store_true", help="start nothing; say what a run would index")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_index, groups=FRONTEND_GROUPS)
 

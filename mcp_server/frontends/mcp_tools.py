@@ -88,12 +88,21 @@ def build_server(
         force_reindex: Annotated[
             bool, Field(description="Re-read and re-embed every file instead of skipping unchanged ones.")
         ] = False,
+        dry_run: Annotated[
+            bool,
+            Field(
+                description="Start nothing: answer what a run would index (files by language, skips by "
+                "reason, largest directories, bytes, estimated time)."
+            ),
+        ] = False,
     ) -> dict[str, Any]:
         """Start indexing a repository in the background and return its job_id at once.
 
         Poll get_indexing_status(job_id) for progress. If the repository is already being indexed
         in that project, the running job's id is returned instead of starting a second one.
         The previous index stays searchable until the new one is complete."""
+        if dry_run:
+            return await _call(svc.plan_indexing, repo_path)
         return await _call(svc.start_indexing, repo_path, project_id, force_reindex)
 
     @mcp.tool

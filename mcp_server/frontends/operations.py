@@ -137,6 +137,20 @@ class CodebaseService:
             ),
         }
 
+    def plan_indexing(self, repo_path: str) -> dict[str, Any]:
+        """A dry run: what indexing `repo_path` would do; nothing is started or written."""
+        from mcp_server.indexer import secrets
+        from mcp_server.indexer.dry_run import plan_index
+
+        root = validate_repo_path(repo_path, allowed_roots=self.settings.jobs.allowed_roots)
+        return plan_index(
+            root,
+            max_file_bytes=self.settings.indexing.max_file_bytes,
+            extra_ignores=self.settings.indexing.extra_ignores,
+            embedding_backend=self.settings.embedding.backend,
+            scan_secrets=secrets.filter_applies(str(root), self.settings.indexing.index_secrets_roots),
+        )
+
     def get_status(self, job_id: str, project_id: str | None = None) -> dict[str, Any]:
         job_uuid = validate_job_id(job_id)
         project = validate_project_id(project_id) if project_id is not None else None

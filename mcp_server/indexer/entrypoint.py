@@ -29,6 +29,7 @@ from mcp_server.core.validation import validate_git_source, validate_repo_path
 from mcp_server.db.database import get_engine, redact_urls
 from mcp_server.embeddings import create_embedder
 from mcp_server.index.store import IndexStore
+from mcp_server.indexer import secrets
 from mcp_server.indexer.outcome import IndexerExit
 from mcp_server.indexer.pipeline import IndexRun, RunCancelled, RunCounters
 
@@ -179,10 +180,7 @@ def run_job(settings: Settings, job_id: uuid.UUID, *, termination_log: str | Non
 
 def _secrets_opted_in(settings: Settings, repo_path: str) -> bool:
     """Whether the user listed this repository in CODEBASE_INDEX_SECRETS_ROOTS."""
-    if not repo_path.startswith("/"):
-        return False
-    path = Path(repo_path)
-    return any(path == root or root in path.parents for root in settings.indexing.index_secrets_roots)
+    return not secrets.filter_applies(repo_path, settings.indexing.index_secrets_roots)
 
 
 def _reasons(counts: dict[str, int]) -> str:

@@ -23,6 +23,8 @@ The job summary counts the files skipped per reason and the tokens redacted.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from pathlib import Path
 
 SECRET_FILE = "secret_file"
 SECRET_CONTENT = "secret_content"
@@ -97,3 +99,11 @@ def redact(text: str) -> tuple[str, int]:
             text, n = pattern.subn(f"[REDACTED:{kind}]", text)
         count += n
     return text, count
+
+
+def filter_applies(repo_path: str, opted_out_roots: Sequence[Path]) -> bool:
+    """False for a repository the user listed under CODEBASE_INDEX_SECRETS_ROOTS (or below one)."""
+    if not repo_path.startswith("/"):
+        return True
+    path = Path(repo_path)
+    return not any(path == root or root in path.parents for root in opted_out_roots)

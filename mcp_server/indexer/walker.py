@@ -22,8 +22,9 @@ A repository is untrusted input, and it may change while it is walked. The walke
   in one path segment), with a warning that names the pattern;
 * turns every filesystem error on an entry into a skip with a reason, never an exception.
 
-What is skipped: ``.gitignore`` rules at every level (nested files, negations, anchored and
-directory-only patterns, via pathspec's GitIgnoreSpec) and ``.git/info/exclude``; the default
+What is skipped: ``.gitignore`` and ``.codebaseignore`` rules at every level (nested files,
+negations, anchored and directory-only patterns, via pathspec's GitIgnoreSpec; a
+``.codebaseignore`` wins over the ``.gitignore`` beside it) and ``.git/info/exclude``; the default
 ignores below (version-control and tool directories, virtualenvs, build output, lock files,
 minified and source-map files); binaries by extension or content; names that are not UTF-8.
 ``extra_ignores`` are gitignore lines that win over all of these, so ``!build/`` brings a
@@ -84,6 +85,9 @@ SKIP_REASONS = (
 HEAD_BYTES = 8192
 # Ignore files: larger ones are not read; patterns past the cap or too complex are dropped (warned).
 MAX_IGNORE_FILE_BYTES = 100_000
+# Ignore files read at every level, in this order: .codebaseignore (gitignore syntax) is for rules
+# that matter to the index but not to git, and wins over .gitignore where both match.
+IGNORE_FILES = (".gitignore", ".codebaseignore")
 MAX_IGNORE_PATTERNS = 1_000
 MAX_PATTERN_CHARS = 256
 MAX_STARS_PER_SEGMENT = 2
@@ -396,9 +400,7 @@ class _Walker:
             exclude = self._read_ignore_file(".git/info/exclude")
             if exclude is not None:
                 rules += (("", exclude),)
-            own = self._gitignore_of(self.root_fd, "", root_entries)
-            if own is not None:
-                rules += (("", own),)
+            rules += tuple(("", spec) for spec in self._ignore_files_of(self.root_fd, "", root_entries))
             try:
                 info = os.fstat(self.root_fd)
                 ancestors = frozenset({(info.st_dev, info.st_ino)})
@@ -485,10 +487,9 @@ class _Walker:
                 self.stats.record_skip(IGNORED, relative + "/")
                 return None
             rules = frame.rules
-            if ".gitignore" in names:
-                spec = self._gitignore_of(fd, relative + "/", entries)
-                if spec is not None:
-                    rules = (*rules, (relative + "/", spec))
+            if not names.isdisjoint(IGNORE_FILES):
+                own = self._ignore_files_of(fd, relative + "/", entries)
+                rules = (*rules, *((relative + "/", spec) for spec in own))
             keep = True
             return _Frame(entries, relative + "/", rules, frame.ancestors | {identity}, fd)
         except OSError:
@@ -645,19 +646,25 @@ class _Walker:
                 return included
         return False
 
-    def _gitignore_of(
+    def _ignore_files_of(
         self, dir_fd: int, prefix: str, entries: Iterable[os.DirEntry[str]]
-    ) -> GitIgnoreSpec | None:
-        for child in entries:
-            if child.name == ".gitignore":
-                try:
-                    if not child.is_file(follow_symlinks=False):
-                        return None  # like git, which does not follow a symlinked .gitignore
-                except OSError:
-                    return None
-                data = self._read_ignore_bytes(dir_fd, ".gitignore", prefix + ".gitignore")
-                return self._ignore_spec(data, prefix + ".gitignore")
-        return None
+    ) -> list[GitIgnoreSpec]:
+        """The directory's .gitignore, then its .codebaseignore (which wins where both match)."""
+        found = {child.name: child for child in entries if child.name in IGNORE_FILES}
+        specs = []
+        for name in IGNORE_FILES:
+            child = found.get(name)
+            if child is None:
+                continue
+            try:
+                if not child.is_file(follow_symlinks=False):
+                    continue  # like git, which does not follow a symlinked .gitignore
+            except OSError:
+                continue
+            spec = self._ignore_spec(self._read_ignore_bytes(dir_fd, name, prefix + name), prefix + name)
+            if spec is not None:
+                specs.append(spec)
+        return specs
 
     def _read_ignore_file(self, relative: str) -> GitIgnoreSpec | None:
         try:

@@ -33,6 +33,7 @@ from sqlalchemy.engine import Engine
 from mcp_server.core.settings import Settings
 from mcp_server.embeddings.base import Embedder
 from mcp_server.index.store import IndexStore
+from mcp_server.indexer import secrets
 from mcp_server.indexer.pipeline import IndexRun, RunCounters
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,9 @@ class RepositoryWatcher:
                 # A handful of changed files parse faster here than a pool starts.
                 workers=1 if changed is not None else self.settings.indexing.workers,
                 pack_lines=self.settings.indexing.chunk_pack_lines,
+                scan_secrets=secrets.filter_applies(
+                    self.repository_key, self.settings.indexing.index_secrets_roots
+                ),
             )
             counters = run.run()
         except Exception as exc:  # a watcher outlives one bad sync; the next event or check retries
