@@ -119,6 +119,12 @@ class JobSettings(_Group):
     )
     """A running local job whose supervisor has not written a heartbeat for this long is marked failed."""
 
+    history_days: int = Field(default=30, ge=1, le=3650, validation_alias="CODEBASE_JOB_HISTORY_DAYS")
+    """Finished jobs older than this many days are deleted (the index they built stays)."""
+
+    history_max: int = Field(default=1000, ge=10, le=1_000_000, validation_alias="CODEBASE_JOB_HISTORY_MAX")
+    """At most this many finished jobs are kept; older ones are deleted first."""
+
     watch: bool = Field(default=False, validation_alias="CODEBASE_WATCH")
     """`serve` keeps every local repository it has indexed fresh by following file-system events
     (like `serve --watch`)."""

@@ -96,6 +96,51 @@ def cmd_repos(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _confirmed(question: str, yes: bool) -> bool:
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        err_console.print(f"[red]refused:[/] {question} Pass --yes to confirm without a terminal.")
+        return False
+    return console.input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+def cmd_repos_rm(settings: Settings, args: argparse.Namespace) -> int:
+    svc = _service(settings)
+    if not _confirmed(f"Delete {args.path} and its index in project {args.project or 'default'}?", args.yes):
+        return EXIT_USAGE
+    svc.delete_repository(args.path, args.project)
+    console.print(f"deleted {args.path}")
+    return 0
+
+
+def cmd_projects_rm(settings: Settings, args: argparse.Namespace) -> int:
+    svc = _service(settings)
+    if not _confirmed(f"Delete project {args.project}, all its repositories and job history?", args.yes):
+        return EXIT_USAGE
+    done = svc.delete_project(args.project)
+    console.print(f"deleted project {args.project} ({done['jobs_deleted']} finished jobs)")
+    return 0
+
+
+def cmd_du(settings: Settings, args: argparse.Namespace) -> int:
+    usage = _service(settings).disk_usage()
+    if args.json:
+        print(json.dumps(usage))
+        return 0
+    table = Table("project", "repositories", "files", "chunks", "chunk data")
+    for row in usage["projects"]:
+        table.add_row(
+            row["project_id"],
+            str(row["repositories"]),
+            str(row["files"]),
+            str(row["chunks"]),
+            f"{int(row['chunk_bytes']) / 1e6:.1f} MB",
+        )
+    console.print(table)
+    return 0
+
+
 def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
     """Index a repository, then keep it fresh until Ctrl-C: each burst of edits is one sync."""
     import threading
@@ -383,10 +428,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_serve, groups=FRONTEND_GROUPS)
 
-    p = sub.add_parser("repos", help="list indexed repositories with counts and last sync")
+    p = sub.add_parser("repos", help="list indexed repositories with counts and last sync; `repos rm`")
     p.add_argument("--project", default=None)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_repos, groups=FRONTEND_GROUPS)
+    repos_sub = p.add_subparsers(dest="repos_command")
+    rm = repos_sub.add_parser("rm", help="delete an indexed repository and its data")
+    rm.add_argument("path", help="the repository as `repos` shows it")
+    rm.add_argument("--project", default=None)
+    rm.add_argument("--yes", action="store_true", help="do not ask")
+    rm.set_defaults(func=cmd_repos_rm, groups=FRONTEND_GROUPS)
+
+    p = sub.add_parser("projects", help="`projects rm P`: delete a project and all its data")
+    projects_sub = p.add_subparsers(dest="projects_command", required=True)
+    rm = projects_sub.add_parser("rm", help="delete a project: its repositories, data and job history")
+    rm.add_argument("project")
+    rm.add_argument("--yes", action="store_true", help="do not ask")
+    rm.set_defaults(func=cmd_projects_rm, groups=FRONTEND_GROUPS)
+
+    p = sub.add_parser("du", help="space used per project")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_du, groups=FRONTEND_GROUPS)
 
     p = sub.add_parser("watch", help="index a repository, then follow its edits until Ctrl-C")
     p.add_argument("path")

@@ -192,6 +192,15 @@ def build_server(
         return await _call(svc.list_repositories, project_id)
 
     @mcp.tool
+    async def delete_repository(
+        repo_path: Annotated[str, Field(description="The repository as list_repositories shows it.")],
+        project_id: Annotated[str | None, Field(description="Its project; default 'default'.")] = None,
+    ) -> dict[str, Any]:
+        """Delete an indexed repository and everything indexed from it (refused while a job indexes
+        it). The files on disk are not touched."""
+        return await _call(svc.delete_repository, repo_path, project_id)
+
+    @mcp.tool
     async def cancel_indexing_job(
         job_id: Annotated[str, Field(description="The job to cancel.")],
     ) -> dict[str, Any]:

@@ -253,7 +253,41 @@ class CodebaseService:
             "truncated": response.truncated,
         }
 
+    # --- housekeeping ---------------------------------------------------------------------------
+
+    def delete_repository(self, repo_path: str, project_id: str | None = None) -> dict[str, Any]:
+        """Remove an indexed repository and its data; refused while a job indexes it."""
+        project = validate_project_id(project_id, default=DEFAULT_PROJECT_ID)
+        if not isinstance(repo_path, str) or not repo_path or len(repo_path) > 4096:
+            raise InvalidInput("repo_path must be the repository as list_repositories shows it")
+        busy = self.jobs.active(project_id=project, repo_path=repo_path)
+        if busy:
+            raise InvalidInput(f"job {busy[0].id} is indexing {repo_path}; cancel it first, then delete")
+        if not IndexStore(self.engine).delete_repository(project_id=project, root_path=repo_path):
+            raise InvalidInput(
+                f"no indexed repository {repo_path!r} in project {project!r} (list_repositories shows them)"
+            )
+        return {"deleted": True, "repository": repo_path, "project_id": project}
+
+    def delete_project(self, project_id: str) -> dict[str, Any]:
+        """Remove a project: every repository, its rows and its job history; refused while busy."""
+        project = validate_project_id(project_id)
+        busy = self.jobs.active(project_id=project)
+        if busy:
+            raise InvalidInput(f"job {busy[0].id} is running in project {project!r}; cancel it first")
+        existed = IndexStore(self.engine).delete_project(project_id=project)
+        pruned = self.jobs.prune(older_than_days=0, keep=0, project_id=project)
+        if not existed and not pruned:
+            raise InvalidInput(f"no project {project!r}")
+        return {"deleted": True, "project_id": project, "jobs_deleted": pruned}
+
+    def disk_usage(self) -> dict[str, Any]:
+        projects = IndexStore(self.engine).disk_usage()
+        return {"projects": projects, "count": len(projects)}
+
     def reconcile(self) -> None:
-        """Repair what a crash left: dead runners, queued jobs with free slots, dropped vector indexes."""
+        """Repair what a crash left: dead runners, queued jobs with free slots, dropped vector indexes;
+        prune the job history."""
         self.launcher.reconcile()
+        self.jobs.prune(older_than_days=self.settings.jobs.history_days, keep=self.settings.jobs.history_max)
         IndexStore(self.engine).restore_vector_indexes()

@@ -283,6 +283,45 @@ class IndexStore:
             ).mappings()
             return [dict(row) for row in rows]
 
+    def delete_repository(self, *, project_id: str, root_path: str) -> bool:
+        """Remove a repository and all its rows (files and chunks go with it); False if unknown."""
+        with self._engine.begin() as conn:
+            deleted = conn.execute(
+                text("DELETE FROM repositories WHERE project_id = :p AND root_path = :r"),
+                {"p": project_id, "r": root_path},
+            ).rowcount
+        return bool(deleted)
+
+    def delete_project(self, *, project_id: str) -> bool:
+        """Remove a project: its repositories, their rows, its vector index; False if unknown."""
+        with self._engine.begin() as conn:
+            model = conn.execute(
+                text("SELECT embedding_dimension FROM projects WHERE project_id = :p"), {"p": project_id}
+            ).one_or_none()
+            if model is None:
+                return False
+            conn.execute(text("DELETE FROM projects WHERE project_id = :p"), {"p": project_id})
+        self.drop_vector_index(project_id, int(model.embedding_dimension))
+        return True
+
+    def disk_usage(self) -> list[dict[str, object]]:
+        """Per project: repositories, files and chunks (all generations) and their bytes on disk."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT p.project_id, "
+                    " (SELECT count(*) FROM repositories r "
+                    "   WHERE r.project_id = p.project_id) AS repositories, "
+                    " (SELECT count(*) FROM files f JOIN repositories r ON r.id = f.repository_id "
+                    "   WHERE r.project_id = p.project_id) AS files, "
+                    " (SELECT count(*) FROM chunks c WHERE c.project_id = p.project_id) AS chunks, "
+                    " (SELECT coalesce(sum(pg_column_size(c.*)), 0) FROM chunks c "
+                    "   WHERE c.project_id = p.project_id) AS chunk_bytes "
+                    "FROM projects p ORDER BY p.project_id"
+                )
+            ).mappings()
+            return [dict(row) for row in rows]
+
     def last_synced(self, *, project_id: str, root_paths: Sequence[str]) -> dict[str, object]:
         """root path -> when its active generation was published, for the given repositories."""
         if not root_paths:
