@@ -20,6 +20,8 @@ from mcp_server.core.settings import DEFAULT_PROJECT_ID, Settings
 from mcp_server.core.validation import validate_job_id, validate_project_id, validate_repo_path
 from mcp_server.db.database import get_engine
 from mcp_server.embeddings.base import Embedder
+from mcp_server.index import repositories
+from mcp_server.index.navigation import Navigator
 from mcp_server.index.search import DEFAULT_CONTEXT_LINES, DEFAULT_MAX_CHARS, Searcher
 from mcp_server.index.store import IndexStore
 from mcp_server.runners import Launcher, create_launcher
@@ -176,11 +178,13 @@ class CodebaseService:
         concise: bool = False,
         context_lines: int = DEFAULT_CONTEXT_LINES,
         max_chars: int = DEFAULT_MAX_CHARS,
+        repository: str | None = None,
     ) -> dict[str, Any]:
         project = validate_project_id(project_id, default=DEFAULT_PROJECT_ID)
         response = self.searcher.search(
             query,
             project_id=project,
+            repository=repository,
             limit=limit,
             mode=mode,
             language=language,
@@ -197,7 +201,66 @@ class CodebaseService:
             "mode": response.mode,
             "latency_ms": response.latency_ms,
             "truncated": response.truncated,
+            **({"note": response.note} if response.note else {}),
         }
+
+    # --- navigation -----------------------------------------------------------------------------
+
+    @cached_property
+    def navigator(self) -> Navigator:
+        return Navigator(self.engine)
+
+    def list_repositories(self, project_id: str | None = None) -> dict[str, Any]:
+        project = validate_project_id(project_id, default=DEFAULT_PROJECT_ID)
+        with self.engine.connect() as conn:
+            repos = repositories.project_repositories(conn, project)
+            counts = repositories.file_counts(conn, repos)
+        return {"project_id": project, "repositories": [repositories.describe(r, counts) for r in repos]}
+
+    def find_definition(
+        self,
+        symbol: str,
+        project_id: str | None = None,
+        repository: str | None = None,
+        language: str | None = None,
+        limit: int = 10,
+    ) -> dict[str, Any]:
+        project = validate_project_id(project_id, default=DEFAULT_PROJECT_ID)
+        return self.navigator.find_definition(
+            symbol, project_id=project, repository=repository, language=language, limit=limit
+        )
+
+    def find_references(
+        self,
+        symbol: str,
+        project_id: str | None = None,
+        repository: str | None = None,
+        language: str | None = None,
+        limit: int = 200,
+    ) -> dict[str, Any]:
+        project = validate_project_id(project_id, default=DEFAULT_PROJECT_ID)
+        return self.navigator.find_references(
+            symbol, project_id=project, repository=repository, language=language, limit=limit
+        )
+
+    def get_file_outline(
+        self, file_path: str, repository: str | None = None, project_id: str | None = None
+    ) -> dict[str, Any]:
+        project = validate_project_id(project_id, default=DEFAULT_PROJECT_ID)
+        return self.navigator.get_file_outline(file_path, project_id=project, repository=repository)
+
+    def read_code(
+        self,
+        file_path: str,
+        start_line: int,
+        end_line: int,
+        repository: str | None = None,
+        project_id: str | None = None,
+    ) -> dict[str, Any]:
+        project = validate_project_id(project_id, default=DEFAULT_PROJECT_ID)
+        return self.navigator.read_code(
+            file_path, start_line, end_line, project_id=project, repository=repository
+        )
 
     def reconcile(self) -> None:
         """Repair what a crash left: dead runners, queued jobs with free slots, dropped vector indexes."""

@@ -27,8 +27,8 @@ import numpy.typing as npt
 from mcp_server.core.errors import CodebaseMCPError
 from mcp_server.core.jobs import JobPhase
 from mcp_server.embeddings.base import Embedder
-from mcp_server.index.store import ChunkRow, FileWrite, IndexStore, RunState
-from mcp_server.indexer.chunker import chunk_source
+from mcp_server.index.store import ChunkRow, FileWrite, IndexStore, RunState, SymbolRow
+from mcp_server.indexer.chunker import analyse_source
 from mcp_server.indexer.types import SourceFile
 from mcp_server.indexer.walker import WalkStats, decode_source, read_source_bytes, walk_repository
 
@@ -94,6 +94,8 @@ class _Result:
     size: int
     chunks: list[tuple[int, int, str | None, str, str]]
     reason: str | None = None
+    symbols: list[SymbolRow] = field(default_factory=list)
+    occurrences: list[tuple[str, list[int]]] = field(default_factory=list)
 
 
 # Text mostly in lines longer than this is minified code or one-line data (bundles, generated JSON,
@@ -118,9 +120,24 @@ def _process_file(task: _Task) -> _Result:
         return _Result(task.relative_path, task.language, "skipped", task.content_hash, size, [], "binary")
     if is_minified(text):
         return _Result(task.relative_path, task.language, "skipped", task.content_hash, size, [], MINIFIED)
-    chunks = chunk_source(text, task.language, pack_lines=task.pack_lines)
-    rows = [(c.start_line, c.end_line, c.symbol, c.kind, c.content) for c in chunks if c.content.strip()]
-    return _Result(task.relative_path, task.language, "changed", task.content_hash, size, rows)
+    analysis = analyse_source(text, task.language, pack_lines=task.pack_lines)
+    rows = [
+        (c.start_line, c.end_line, c.symbol, c.kind, c.content) for c in analysis.chunks if c.content.strip()
+    ]
+    definitions = [
+        SymbolRow(d.name, d.qualified_name, d.parent, d.kind, d.start_line, d.end_line, d.signature)
+        for d in analysis.definitions
+    ]
+    return _Result(
+        task.relative_path,
+        task.language,
+        "changed",
+        task.content_hash,
+        size,
+        rows,
+        symbols=definitions,
+        occurrences=analysis.occurrences,
+    )
 
 
 def _process_batch(tasks: list[_Task]) -> list[_Result]:
@@ -353,6 +370,8 @@ class IndexRun:
             content_hash=result.content_hash,
             size_bytes=result.size,
             chunks=[ChunkRow(s, e, sym, kind, content) for s, e, sym, kind, content in result.chunks],
+            symbols=result.symbols,
+            occurrences=result.occurrences,
         )
         self._pending_writes.append(write)
         if live is not None:

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 
 from mcp_server.embeddings import StaticEmbedder
 from mcp_server.embeddings.base import Embedder
+from mcp_server.index.search.identifiers import DefinitionMatch
 
 Ranking = list[tuple[int, float]]  # (chunk id, retriever score), best first
 
@@ -91,3 +92,11 @@ def rrf(rankings: list[tuple[Ranking, float]], k: float) -> list[tuple[int, floa
         for rank, (chunk_id, _) in enumerate(ranking):
             scores[chunk_id] = scores.get(chunk_id, 0.0) + weight / (k + rank + 1)
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+
+
+def demoted_definitions(matches: list[DefinitionMatch], query: str) -> set[int]:
+    """Definition chunks that lead only after the others of their tier: test code (unless the
+    query is about tests)."""
+    if _QUERY_ABOUT_TESTS.search(query):
+        return set()
+    return {m.chunk_id for m in matches if is_test_path(m.path)}
