@@ -358,3 +358,38 @@ def test_a_repository_of_an_older_index_format_is_refused_until_reindexed(
     assert formats[str(project["vendored"])] == 1
     answer = nav.find_definition("make_password", project_id="default")
     assert [d["file_path"] for d in answer["definitions"]] == ["hashers.py"] and "re-index" in answer["note"]
+
+
+# --- code before prose; file kinds -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("file_type", "paths"),
+    [
+        ("docs", {"docs/passwords.md"}),
+        ("tests", {"tests/test_hashers.py"}),
+        (
+            "code",
+            {"auth/hashers.py", "auth/users.py", "auth/mentions.py", "web/routes.ts", "server/server.go"},
+        ),
+        ("docs,ts", {"docs/passwords.md", "web/routes.ts"}),
+    ],
+)
+def test_file_type_selects_code_docs_tests_or_config(
+    searcher: Searcher, project: dict[str, Path], file_type: str, paths: set[str]
+) -> None:
+    results = searcher.search(
+        "make password hash", project_id="default", repository="app", file_type=file_type, limit=30
+    ).results
+    assert results and {r.file_path for r in results} <= paths
+
+
+def test_code_ranks_before_prose_unless_the_query_asks_for_documentation(
+    searcher: Searcher, project: dict[str, Path]
+) -> None:
+    def first(query: str) -> str:
+        response = searcher.search(query, project_id="default", repository="app", mode="lexical")
+        return response.results[0].file_path
+
+    assert first("call make password to hash a password") != "docs/passwords.md"
+    assert first("documentation: call make password to hash a password") == "docs/passwords.md"

@@ -116,3 +116,15 @@ def test_a_common_bare_name_leads_only_with_exact_top_level_definitions() -> Non
 
 def test_no_matches_leave_the_order_alone() -> None:
     assert definitions_first(FUSED, []) == FUSED
+
+
+def test_the_fusion_profile_comes_from_the_embedder_not_its_class() -> None:
+    from mcp_server.embeddings import StaticEmbedder
+    from mcp_server.index.search.ranking import MODEL_FUSION, STATIC_FUSION, fusion_for
+
+    class Keywords:
+        fusion_profile = "keywords"
+
+    assert fusion_for(StaticEmbedder()) is STATIC_FUSION
+    assert fusion_for(Keywords()) is STATIC_FUSION  # type: ignore[arg-type]
+    assert fusion_for(object()) is MODEL_FUSION  # type: ignore[arg-type]

@@ -133,7 +133,11 @@ def build_server(
         ] = "hybrid",
         file_type: Annotated[
             str | None,
-            Field(description="Only files with these extensions, comma-separated: 'py' or 'ts,tsx'."),
+            Field(
+                description="Only files with these extensions, comma-separated: 'py' or 'ts,tsx'; or of "
+                "these kinds: code, docs, tests, config (prose and tests otherwise rank after code unless "
+                "the query asks for them)."
+            ),
         ] = None,
         concise: Annotated[
             bool,

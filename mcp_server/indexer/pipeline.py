@@ -83,6 +83,7 @@ class _Task:
     data: bytes
     content_hash: bytes
     pack_lines: int
+    with_symbols: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +121,7 @@ def _process_file(task: _Task) -> _Result:
         return _Result(task.relative_path, task.language, "skipped", task.content_hash, size, [], "binary")
     if is_minified(text):
         return _Result(task.relative_path, task.language, "skipped", task.content_hash, size, [], MINIFIED)
-    analysis = analyse_source(text, task.language, pack_lines=task.pack_lines)
+    analysis = analyse_source(text, task.language, pack_lines=task.pack_lines, with_symbols=task.with_symbols)
     rows = [
         (c.start_line, c.end_line, c.symbol, c.kind, c.content) for c in analysis.chunks if c.content.strip()
     ]
@@ -174,6 +175,7 @@ class IndexRun:
         extra_ignores: Sequence[str] = (),
         workers: int = 0,
         pack_lines: int = DEFAULT_PACK_LINES,
+        with_symbols: bool = True,  # False only to measure what the symbol table costs (bench/)
         job_id: uuid.UUID | None = None,
         progress: ProgressCallback | None = None,
     ) -> None:
@@ -188,6 +190,7 @@ class IndexRun:
         self.extra_ignores = tuple(extra_ignores)
         self.workers = _worker_count(workers)
         self.pack_lines = pack_lines
+        self.with_symbols = with_symbols
         self.job_id = job_id
         self.progress = progress
         self.counters = RunCounters()
@@ -336,7 +339,7 @@ class IndexRun:
             return _Result(source.relative_path, source.language, "unchanged", digest, len(data), [])
         if pending is not None and digest == pending.content_hash:
             return _Result(source.relative_path, source.language, "reuse", digest, len(data), [])
-        return _Task(source.relative_path, source.language, data, digest, self.pack_lines)
+        return _Task(source.relative_path, source.language, data, digest, self.pack_lines, self.with_symbols)
 
     def _count_and_absorb(self, result: _Result, state: RunState, seen_paths: set[str]) -> None:
         self.counters.files_seen += 1

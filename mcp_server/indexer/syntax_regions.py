@@ -110,7 +110,7 @@ class _DefinitionFinder:
                     kind = "function"  # JavaScript object-literal methods at module level
             symbol = qualify(container, name)
             region = Region(_leading_start(outer), end_row(outer), symbol, kind)
-            region.line, region.name, region.signature = int(outer.start_point.row), name, signature(inner)
+            region.line, region.name, region.signature = int(inner.start_point.row), name, signature(inner)
             out.append(region)
             if kind not in LEAF_KINDS:
                 self.search(inner, symbol, kind, _SEARCH_DEPTH, region.children)

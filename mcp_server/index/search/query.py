@@ -86,13 +86,16 @@ def glob_to_regex(pattern: str) -> str:
 
 
 def parse_file_types(file_type: str | Sequence[str] | None) -> tuple[str, ...]:
-    """'py', '.py', 'py,pyi' or ['py', 'pyi'] -> ('py', 'pyi'); anything else is refused."""
+    """'py', '.py', 'py,pyi' or ['py', 'pyi'] -> ('py', 'pyi'); anything else is refused. The words
+    code, docs, tests and config name categories of files (search/categories.py)."""
     if file_type is None:
         return ()
     items = file_type.split(",") if isinstance(file_type, str) else list(file_type)
     cleaned = [item.strip() for item in items if isinstance(item, str) and item.strip()]
     if not cleaned or len(cleaned) > 20 or not all(_EXTENSION_RE.fullmatch(item) for item in cleaned):
-        raise InvalidInput("file_type must be file extensions such as 'py' or 'ts,tsx'")
+        raise InvalidInput(
+            "file_type must be file extensions such as 'py' or 'ts,tsx', or code, docs, tests, config"
+        )
     return tuple(dict.fromkeys(item.lstrip(".").lower() for item in cleaned))
 
 

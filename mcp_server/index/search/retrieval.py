@@ -36,6 +36,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from mcp_server.embeddings.base import Embedder
+from mcp_server.index.search import categories
 from mcp_server.index.search.identifiers import DefinitionMatch, Identifier
 from mcp_server.index.search.query import SearchFilters, glob_to_regex
 from mcp_server.index.search.ranking import Ranking
@@ -294,8 +295,13 @@ class Scope:
             file_clauses.append("c.path ~ :path_re")
             params["path_re"] = glob_to_regex(filters.path)
         if filters.file_type:
-            file_clauses.append("c.path ~* :type_re")
-            params["type_re"] = r"\.(" + "|".join(re.escape(t) for t in filters.file_type) + ")$"
+            # Extensions and categories (code, docs, tests, config): a file matching any of them.
+            kinds = [categories.category_clause(t) for t in filters.file_type if t in categories.CATEGORIES]
+            extensions = [t for t in filters.file_type if t not in categories.CATEGORIES]
+            if extensions:
+                kinds.append("c.path ~* :type_re")
+                params["type_re"] = r"\.(" + "|".join(re.escape(t) for t in extensions) + ")$"
+            file_clauses.append("(" + " OR ".join(kinds) + ")")
         # The files table has one row per file, not per chunk: filter there first, then select the
         # chunks of the matching files through their index.
         file_ids = [

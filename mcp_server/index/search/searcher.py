@@ -41,8 +41,9 @@ from mcp_server.index.search.retrieval import Retriever, Scope
 
 
 class Searcher:
-    def __init__(self, engine: Engine, embedder: Embedder) -> None:
+    def __init__(self, engine: Engine, embedder: Embedder, *, exact_identifiers: bool = True) -> None:
         self._engine = engine
+        self.exact_identifiers = exact_identifiers  # False: the baseline the benchmarks compare with
         self._embedder = embedder
         self.fusion = fusion_for(embedder)
         self._retriever = Retriever(embedder)
@@ -116,7 +117,7 @@ class Searcher:
                 lexical, coverage = self._retriever.lexical(conn, query, scope, candidates)
                 ranked.append((lexical, fusion.lexical_weight(coverage)))
             fused = demote_test_code(conn, rrf(ranked, fusion.k), query)
-            if mode != "semantic":
+            if mode != "semantic" and self.exact_identifiers:
                 names = query_identifiers(query)
                 if names:
                     matches = self._retriever.definitions(conn, names, scope)
