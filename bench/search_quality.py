@@ -36,6 +36,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import random
 import shutil
 import statistics
 import sys
@@ -50,6 +51,7 @@ os.environ["CODEBASE_MCP_HOME"] = str(HOME)
 os.environ.pop("DATABASE_URL", None)
 
 import numpy as np  # noqa: E402
+from quality_corpora import CORPORA, unpack  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
 from mcp_server.core.settings import load_settings  # noqa: E402
@@ -166,55 +168,158 @@ def evaluate(
     return statistics.fmean(reciprocal), statistics.fmean(recall), ranks
 
 
+# Identifier queries are drawn from each corpus's own definitions: names whose qualified name is
+# defined in exactly one file (overloads in that file count once), outside test code, written the
+# way the language writes them. The judgement (which file defines the name) comes from the parser.
+IDENTIFIER_QUERIES = 60
+IDENTIFIER_SEPARATOR = {"rust": "::"}
+_SKIPPED_KINDS = {"impl", "namespace", "module", "section", "text"}
+
+
+def identifier_queries(engine: Any, project: str, language: str, count: int) -> list[dict[str, Any]]:
+    from mcp_server.index.search import is_test_path
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT s.name, s.qualified_name, s.kind, f.path FROM symbols s "
+                "JOIN files f ON f.id = s.file_id JOIN repositories r ON r.id = f.repository_id "
+                "AND f.gen_from <= r.active_generation AND f.gen_to > r.active_generation "
+                "WHERE s.project_id = :p"
+            ),
+            {"p": project},
+        ).all()
+    files: dict[str, set[str]] = {}
+    for r in rows:
+        files.setdefault(r.qualified_name, set()).add(r.path)
+    candidates = sorted(
+        {
+            (r.qualified_name, r.path)
+            for r in rows
+            if len(files[r.qualified_name]) == 1
+            and r.kind not in _SKIPPED_KINDS
+            and len(r.name) >= 4
+            and not r.name.startswith("__")
+            and not is_test_path(r.path)
+        }
+    )
+    chosen = random.Random(11).sample(candidates, min(count, len(candidates)))
+    separator = IDENTIFIER_SEPARATOR.get(language, ".")
+    return [
+        {"id": f"i{i:02d}", "query": name.replace(".", separator), "files": [path]}
+        for i, (name, path) in enumerate(chosen)
+    ]
+
+
+def _evaluate_set(
+    rows: list[dict[str, Any]],
+    searchers: dict[str, Searcher],
+    project: str,
+    label: str,
+    language: str,
+    set_name: str,
+    queries: list[dict[str, Any]],
+    verbose: bool,
+) -> None:
+    for ranking, searcher in searchers.items():
+        for mode in MODES:
+            if ranking == "baseline" and mode == "semantic":
+                continue  # identifiers do not change the semantic list
+            mrr, rec, ranks = evaluate(searcher, project, queries, mode)
+            rows.append(
+                {
+                    "embedder": label,
+                    "language": language,
+                    "set": set_name,
+                    "ranking": ranking,
+                    "mode": mode,
+                    "queries": len(queries),
+                    "mrr10": mrr,
+                    "recall5": rec,
+                }
+            )
+            if verbose and ranking == "new":
+                by_id = {q["id"]: q["query"] for q in queries}
+                missed = " ".join(f"{by_id[qid]!r}:{rank or '-'}" for qid, rank in ranks if rank != 1)
+                print(f"  {language:<10} {set_name:<10} {mode:<8} not first: {missed}")
+
+
 def quality(
-    engine: Any, embedders: dict[str, Embedder], split: str, workers: int, verbose: bool
+    engine: Any,
+    embedders: dict[str, Embedder],
+    split: str,
+    workers: int,
+    verbose: bool,
+    languages: list[str] | None = None,
 ) -> list[dict[str, Any]]:
+    languages = languages or ["python", *CORPORA]
     sets = {name: load_set(name) for name in SETS}
     packages = sets["everyday"]["corpus"]
     corpus = build_corpus(packages, HOME / "corpus")
-    print(f"corpus: {', '.join(f'{k}=={v}' for k, v in packages.items())}")
+    print(f"corpus python: {', '.join(f'{k}=={v}' for k, v in packages.items())}")
     rows: list[dict[str, Any]] = []
     for label, embedder in embedders.items():
-        project = f"quality-{label}"
-        seconds, counters = index(engine, embedder, project, corpus, workers)
-        print(
-            f"[{label}] {embedder.model_id}: indexed {counters.files_indexed} files, "
-            f"{counters.chunks_created} chunks in {seconds:.1f} s"
-        )
-        searcher = Searcher(engine, embedder)
-        for set_name, data in sets.items():
-            queries = [q for q in data["queries"] if split == "all" or q["split"] == split]
-            for mode in MODES:
-                mrr, rec, ranks = evaluate(searcher, project, queries, mode)
-                rows.append(
-                    {
-                        "embedder": label,
-                        "set": set_name,
-                        "mode": mode,
-                        "queries": len(queries),
-                        "mrr10": mrr,
-                        "recall5": rec,
-                    }
-                )
-                if verbose:
-                    missed = " ".join(f"{qid}:{rank or '-'}" for qid, rank in ranks if rank != 1)
-                    print(f"  {set_name:<10} {mode:<8} not first: {missed}")
+        for language in languages:
+            project = f"quality-{label}-{language}"
+            root = corpus if language == "python" else unpack(CORPORA[language], HOME / f"corpus-{language}")
+            seconds, counters = index(engine, embedder, project, root, workers)
+            print(
+                f"[{label}] {language}: indexed {counters.files_indexed} files, "
+                f"{counters.chunks_created} chunks in {seconds:.1f} s"
+            )
+            searchers = {
+                "new": Searcher(engine, embedder),
+                "baseline": Searcher(engine, embedder, exact_identifiers=False),
+            }
+            if language == "python":
+                for set_name, data in sets.items():
+                    queries = [q for q in data["queries"] if split == "all" or q["split"] == split]
+                    _evaluate_set(rows, searchers, project, label, language, set_name, queries, verbose)
+            queries = identifier_queries(engine, project, language, IDENTIFIER_QUERIES)
+            _evaluate_set(rows, searchers, project, label, language, "identifiers", queries, verbose)
     return rows
 
 
+TARGETS = {"everyday": 0.90, "paraphrase": 0.85, "identifiers": 0.95}
+
+
 def print_table(rows: list[dict[str, Any]]) -> None:
+    """MRR@10 / recall@5 per language, set and mode; `baseline` is the same index and search
+    without exact-identifier ranking (the previous behaviour), measured in the same run."""
     print(
-        f"\n{'embedder':<12} {'set':<11} {'n':>3}  "
+        f"\n{'embedder':<12} {'language':<11} {'set':<11} {'ranking':<9} {'n':>3}  "
         + "  ".join(f"{m + ' MRR@10':>15} {'R@5':>5}" for m in MODES)
+        + "  target (hybrid MRR@10)"
     )
     keys = sorted(
-        {(r["embedder"], r["set"]) for r in rows}, key=lambda k: (k[0] != "static", SETS.index(k[1]))
+        {(r["embedder"], r["language"], r["set"], r["ranking"]) for r in rows},
+        key=lambda k: (
+            k[0] != "static",
+            k[1] != "python",
+            k[1],
+            [*SETS, "identifiers"].index(k[2]),
+            k[3] != "baseline",
+        ),
     )
-    for embedder, set_name in keys:
-        by_mode = {r["mode"]: r for r in rows if r["embedder"] == embedder and r["set"] == set_name}
+    for embedder, language, set_name, ranking in keys:
+        by_mode = {
+            r["mode"]: r
+            for r in rows
+            if (r["embedder"], r["language"], r["set"], r["ranking"])
+            == (embedder, language, set_name, ranking)
+        }
         n = next(iter(by_mode.values()))["queries"]
-        cells = "  ".join(f"{by_mode[m]['mrr10']:>15.3f} {by_mode[m]['recall5']:>5.2f}" for m in MODES)
-        print(f"{embedder:<12} {set_name:<11} {n:>3}  {cells}")
+        cells = "  ".join(
+            f"{by_mode[m]['mrr10']:>15.3f} {by_mode[m]['recall5']:>5.2f}"
+            if m in by_mode
+            else f"{'':>15} {'':>5}"
+            for m in MODES
+        )
+        target = TARGETS[set_name]
+        met = "met" if by_mode["hybrid"]["mrr10"] >= target else "missed"
+        print(
+            f"{embedder:<12} {language:<11} {set_name:<11} {ranking:<9} {n:>3}  {cells}  {target:.2f} {met}"
+        )
 
 
 # --- latency ------------------------------------------------------------------------------------
@@ -398,6 +503,11 @@ def main() -> int:
     parser.add_argument("--split", choices=["all", "dev", "test"], default="all")
     parser.add_argument("--verbose", action="store_true", help="list the queries not answered first")
     parser.add_argument("--no-quality", action="store_true")
+    parser.add_argument(
+        "--languages",
+        default="",
+        help="comma-separated subset of python,go,rust,java,typescript (default all)",
+    )
     parser.add_argument("--latency", action="store_true")
     parser.add_argument("--latency-chunks", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
@@ -427,7 +537,8 @@ def main() -> int:
             embedders["transformer"] = transformer
     if not args.no_quality:
         try:
-            rows = quality(engine, embedders, args.split, args.workers, args.verbose)
+            languages = args.languages.split(",") if args.languages else None
+            rows = quality(engine, embedders, args.split, args.workers, args.verbose, languages)
         finally:
             for embedder in embedders.values():
                 if isinstance(embedder, CachedEmbedder):

@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "mcp_server.frontends.operations",
             "mcp_server.index.search",
+            "mcp_server.index.navigation",
             "mcp_server.indexer",
             "mcp_server.runners",
         ),

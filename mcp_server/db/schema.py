@@ -33,7 +33,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import TSVECTOR, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, TSVECTOR, UUID
 
 metadata = MetaData()
 
@@ -101,6 +101,9 @@ repositories = Table(
     Column("active_generation", Integer, nullable=False, server_default="0"),
     Column("last_indexed_at", DateTime(timezone=True)),
     Column("last_job_id", UUID(as_uuid=True)),
+    # The version of what a run writes per file (INDEX_FORMAT in index/store.py): older
+    # repositories are re-read in full by their next run and refused by the navigation tools.
+    Column("index_format", Integer, nullable=False, server_default="0"),
     UniqueConstraint("project_id", "root_path", name="uq_repositories_project_root"),
 )
 
@@ -142,4 +145,36 @@ chunks = Table(
     Index("ix_chunks_file", "file_id"),
     Index("ix_chunks_project_repo_gen", "project_id", "repository_id", "gen_from", "gen_to"),
     Index("ix_chunks_search_tsv", "search_tsv", postgresql_using="gin"),
+)
+
+# The symbol table: what the navigation tools and exact-identifier ranking read. Rows belong to a
+# file row (and so to its generation) and are written in the same transaction as its chunks.
+symbols = Table(
+    "symbols",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("file_id", BigInteger, ForeignKey("files.id", ondelete="CASCADE"), nullable=False),
+    Column("project_id", Text, nullable=False),
+    Column("name", Text, nullable=False),  # the last part: "resolve"
+    Column("qualified_name", Text, nullable=False),  # with its containers: "URLResolver.resolve"
+    Column("parent", Text),  # the container's qualified name; None at module level
+    Column("kind", Text, nullable=False),
+    Column("start_line", Integer, nullable=False),  # the definition itself, without leading comments
+    Column("end_line", Integer, nullable=False),
+    Column("signature", Text, nullable=False),
+    Index("ix_symbols_project_name", "project_id", "name"),
+    Index("ix_symbols_file", "file_id"),
+)
+
+# Identifier occurrences: one row per file and name, with the lines it occurs on (as an
+# identifier in the syntax tree: not inside comments or strings).
+symbol_occurrences = Table(
+    "symbol_occurrences",
+    metadata,
+    Column("file_id", BigInteger, ForeignKey("files.id", ondelete="CASCADE"), nullable=False),
+    Column("project_id", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("lines", ARRAY(Integer), nullable=False),
+    Index("ix_symbol_occurrences_project_name", "project_id", "name"),
+    Index("ix_symbol_occurrences_file", "file_id"),
 )

@@ -202,6 +202,9 @@ class StaticEmbedder:
     work on a pathological chunk such as minified JavaScript.
     """
 
+    # Search fuses keyword-led for bag-of-token vectors (index/search/ranking.py, fusion_for).
+    fusion_profile = "keywords"
+
     def __init__(self, *, model_dir: str | Path | None = None, max_chars: int = 16_384) -> None:
         self._dir = Path(model_dir).resolve() if model_dir is not None else DEFAULT_MODEL_DIR
         config = read_model_config(self._dir)

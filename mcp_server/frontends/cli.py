@@ -314,12 +314,14 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
         concise=args.concise,
         context_lines=args.context_lines,
         max_chars=args.max_chars,
+        repository=args.repository,
     )
     if args.json:
         print(json.dumps(response))
         return 0
     if not response["results"]:
-        console.print(f"no results in project {response['project_id']!r}")
+        why = f": {response['note']}" if response.get("note") else ""
+        console.print(f"no results in project {response['project_id']!r}{why}")
         return 0
     for rank, hit in enumerate(response["results"], 1):
         symbol = f"  [cyan]{hit['symbol']}[/] ({hit['kind']})" if hit["symbol"] else f"  ({hit['kind']})"
@@ -342,6 +344,21 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
     console.print(
         f"[dim]{response['total_count']} results in {response['latency_ms']} ms ({response['mode']})[/]"
     )
+    return 0
+
+
+def cmd_navigate(settings: Settings, args: argparse.Namespace) -> int:
+    """find_definition, find_references, get_file_outline, read_code as JSON."""
+    svc = _service(settings)
+    if args.command == "definition":
+        result = svc.find_definition(args.symbol, args.project, args.repository, args.language, args.limit)
+    elif args.command == "references":
+        result = svc.find_references(args.symbol, args.project, args.repository, args.language, args.limit)
+    elif args.command == "outline":
+        result = svc.get_file_outline(args.file_path, args.repository, args.project)
+    else:
+        result = svc.read_code(args.file_path, args.start_line, args.end_line, args.repository, args.project)
+    print(json.dumps(result, indent=2))
     return 0
 
 
@@ -494,8 +511,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concise", action="store_true", help="only the first lines of each result")
     p.add_argument("--context-lines", type=int, default=3, help="context lines around each result (--json)")
     p.add_argument("--max-chars", type=int, default=20_000, help="cap on the characters of code returned")
+    p.add_argument("--repository", default=None, help="only this repository (name or root path)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_search, groups=FRONTEND_GROUPS)
+
+    for name, help_text, limit in (
+        ("definition", "where a symbol is defined (like the find_definition tool)", 10),
+        ("references", "where a symbol is used (like the find_references tool)", 200),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("symbol")
+        p.add_argument("--language", default=None)
+        p.add_argument("--limit", type=int, default=limit)
+    p = sub.add_parser("outline", help="the definitions of one indexed file (like get_file_outline)")
+    p.add_argument("file_path")
+    p = sub.add_parser("read", help="lines of an indexed file as indexed (like read_code)")
+    p.add_argument("file_path")
+    p.add_argument("start_line", type=int)
+    p.add_argument("end_line", type=int)
+    for name in ("definition", "references", "outline", "read"):
+        p = sub.choices[name]
+        p.add_argument("--project", default=None)
+        p.add_argument("--repository", default=None, help="only this repository (name or root path)")
+        p.set_defaults(func=cmd_navigate, groups=FRONTEND_GROUPS)
 
     p = sub.add_parser("db", help="database migrations")
     db_sub = p.add_subparsers(dest="db_command", required=True)

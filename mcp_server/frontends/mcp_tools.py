@@ -69,6 +69,10 @@ class BearerTokenVerifier(TokenVerifier):
 
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+_PROJECT = "Project to use; default 'default'."
+_REPOSITORY = "Only this repository: its name or root path, as list_repositories shows them."
+_SYMBOL = "A name such as 'parse', 'Parser.parse', 'pkg.func' or 'mod::item'."
+_FILE_PATH = "The file's path relative to its repository, as search_code returns it."
 
 
 def build_server(
@@ -129,7 +133,11 @@ def build_server(
         ] = None,
         path: Annotated[
             str | None,
-            Field(description="Only files matching this repository-relative glob ('src/**/*.py') or prefix."),
+            Field(
+                description="Only files matching this repository-relative glob or prefix: '*.py' matches "
+                "at any depth, 'src/*.py' only directly under src/, 'src/**/*.py' anywhere below it, 'src' "
+                "everything under src/."
+            ),
         ] = None,
         mode: Annotated[
             Literal["hybrid", "semantic", "lexical"],
@@ -137,7 +145,11 @@ def build_server(
         ] = "hybrid",
         file_type: Annotated[
             str | None,
-            Field(description="Only files with these extensions, comma-separated: 'py' or 'ts,tsx'."),
+            Field(
+                description="Only files with these extensions, comma-separated: 'py' or 'ts,tsx'; or of "
+                "these kinds: code, docs, tests, config (prose and tests otherwise rank after code unless "
+                "the query asks for them)."
+            ),
         ] = None,
         concise: Annotated[
             bool,
@@ -150,11 +162,14 @@ def build_server(
             int,
             Field(description="Cap on the characters of code in the response; later results are cut first."),
         ] = DEFAULT_MAX_CHARS,
+        repository: Annotated[str | None, Field(description=_REPOSITORY)] = None,
     ) -> dict[str, Any]:
         """Search indexed code. Returns the best-matching functions, classes and blocks, at most one
         per region of a file, with file path (relative to the repository), line range, symbol, kind,
-        language, content, a few lines of context before and after, and score. `truncated` is true
-        when max_chars shortened the response."""
+        language, content, a few lines of context before and after, and score. A query that names an
+        identifier (snake_case, camelCase, Class.method, pkg.func, mod::item) gets the chunks that
+        define it first. `truncated` is true when max_chars shortened the response; `note` says why
+        an empty result is empty."""
         return await _call(
             svc.search,
             query,
@@ -167,7 +182,54 @@ def build_server(
             concise=concise,
             context_lines=context_lines,
             max_chars=max_chars,
+            repository=repository,
         )
+
+    @mcp.tool
+    async def find_definition(
+        symbol: Annotated[str, Field(description=_SYMBOL)],
+        project_id: Annotated[str | None, Field(description=_PROJECT)] = None,
+        repository: Annotated[str | None, Field(description=_REPOSITORY)] = None,
+        language: Annotated[str | None, Field(description="Only this language, e.g. 'python'.")] = None,
+        limit: Annotated[int, Field(description="At most this many definitions, 1-50.")] = 10,
+    ) -> dict[str, Any]:
+        """Where a symbol is defined: file, line range, kind, signature and the definition's text,
+        best match first (exact qualified name, then other definitions and overloads)."""
+        return await _call(svc.find_definition, symbol, project_id, repository, language, limit)
+
+    @mcp.tool
+    async def find_references(
+        symbol: Annotated[str, Field(description=_SYMBOL)],
+        project_id: Annotated[str | None, Field(description=_PROJECT)] = None,
+        repository: Annotated[str | None, Field(description=_REPOSITORY)] = None,
+        language: Annotated[str | None, Field(description="Only this language, e.g. 'python'.")] = None,
+        limit: Annotated[int, Field(description="At most this many lines, 1-1000.")] = 200,
+    ) -> dict[str, Any]:
+        """Where a symbol's name is used as an identifier (calls, imports, attribute uses; not in
+        comments or strings), grouped by file, each line with its enclosing symbol: who calls X.
+        Matched by name (the last part of a qualified name), not by type."""
+        return await _call(svc.find_references, symbol, project_id, repository, language, limit)
+
+    @mcp.tool
+    async def get_file_outline(
+        file_path: Annotated[str, Field(description=_FILE_PATH)],
+        repository: Annotated[str | None, Field(description=_REPOSITORY)] = None,
+        project_id: Annotated[str | None, Field(description=_PROJECT)] = None,
+    ) -> dict[str, Any]:
+        """The definitions of one indexed file as a tree, with line ranges, kinds and signatures."""
+        return await _call(svc.get_file_outline, file_path, repository, project_id)
+
+    @mcp.tool
+    async def read_code(
+        file_path: Annotated[str, Field(description=_FILE_PATH)],
+        start_line: Annotated[int, Field(description="First line, from 1.")],
+        end_line: Annotated[int, Field(description="Last line (at most 1,000 lines at once).")],
+        repository: Annotated[str | None, Field(description=_REPOSITORY)] = None,
+        project_id: Annotated[str | None, Field(description=_PROJECT)] = None,
+    ) -> dict[str, Any]:
+        """Lines of an indexed file as they were indexed, with the file's content hash: widen a search
+        hit without reading the file system."""
+        return await _call(svc.read_code, file_path, start_line, end_line, repository, project_id)
 
     @mcp.tool
     async def list_indexing_jobs(

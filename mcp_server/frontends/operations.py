@@ -6,6 +6,7 @@ CodebaseMCPError with a message written for a person, which each front end repor
 
 from __future__ import annotations
 
+import posixpath
 import uuid
 from datetime import datetime
 from functools import cached_property
@@ -20,6 +21,7 @@ from mcp_server.core.settings import DEFAULT_PROJECT_ID, Settings
 from mcp_server.core.validation import validate_job_id, validate_project_id, validate_repo_path
 from mcp_server.db.database import get_engine
 from mcp_server.embeddings.base import Embedder
+from mcp_server.index.navigation import Navigator
 from mcp_server.index.search import DEFAULT_CONTEXT_LINES, DEFAULT_MAX_CHARS, Searcher
 from mcp_server.index.store import IndexStore
 from mcp_server.runners import Launcher, create_launcher
@@ -161,13 +163,14 @@ class CodebaseService:
     def list_repositories(self, project_id: str | None = None) -> dict[str, Any]:
         """What is indexed: counts, last sync, watch state and embedding model per repository."""
         project = validate_project_id(project_id) if project_id is not None else None
-        repositories = []
+        listed = []
         for row in IndexStore(self.engine).repositories(project_id=project):
             root, project_of = str(row["root_path"]), str(row["project_id"])
             state = watch_state(project_of, root)
-            repositories.append(
+            listed.append(
                 {
                     "project_id": project_of,
+                    "name": posixpath.basename(root.rstrip("/")) or root,
                     "repository": root,
                     "files": row["files"],
                     "chunks": row["chunks"],
@@ -177,7 +180,7 @@ class CodebaseService:
                     "watch_error": state.last_error if state is not None else None,
                 }
             )
-        return {"repositories": repositories, "count": len(repositories)}
+        return {"repositories": listed, "count": len(listed)}
 
     def list_jobs(
         self, status: str | None = None, project_id: str | None = None, limit: int = 20
@@ -224,11 +227,13 @@ class CodebaseService:
         concise: bool = False,
         context_lines: int = DEFAULT_CONTEXT_LINES,
         max_chars: int = DEFAULT_MAX_CHARS,
+        repository: str | None = None,
     ) -> dict[str, Any]:
         project = validate_project_id(project_id, default=DEFAULT_PROJECT_ID)
         response = self.searcher.search(
             query,
             project_id=project,
+            repository=repository,
             limit=limit,
             mode=mode,
             language=language,
@@ -251,6 +256,7 @@ class CodebaseService:
             "mode": response.mode,
             "latency_ms": response.latency_ms,
             "truncated": response.truncated,
+            **({"note": response.note} if response.note else {}),
         }
 
     # --- housekeeping ---------------------------------------------------------------------------
@@ -284,6 +290,57 @@ class CodebaseService:
     def disk_usage(self) -> dict[str, Any]:
         projects = IndexStore(self.engine).disk_usage()
         return {"projects": projects, "count": len(projects)}
+
+    # --- navigation -----------------------------------------------------------------------------
+
+    @cached_property
+    def navigator(self) -> Navigator:
+        return Navigator(self.engine)
+
+    def find_definition(
+        self,
+        symbol: str,
+        project_id: str | None = None,
+        repository: str | None = None,
+        language: str | None = None,
+        limit: int = 10,
+    ) -> dict[str, Any]:
+        project = validate_project_id(project_id, default=DEFAULT_PROJECT_ID)
+        return self.navigator.find_definition(
+            symbol, project_id=project, repository=repository, language=language, limit=limit
+        )
+
+    def find_references(
+        self,
+        symbol: str,
+        project_id: str | None = None,
+        repository: str | None = None,
+        language: str | None = None,
+        limit: int = 200,
+    ) -> dict[str, Any]:
+        project = validate_project_id(project_id, default=DEFAULT_PROJECT_ID)
+        return self.navigator.find_references(
+            symbol, project_id=project, repository=repository, language=language, limit=limit
+        )
+
+    def get_file_outline(
+        self, file_path: str, repository: str | None = None, project_id: str | None = None
+    ) -> dict[str, Any]:
+        project = validate_project_id(project_id, default=DEFAULT_PROJECT_ID)
+        return self.navigator.get_file_outline(file_path, project_id=project, repository=repository)
+
+    def read_code(
+        self,
+        file_path: str,
+        start_line: int,
+        end_line: int,
+        repository: str | None = None,
+        project_id: str | None = None,
+    ) -> dict[str, Any]:
+        project = validate_project_id(project_id, default=DEFAULT_PROJECT_ID)
+        return self.navigator.read_code(
+            file_path, start_line, end_line, project_id=project, repository=repository
+        )
 
     def reconcile(self) -> None:
         """Repair what a crash left: dead runners, queued jobs with free slots, dropped vector indexes;

@@ -19,7 +19,8 @@ import hashlib
 import re
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +30,10 @@ from sqlalchemy.engine import Connection, Engine
 from mcp_server.core.errors import EmbeddingModelMismatch
 from mcp_server.db.schema import LIVE
 
+# The version of what a run writes per file, recorded per repository at publish time. 1: chunks
+# plus the symbol table (definitions, identifier occurrences). A repository of an older format is
+# re-read in full by its next run; the navigation tools refuse it until then.
+INDEX_FORMAT = 1
 # pgvector: HNSW supports up to 2,000 dimensions for `vector` and 4,000 for `halfvec`.
 MAX_VECTOR_HNSW_DIM = 2000
 TEXT_SEARCH_CONFIG = "english"
@@ -138,6 +143,17 @@ class ChunkRow:
     content: str
 
 
+@dataclass(frozen=True, slots=True)
+class SymbolRow:
+    name: str
+    qualified_name: str
+    parent: str | None
+    kind: str
+    start_line: int
+    end_line: int
+    signature: str
+
+
 @dataclass(slots=True)
 class FileWrite:
     path: str
@@ -145,6 +161,8 @@ class FileWrite:
     content_hash: bytes
     size_bytes: int
     chunks: list[ChunkRow]
+    symbols: list[SymbolRow] = field(default_factory=list)
+    occurrences: list[tuple[str, list[int]]] = field(default_factory=list)  # (identifier, lines)
 
 
 # Class of the advisory locks that serialise runs of one repository (the key is a hash of it).
@@ -347,7 +365,7 @@ class IndexStore:
             )
             repo = conn.execute(
                 text(
-                    "SELECT id, active_generation FROM repositories "
+                    "SELECT id, active_generation, index_format FROM repositories "
                     "WHERE project_id = :p AND root_path = :r FOR UPDATE"
                 ),
                 {"p": project_id, "r": root_path},
@@ -383,8 +401,11 @@ class IndexStore:
                 ),
                 {"r": repo.id, "a": active},
             )
+            # Rows of an older format lack what this version writes per file (the symbol table):
+            # an impossible hash makes every file "changed", so it is re-read and replaced.
+            stale = repo.index_format < INDEX_FORMAT
             for row in rows:
-                known = KnownFile(row.id, bytes(row.content_hash))
+                known = KnownFile(row.id, b"" if stale else bytes(row.content_hash))
                 if row.gen_from <= active:
                     live[row.path] = known
                 else:
@@ -432,6 +453,7 @@ class IndexStore:
                                 state.generation,
                             )
                         )
+                self._copy_symbols(cur, state, file_ids, writes)
                 cur.execute(
                     "CREATE TEMP TABLE IF NOT EXISTS chunk_stage ("
                     " file_id bigint, path text, language text, start_line int, end_line int,"
@@ -524,9 +546,9 @@ class IndexStore:
             conn.execute(
                 text(
                     "UPDATE repositories SET active_generation = :g, last_indexed_at = now(), "
-                    "last_job_id = :j WHERE id = :r"
+                    "last_job_id = :j, index_format = :f WHERE id = :r"
                 ),
-                {"g": state.generation, "j": job_id, "r": state.repository_id},
+                {"g": state.generation, "j": job_id, "r": state.repository_id, "f": INDEX_FORMAT},
             )
             if replace_project_model is not None:
                 model_id, dimension = replace_project_model
@@ -561,6 +583,33 @@ class IndexStore:
             )
 
     # --- helpers --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _copy_symbols(cur: Any, state: RunState, file_ids: list[int], writes: Sequence[FileWrite]) -> None:
+        """The files' symbol tables, in the transaction of their chunks (so they share a generation)."""
+        with cur.copy(
+            "COPY symbols (file_id, project_id, name, qualified_name, parent, kind, start_line, end_line, "
+            "signature) FROM STDIN"
+        ) as copy:
+            for file_id, w in zip(file_ids, writes, strict=True):
+                for d in w.symbols:
+                    copy.write_row(
+                        (
+                            file_id,
+                            state.project_id,
+                            d.name.replace("\x00", ""),
+                            d.qualified_name.replace("\x00", ""),
+                            d.parent.replace("\x00", "") if d.parent else None,
+                            d.kind,
+                            d.start_line,
+                            d.end_line,
+                            d.signature.replace("\x00", ""),
+                        )
+                    )
+        with cur.copy("COPY symbol_occurrences (file_id, project_id, name, lines) FROM STDIN") as copy:
+            for file_id, w in zip(file_ids, writes, strict=True):
+                for name, lines in w.occurrences:
+                    copy.write_row((file_id, state.project_id, name.replace("\x00", ""), lines))
 
     @staticmethod
     def _mark_replaced(conn: Connection, state: RunState, file_ids: list[int]) -> None:

@@ -42,9 +42,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mcp_server.indexer import languages
+from mcp_server.indexer import symbols as symbol_table
 from mcp_server.indexer.document_regions import data_regions, markdown_regions
 from mcp_server.indexer.regions import Lines, Region
-from mcp_server.indexer.syntax_regions import NOT_CONTAINERS, code_regions
+from mcp_server.indexer.syntax_regions import NOT_CONTAINERS, parse_code
 from mcp_server.indexer.types import Chunk
 
 if TYPE_CHECKING:
@@ -68,6 +69,15 @@ class _Segment:
     kind: str
 
 
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """What indexing keeps of one file: its chunks and its symbol table."""
+
+    chunks: list[Chunk]
+    definitions: list[symbol_table.Definition]
+    occurrences: list[tuple[str, list[int]]]
+
+
 def chunk_source(
     text: str,
     language: str | None,
@@ -81,20 +91,45 @@ def chunk_source(
     With ``pack_lines`` > 0, neighbouring chunks are packed together while the result spans at most
     that many lines (see ``_pack``): fewer, fuller chunks for the index.
     """
+    return analyse_source(
+        text,
+        language,
+        max_chunk_lines=max_chunk_lines,
+        max_chunk_chars=max_chunk_chars,
+        pack_lines=pack_lines,
+    ).chunks
+
+
+def analyse_source(
+    text: str,
+    language: str | None,
+    *,
+    max_chunk_lines: int = 80,
+    max_chunk_chars: int = 4000,
+    pack_lines: int = 0,
+    with_symbols: bool = True,
+) -> Analysis:
+    """``chunk_source``'s chunks, and the file's definitions and identifier occurrences (code only)."""
     if max_chunk_lines < 1 or max_chunk_chars < 1:
         raise ValueError("max_chunk_lines and max_chunk_chars must be positive")
     lines = Lines(text)
     if not lines:
-        return []
+        return Analysis([], [], [])
     last = len(lines) - 1
     regions: list[Region] | None = None
     top_kind = "text"
+    definitions: list[symbol_table.Definition] = []
+    occurrences: list[tuple[str, list[int]]] = []
     try:
         rules = languages.syntax_rules(language)
         if rules is not None and len(text) <= MAX_SYNTAX_CHARS:
-            regions = code_regions(text, rules)
-            if regions is not None:
+            parsed = parse_code(text, rules)
+            if parsed is not None:
+                regions, tree = parsed
                 top_kind = "module"
+                if with_symbols:
+                    definitions = symbol_table.definitions(regions)
+                    occurrences = symbol_table.occurrences(tree, rules.grammar)
         elif language in languages.MARKUP_LANGUAGES:
             regions = markdown_regions(lines, max_chunk_lines, max_chunk_chars)
         elif (
@@ -107,10 +142,11 @@ def chunk_source(
         # Why so broad: repositories are untrusted input and one odd file must not stop an
         # index run; line windows are always a correct answer, only a less precise one.
         _log.warning("structural chunking failed for a %s file; using line windows", language, exc_info=True)
-        regions, top_kind = None, "text"
+        regions, top_kind, definitions, occurrences = None, "text", [], []
     segments: list[_Segment] = []
     _lay_out(0, last, regions or [], None, top_kind, segments)
-    return _finish(segments, lines, max_chunk_lines, max_chunk_chars, min(pack_lines, max_chunk_lines))
+    chunks = _finish(segments, lines, max_chunk_lines, max_chunk_chars, min(pack_lines, max_chunk_lines))
+    return Analysis(chunks, definitions, occurrences)
 
 
 # ---------------------------------------------------------------------------------------------

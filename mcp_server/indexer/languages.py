@@ -323,6 +323,7 @@ _TS_DEFINITIONS = {
     "internal_module": "namespace",
     "module": "namespace",
     "public_field_definition": "method",
+    "function_signature": "function",  # an overload (with its JSDoc), or `declare function`
 }
 _JS_VALUE_DEFINITIONS = (
     "lexical_declaration",

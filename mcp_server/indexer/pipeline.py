@@ -27,9 +27,9 @@ import numpy.typing as npt
 from mcp_server.core.errors import CodebaseMCPError
 from mcp_server.core.jobs import JobPhase
 from mcp_server.embeddings.base import Embedder
-from mcp_server.index.store import ChunkRow, FileWrite, IndexStore, RunState
+from mcp_server.index.store import ChunkRow, FileWrite, IndexStore, RunState, SymbolRow
 from mcp_server.indexer import parse_guard, secrets
-from mcp_server.indexer.chunker import chunk_source
+from mcp_server.indexer.chunker import analyse_source
 from mcp_server.indexer.types import SourceFile
 from mcp_server.indexer.walker import IGNORED, WalkStats, decode_source, read_source_bytes, walk_repository
 
@@ -87,6 +87,7 @@ class _Task:
     content_hash: bytes
     pack_lines: int
     scan_secrets: bool = True
+    with_symbols: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +101,8 @@ class _Result:
     reason: str | None = None
     redacted: int = 0  # secret tokens replaced in the chunks
     note: str | None = None  # for the summary, e.g. chunked by lines because it nests too deeply
+    symbols: list[SymbolRow] = field(default_factory=list)
+    occurrences: list[tuple[str, list[int]]] = field(default_factory=list)
 
 
 # Text mostly in lines longer than this is minified code or one-line data (bundles, generated JSON,
@@ -137,8 +140,16 @@ def _process_file(task: _Task) -> _Result:
         too_deep = parse_guard.too_deep(text)
         if too_deep is not None:
             syntax_language, note = None, f"{task.relative_path} chunked by lines ({too_deep})"
-    chunks = chunk_source(text, syntax_language, pack_lines=task.pack_lines)
-    rows = [(c.start_line, c.end_line, c.symbol, c.kind, c.content) for c in chunks if c.content.strip()]
+    analysis = analyse_source(
+        text, syntax_language, pack_lines=task.pack_lines, with_symbols=task.with_symbols
+    )
+    rows = [
+        (c.start_line, c.end_line, c.symbol, c.kind, c.content) for c in analysis.chunks if c.content.strip()
+    ]
+    definitions = [
+        SymbolRow(d.name, d.qualified_name, d.parent, d.kind, d.start_line, d.end_line, d.signature)
+        for d in analysis.definitions
+    ]
     return _Result(
         task.relative_path,
         task.language,
@@ -148,6 +159,8 @@ def _process_file(task: _Task) -> _Result:
         rows,
         redacted=redacted,
         note=note,
+        symbols=definitions,
+        occurrences=analysis.occurrences,
     )
 
 
@@ -186,6 +199,7 @@ class IndexRun:
         changed_paths: frozenset[str] | None = None,
         workers: int = 0,
         pack_lines: int = DEFAULT_PACK_LINES,
+        with_symbols: bool = True,  # False only to measure what the symbol table costs (bench/)
         job_id: uuid.UUID | None = None,
         progress: ProgressCallback | None = None,
         scan_secrets: bool = True,
@@ -204,6 +218,7 @@ class IndexRun:
         self.changed_paths = changed_paths
         self.workers = _worker_count(workers)
         self.pack_lines = pack_lines
+        self.with_symbols = with_symbols
         self.job_id = job_id
         self.progress = progress
         # Off only for repositories the user listed in CODEBASE_INDEX_SECRETS_ROOTS.
@@ -392,7 +407,15 @@ class IndexRun:
             return _Result(source.relative_path, source.language, "unchanged", digest, len(data), [])
         if pending is not None and digest == pending.content_hash:
             return _Result(source.relative_path, source.language, "reuse", digest, len(data), [])
-        return _Task(source.relative_path, source.language, data, digest, self.pack_lines, self.scan_secrets)
+        return _Task(
+            source.relative_path,
+            source.language,
+            data,
+            digest,
+            self.pack_lines,
+            self.scan_secrets,
+            self.with_symbols,
+        )
 
     def _count_and_absorb(self, result: _Result, state: RunState, seen_paths: set[str]) -> None:
         self.counters.files_seen += 1
@@ -431,6 +454,8 @@ class IndexRun:
             content_hash=result.content_hash,
             size_bytes=result.size,
             chunks=[ChunkRow(s, e, sym, kind, content) for s, e, sym, kind, content in result.chunks],
+            symbols=result.symbols,
+            occurrences=result.occurrences,
         )
         self._pending_writes.append(write)
         if live is not None:

@@ -15,6 +15,11 @@ class Region:
     symbol: str | None
     kind: str
     children: list[Region] = field(default_factory=list)
+    # Code definitions only: the row of the definition itself (after leading comments, -1 when
+    # unknown), its own name and its signature, for the symbol table.
+    line: int = -1
+    name: str | None = None
+    signature: str = ""
 
 
 class Lines:

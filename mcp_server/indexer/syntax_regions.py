@@ -15,7 +15,7 @@ from mcp_server.indexer import languages
 from mcp_server.indexer.regions import Region
 
 if TYPE_CHECKING:
-    from tree_sitter import Node, Parser
+    from tree_sitter import Node, Parser, Tree
 
 # Statement levels looked through for definitions below module level or a container's body.
 _SEARCH_DEPTH = 3
@@ -41,7 +41,10 @@ _NAME_NODE_TYPES = frozenset(
 _FUNCTION_VALUE_TYPES = frozenset({"arrow_function", "function_expression", "function", "generator_function"})
 _TYPE_ARGUMENTS = re.compile(r"<[^<>]*>")
 _QUALIFIER_SEPARATORS = re.compile(r"::|\\|->|#")
-NOT_CONTAINERS = languages.FUNCTION_KINDS | {"module", "text", "section"}
+NOT_CONTAINERS = languages.FUNCTION_KINDS | {"module", "text", "section", "constant"}
+# Definitions whose bodies are not searched for more definitions.
+LEAF_KINDS = languages.FUNCTION_KINDS | {"constant"}
+_SIGNATURE_CHARS = 300
 
 _local = threading.local()
 
@@ -62,6 +65,12 @@ def parser_for(grammar: str) -> Parser:
 
 def code_regions(text: str, rules: languages.SyntaxRules) -> list[Region] | None:
     """The definitions in ``text``, nested; None when the grammar cannot be loaded."""
+    parsed = parse_code(text, rules)
+    return parsed[0] if parsed is not None else None
+
+
+def parse_code(text: str, rules: languages.SyntaxRules) -> tuple[list[Region], Tree] | None:
+    """The definitions in ``text`` and the syntax tree they came from; None without a grammar."""
     try:
         parser = parser_for(rules.grammar)
     except (LookupError, ImportError, OSError, ValueError):
@@ -71,7 +80,7 @@ def code_regions(text: str, rules: languages.SyntaxRules) -> list[Region] | None
     finder = _DefinitionFinder(rules)
     regions: list[Region] = []
     finder.search(tree.root_node, None, None, _SEARCH_DEPTH, regions)
-    return regions
+    return regions, tree
 
 
 class _DefinitionFinder:
@@ -101,8 +110,9 @@ class _DefinitionFinder:
                     kind = "function"  # JavaScript object-literal methods at module level
             symbol = qualify(container, name)
             region = Region(_leading_start(outer), end_row(outer), symbol, kind)
+            region.line, region.name, region.signature = int(inner.start_point.row), name, signature(inner)
             out.append(region)
-            if kind not in languages.FUNCTION_KINDS:
+            if kind not in LEAF_KINDS:
                 self.search(inner, symbol, kind, _SEARCH_DEPTH, region.children)
 
     def definition(self, node: Node) -> tuple[Node, Node, str] | None:
@@ -116,6 +126,9 @@ class _DefinitionFinder:
                 return None
             found = self.definition(inner)
             if found is None:
+                if node_type == "export_statement" and inner.type in rules.value_definitions:
+                    # TypeScript/JavaScript `export const X = ...`: a named value of the module's API.
+                    return node, inner, "constant"
                 return None
             return node, found[1], found[2]
         kind = rules.definitions.get(node_type)
@@ -129,6 +142,23 @@ class _DefinitionFinder:
         if refined is None:
             return None
         return node, node, refined
+
+
+def signature(node: Node) -> str:
+    """The definition's head: its text up to its body (or its first line), whitespace collapsed."""
+    body = node.child_by_field_name("body")
+    raw = node.text or b""
+    if body is not None and body.start_byte > node.start_byte:
+        raw = raw[: body.start_byte - node.start_byte]
+    else:
+        raw = raw.split(b"\n", 1)[0]
+    kept: list[str] = []
+    for line in raw[: _SIGNATURE_CHARS * 4].decode("utf-8", "replace").split("\n"):
+        if kept and line.lstrip().startswith(("#", "//", "/*")):
+            break  # a comment between the head and its body (Python puts it before the block)
+        kept.append(line)
+    head = " ".join(" ".join(kept).split())
+    return head.rstrip("{:= ")[:_SIGNATURE_CHARS]
 
 
 def _last_named_child(node: Node) -> Node | None:

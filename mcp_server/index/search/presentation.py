@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from sqlalchemy import text
@@ -41,6 +41,7 @@ class SearchResponse:
     mode: str
     latency_ms: float
     truncated: bool = False  # the response-size cap shortened or dropped results
+    note: str | None = None  # why the results are empty, when that can be told
 
 
 def assemble(
@@ -181,11 +182,4 @@ def _context(conn: Connection, ids: list[int], lines: int) -> dict[int, tuple[st
 
 def finish(response: SearchResponse, started: float) -> SearchResponse:
     latency = round((time.perf_counter() - started) * 1000, 2)
-    return SearchResponse(
-        response.results,
-        response.total_count,
-        response.project_id,
-        response.mode,
-        latency,
-        response.truncated,
-    )
+    return replace(response, latency_ms=latency)

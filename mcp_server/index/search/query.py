@@ -42,11 +42,13 @@ def glob_to_regex(pattern: str) -> str:
     """A gitignore-like glob as a PostgreSQL regex anchored at both ends.
 
     `*` matches within one path segment, `**` across segments, `?` one character; a pattern with
-    no glob character is a prefix ("src/api" matches "src/api/x.py").
+    no glob character is a prefix ("src/api" matches "src/api/x.py"). As in .gitignore, a glob
+    without "/" matches a file name at any depth (`*.py`), one with "/" is anchored at the root
+    (`src/*.py` only directly under `src/`). An unclosed or invalid `[...]` is an InvalidInput.
     """
     if not any(ch in _GLOB_CHARS for ch in pattern):
         return "^" + re.escape(pattern.rstrip("/")) + "(/|$)"
-    out = ["^"]
+    out = ["^"] if "/" in pattern.rstrip("/") else ["^(.*/)?"]
     i = 0
     while i < len(pattern):
         ch = pattern[i]
@@ -63,27 +65,37 @@ def glob_to_regex(pattern: str) -> str:
         elif ch == "?":
             out.append("[^/]")
         elif ch == "[":
-            end = pattern.find("]", i + 1)
+            end = pattern.find("]", i + 2)
             if end == -1:
-                out.append(re.escape(ch))
-            else:
-                out.append("[" + pattern[i + 1 : end].replace("\\", "\\\\") + "]")
-                i = end
+                raise InvalidInput(f"path glob {pattern[:100]!r} has a '[' without its ']'")
+            body = pattern[i + 1 : end]
+            if body.startswith("!"):
+                body = "^" + body[1:]
+            out.append("[" + body.replace("\\", "\\\\") + "]")
+            i = end
         else:
             out.append(re.escape(ch))
         i += 1
     out.append("$")
-    return "".join(out)
+    regex = "".join(out)
+    try:
+        re.compile(regex)
+    except re.error as exc:
+        raise InvalidInput(f"path glob {pattern[:100]!r} is not a valid glob: {exc}") from None
+    return regex
 
 
 def parse_file_types(file_type: str | Sequence[str] | None) -> tuple[str, ...]:
-    """'py', '.py', 'py,pyi' or ['py', 'pyi'] -> ('py', 'pyi'); anything else is refused."""
+    """'py', '.py', 'py,pyi' or ['py', 'pyi'] -> ('py', 'pyi'); anything else is refused. The words
+    code, docs, tests and config name categories of files (search/categories.py)."""
     if file_type is None:
         return ()
     items = file_type.split(",") if isinstance(file_type, str) else list(file_type)
     cleaned = [item.strip() for item in items if isinstance(item, str) and item.strip()]
     if not cleaned or len(cleaned) > 20 or not all(_EXTENSION_RE.fullmatch(item) for item in cleaned):
-        raise InvalidInput("file_type must be file extensions such as 'py' or 'ts,tsx'")
+        raise InvalidInput(
+            "file_type must be file extensions such as 'py' or 'ts,tsx', or code, docs, tests, config"
+        )
     return tuple(dict.fromkeys(item.lstrip(".").lower() for item in cleaned))
 
 

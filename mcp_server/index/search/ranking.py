@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from mcp_server.embeddings import StaticEmbedder
 from mcp_server.embeddings.base import Embedder
+from mcp_server.index.search import categories
+from mcp_server.index.search.identifiers import DefinitionMatch
 
 Ranking = list[tuple[int, float]]  # (chunk id, retriever score), best first
 
@@ -47,17 +48,17 @@ STATIC_FUSION = Fusion(k=10, lexical_low=1.0, lexical_high=4.0, coverage_low=0.4
 MODEL_FUSION = Fusion(k=30, lexical_low=0.5, lexical_high=3.0, coverage_low=0.5, coverage_high=0.9)
 
 
+FUSION_PROFILES = {"keywords": STATIC_FUSION, "meaning": MODEL_FUSION}
+
+
 def fusion_for(embedder: Embedder) -> Fusion:
-    return STATIC_FUSION if isinstance(embedder, StaticEmbedder) else MODEL_FUSION
+    """The embedder says which profile suits it (`fusion_profile`: "keywords" for bag-of-token
+    vectors); one that does not say is taken to understand meaning."""
+    return FUSION_PROFILES.get(getattr(embedder, "fusion_profile", "meaning"), MODEL_FUSION)
 
 
-# Test code: a directory named like a test suite, or a file named like a test in the usual
-# conventions (pytest, Go, Jest/Vitest/Jasmine, JUnit, RSpec, minitest, XCTest).
-_TEST_DIRECTORY = re.compile(r"(^|/)(tests?|__tests__|spec|specs|testdata|test_?utils)/", re.IGNORECASE)
-_TEST_FILE = re.compile(
-    r"(^|/)(test_[^/]*|[^/]*_test\.[a-z]+|[^/]*\.(test|spec)\.[a-z]+|conftest\.py|"
-    r"[^/]*(Test|Tests|Spec)\.(java|kt|scala|cs|swift|php)|[^/]*_spec\.rb)$"
-)
+_TEST_DIRECTORY = re.compile(categories.TEST_DIRECTORY_RE, re.IGNORECASE)
+_TEST_FILE = re.compile(categories.TEST_FILE_RE)
 _QUERY_ABOUT_TESTS = re.compile(
     r"\b(tests?|testing|tested|specs?|unittests?|pytest|fixtures?|mocks?)\b", re.IGNORECASE
 )
@@ -66,6 +67,9 @@ _QUERY_ABOUT_TESTS = re.compile(
 # the same things (it calls them, after all) would otherwise often rank first. Tests stay in the
 # results, a few places lower; `path='tests/**'` or a query that says "test" finds them first.
 TEST_CODE_WEIGHT = 0.6
+# Prose (Markdown, reStructuredText, plain text) likewise, unless the query asks for documentation:
+# it explains the code in the words a query uses, so it would often outrank the code itself.
+DOCS_WEIGHT = 0.6
 
 
 def is_test_path(path: str) -> bool:
@@ -73,15 +77,23 @@ def is_test_path(path: str) -> bool:
 
 
 def demote_test_code(conn: Connection, fused: list[tuple[int, float]], query: str) -> list[tuple[int, float]]:
-    if not fused or TEST_CODE_WEIGHT == 1.0 or _QUERY_ABOUT_TESTS.search(query):
+    """Test code and prose a few places lower, unless the query asks for them."""
+    about_tests = bool(_QUERY_ABOUT_TESTS.search(query)) or TEST_CODE_WEIGHT == 1.0
+    about_docs = categories.query_about_docs(query) or DOCS_WEIGHT == 1.0
+    if not fused or (about_tests and about_docs):
         return fused
     rows = conn.execute(
-        text("SELECT id, path FROM chunks WHERE id = ANY(:ids)"), {"ids": [i for i, _ in fused]}
+        text("SELECT id, path, language FROM chunks WHERE id = ANY(:ids)"), {"ids": [i for i, _ in fused]}
     )
-    tests = {r.id for r in rows if is_test_path(r.path)}
-    if not tests:
+    weights: dict[int, float] = {}
+    for r in rows:
+        if not about_tests and is_test_path(r.path):
+            weights[r.id] = TEST_CODE_WEIGHT
+        elif not about_docs and categories.is_docs(r.path, r.language):
+            weights[r.id] = DOCS_WEIGHT
+    if not weights:
         return fused
-    weighed = [(i, score * TEST_CODE_WEIGHT if i in tests else score) for i, score in fused]
+    weighed = [(i, score * weights.get(i, 1.0)) for i, score in fused]
     return sorted(weighed, key=lambda item: (-item[1], item[0]))
 
 
@@ -91,3 +103,14 @@ def rrf(rankings: list[tuple[Ranking, float]], k: float) -> list[tuple[int, floa
         for rank, (chunk_id, _) in enumerate(ranking):
             scores[chunk_id] = scores.get(chunk_id, 0.0) + weight / (k + rank + 1)
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+
+
+def demoted_definitions(matches: list[DefinitionMatch], query: str) -> set[int]:
+    """Definition chunks that lead only after the others of their tier: test code (unless the
+    query is about tests) and documents."""
+    about_tests = bool(_QUERY_ABOUT_TESTS.search(query))
+    return {
+        m.chunk_id
+        for m in matches
+        if (not about_tests and is_test_path(m.path)) or categories.is_docs(m.path, None)
+    }

@@ -36,6 +36,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from mcp_server.embeddings.base import Embedder
+from mcp_server.index.search import categories
+from mcp_server.index.search.identifiers import DefinitionMatch, Identifier
 from mcp_server.index.search.query import SearchFilters, glob_to_regex
 from mcp_server.index.search.ranking import Ranking
 from mcp_server.index.store import (
@@ -54,6 +56,7 @@ MAX_QUERY_TERMS = 12
 _LABEL_WEIGHTS = "{0.0, 0.0, 0.7, 1.0}"  # D, C, B (content), A (path and symbol)
 _RANK_NORMALIZATION = 1  # ts_rank: divide by 1 + log(length), so long chunks do not win by size
 _STATS_TTL_SECONDS = 300.0
+MAX_DEFINITION_ROWS = 500  # definitions of the query's names looked at, at most
 
 # Vector search: rank exactly when filters leave at most this many chunks.
 EXACT_SCAN_MAX_ROWS = 5000
@@ -123,6 +126,29 @@ class Retriever:
             # The iterative scan gave up before finding k rows; rank the filtered rows exactly.
             return self.semantic(conn, query, dimension, scope.as_exact(), k)
         return [(r.id, 1.0 - float(r.distance)) for r in rows]
+
+    def definitions(
+        self, conn: Connection, identifiers: list[Identifier], scope: Scope
+    ) -> list[DefinitionMatch]:
+        """The chunks in scope that hold a definition named like one of `identifiers` (by the
+        last part; `DefinitionMatch.tier` tells how well the rest matches)."""
+        by_name: dict[str, list[Identifier]] = {}
+        for identifier in identifiers:
+            by_name.setdefault(identifier.name, []).append(identifier)
+        rows = conn.execute(
+            text(
+                "SELECT c.id, s.name, s.qualified_name, c.path FROM symbols s JOIN chunks c "
+                "ON c.file_id = s.file_id AND c.start_line <= s.start_line AND s.start_line <= c.end_line "
+                f"WHERE {scope.where} AND s.project_id = :project_id AND s.name = ANY(:names) "
+                f"ORDER BY c.id LIMIT {MAX_DEFINITION_ROWS}"
+            ),
+            {**scope.params, "names": list(by_name)},
+        )
+        return [
+            DefinitionMatch(r.id, identifier, r.qualified_name, r.path)
+            for r in rows
+            for identifier in by_name.get(r.name, [])
+        ]
 
     def lexical(self, conn: Connection, query: str, scope: Scope, k: int) -> tuple[Ranking, float]:
         """The k best chunks by weighted word matches, [(chunk id, score)] best first, and the
@@ -269,8 +295,13 @@ class Scope:
             file_clauses.append("c.path ~ :path_re")
             params["path_re"] = glob_to_regex(filters.path)
         if filters.file_type:
-            file_clauses.append("c.path ~* :type_re")
-            params["type_re"] = r"\.(" + "|".join(re.escape(t) for t in filters.file_type) + ")$"
+            # Extensions and categories (code, docs, tests, config): a file matching any of them.
+            kinds = [categories.category_clause(t) for t in filters.file_type if t in categories.CATEGORIES]
+            extensions = [t for t in filters.file_type if t not in categories.CATEGORIES]
+            if extensions:
+                kinds.append("c.path ~* :type_re")
+                params["type_re"] = r"\.(" + "|".join(re.escape(t) for t in extensions) + ")$"
+            file_clauses.append("(" + " OR ".join(kinds) + ")")
         # The files table has one row per file, not per chunk: filter there first, then select the
         # chunks of the matching files through their index.
         file_ids = [

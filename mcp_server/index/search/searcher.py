@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from mcp_server.core.errors import EmbeddingModelMismatch
 from mcp_server.embeddings.base import Embedder
+from mcp_server.index import repositories
+from mcp_server.index.search.identifiers import definitions_first, query_identifiers
 from mcp_server.index.search.presentation import SearchResponse, assemble, finish
 from mcp_server.index.search.query import (
     DEFAULT_CONTEXT_LINES,
@@ -26,13 +29,21 @@ from mcp_server.index.search.query import (
     parse_file_types,
     validate_search_args,
 )
-from mcp_server.index.search.ranking import MIN_CANDIDATES, Ranking, demote_test_code, fusion_for, rrf
+from mcp_server.index.search.ranking import (
+    MIN_CANDIDATES,
+    Ranking,
+    demote_test_code,
+    demoted_definitions,
+    fusion_for,
+    rrf,
+)
 from mcp_server.index.search.retrieval import Retriever, Scope
 
 
 class Searcher:
-    def __init__(self, engine: Engine, embedder: Embedder) -> None:
+    def __init__(self, engine: Engine, embedder: Embedder, *, exact_identifiers: bool = True) -> None:
         self._engine = engine
+        self.exact_identifiers = exact_identifiers  # False: the baseline the benchmarks compare with
         self._embedder = embedder
         self.fusion = fusion_for(embedder)
         self._retriever = Retriever(embedder)
@@ -47,6 +58,7 @@ class Searcher:
         language: str | None = None,
         path: str | None = None,
         file_type: str | Sequence[str] | None = None,
+        repository: str | None = None,
         concise: bool = False,
         context_lines: int = DEFAULT_CONTEXT_LINES,
         max_chars: int = DEFAULT_MAX_CHARS,
@@ -71,15 +83,15 @@ class Searcher:
                 text("SELECT embedding_model, embedding_dimension FROM projects WHERE project_id = :p"),
                 {"p": project_id},
             ).one_or_none()
-            repos = conn.execute(
-                text(
-                    "SELECT id, root_path, active_generation FROM repositories "
-                    "WHERE project_id = :p AND active_generation > 0"
-                ),
-                {"p": project_id},
-            ).all()
-            if model is None or not repos:
-                return finish(empty, started)
+            known = repositories.project_repositories(conn, project_id)
+            if model is None or not known:
+                return finish(replace(empty, note=f"project {project_id!r} has no index"), started)
+            repos = [r for r in repositories.choose(known, repository) if r.active_generation > 0]
+            if not repos:
+                note = "no repository of this project has finished indexing yet"
+                if repository is not None:
+                    note = f"repository {repository!r} has not finished indexing yet"
+                return finish(replace(empty, note=note), started)
             dimension = int(model.embedding_dimension)
             if mode != "lexical" and (model.embedding_model, dimension) != (
                 self._embedder.model_id,
@@ -92,7 +104,9 @@ class Searcher:
                 )
             scope = Scope.build(conn, project_id, repos, filters)
             if scope is None:
-                return finish(empty, started)
+                return finish(
+                    replace(empty, note="the filters (language, path, file_type) match no file"), started
+                )
             candidates = max(limit * 3, MIN_CANDIDATES)
             fusion = self.fusion
             ranked: list[tuple[Ranking, float]] = []
@@ -103,6 +117,11 @@ class Searcher:
                 lexical, coverage = self._retriever.lexical(conn, query, scope, candidates)
                 ranked.append((lexical, fusion.lexical_weight(coverage)))
             fused = demote_test_code(conn, rrf(ranked, fusion.k), query)
+            if mode != "semantic" and self.exact_identifiers:
+                names = query_identifiers(query)
+                if names:
+                    matches = self._retriever.definitions(conn, names, scope)
+                    fused = definitions_first(fused, matches, demoted=demoted_definitions(matches, query))
             results, truncated = assemble(
                 conn,
                 fused,
