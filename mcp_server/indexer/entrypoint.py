@@ -64,6 +64,13 @@ def write_termination_message(path: str | None, message: str) -> None:
         log.warning("could not write the termination message to %s", path)
 
 
+def _reported(exc: CodebaseMCPError, termination_log: str | None) -> int:
+    """The project's own errors end the run with their message: refused input (a bad path,
+    source or ref) exits INVALID_INPUT, anything else FAILED."""
+    write_termination_message(termination_log, str(exc))
+    return IndexerExit.INVALID_INPUT if isinstance(exc, InvalidInput) else IndexerExit.FAILED
+
+
 def clone_source(
     url: str, ref: str | None, into: Path, *, credentials: Path | None, termination_log: str | None
 ) -> int:
@@ -72,12 +79,8 @@ def clone_source(
     try:
         url, ref = validate_git_source(url, ref)
         checkout = git_source.clone(url, ref, into, credentials=credentials)
-    except InvalidInput as exc:
-        write_termination_message(termination_log, str(exc))
-        return IndexerExit.INVALID_INPUT
     except CodebaseMCPError as exc:
-        write_termination_message(termination_log, str(exc))
-        return IndexerExit.FAILED
+        return _reported(exc, termination_log)
     log.info("cloned %s into %s", redact_userinfo(url), checkout)
     return IndexerExit.INDEXED
 
@@ -143,12 +146,8 @@ def run_job(
         except RunCancelled:
             write_termination_message(termination_log, "the job was cancelled while indexing")
             return IndexerExit.NOT_RUNNABLE
-        except InvalidInput as exc:
-            write_termination_message(termination_log, str(exc))
-            return IndexerExit.INVALID_INPUT
         except CodebaseMCPError as exc:
-            write_termination_message(termination_log, str(exc))
-            return IndexerExit.FAILED
+            return _reported(exc, termination_log)
         except (OperationalError, InterfaceError) as exc:
             log.exception("indexing job %s lost its database", job_id)
             write_termination_message(

@@ -150,17 +150,20 @@ def _clone_container(spec: RequestSpec, settings: Settings) -> dict[str, Any]:
             {"name": "PYTHONUNBUFFERED", "value": "1"},
             {"name": "CODEBASE_MCP_LOG_LEVEL", "value": settings.logging.level},
         ],
-        "resources": {
-            "requests": {"cpu": "100m", "memory": "128Mi"},
-            "limits": {
-                "cpu": settings.kubernetes.indexer_cpu_limit,
-                "memory": settings.kubernetes.indexer_memory_limit,
-            },
-        },
+        # The indexer's resources: a clone of a large repository needs its memory too.
+        "resources": _resources(settings),
         "securityContext": _container_security(),
         "volumeMounts": mounts,
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def _resources(settings: Settings) -> dict[str, Any]:
+    k = settings.kubernetes
+    return {
+        "requests": {"cpu": k.indexer_cpu_request, "memory": k.indexer_memory_request},
+        "limits": {"cpu": k.indexer_cpu_limit, "memory": k.indexer_memory_limit},
     }
 
 
@@ -214,16 +217,7 @@ def build_job(
         "imagePullPolicy": settings.kubernetes.indexer_image_pull_policy,
         "command": command,
         "env": _indexer_env(settings, spec),
-        "resources": {
-            "requests": {
-                "cpu": settings.kubernetes.indexer_cpu_request,
-                "memory": settings.kubernetes.indexer_memory_request,
-            },
-            "limits": {
-                "cpu": settings.kubernetes.indexer_cpu_limit,
-                "memory": settings.kubernetes.indexer_memory_limit,
-            },
-        },
+        "resources": _resources(settings),
         "securityContext": _container_security(),
         "volumeMounts": mounts,
         # The indexer writes its failure reason here; the kubelet copies it into the pod status.

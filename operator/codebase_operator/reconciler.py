@@ -81,6 +81,7 @@ class Reconciler:
         self.leader: Leader = leader or _Always()
         self._wake = threading.Event()
         self.publisher = Publisher(jobs, kube)
+        self.publish = self.publisher.publish
         self.loop = Resync(self)
 
     # --- helpers ----------------------------------------------------------------------------------
@@ -120,16 +121,6 @@ class Reconciler:
 
     def health(self) -> dict[str, Any]:
         return self.loop.health()
-
-    def publish(
-        self,
-        job_id: uuid.UUID,
-        *,
-        body: Body | None = None,
-        job_name: str | None = None,
-        waiting_message: str | None = None,
-    ) -> None:
-        self.publisher.publish(job_id, body=body, job_name=job_name, waiting_message=waiting_message)
 
     # --- IndexingRequest created, resumed or deleted ----------------------------------------------
 
