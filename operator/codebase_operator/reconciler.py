@@ -146,8 +146,9 @@ class Reconciler:
                 self._refuse(body, problem, fail_row=False)
                 return
             if (row.k8s_namespace, row.k8s_name) != (ref.namespace, ref.name):
+                # Every event of the request comes here; say it once, when the row is adopted.
                 self.jobs.set_kubernetes_names(job_id, namespace=ref.namespace, name=ref.name)
-            jl.info("adopted the existing %s job row", row.status.value)
+                jl.info("adopted the existing %s job row", row.status.value)
         else:
             row = self.jobs.create(
                 job_id=job_id,

@@ -49,6 +49,7 @@ def event_reasons(cluster: DevCluster, namespace: str, name: str) -> list[str]:
 # --- 1. OwnerReferencesPermissionEnforcement ------------------------------------------------------
 
 
+@pytest.mark.timeout(180)
 def test_the_dev_cluster_enforces_owner_reference_permissions_and_the_operator_has_them(
     cluster: DevCluster, namespace: str, kube: Any, store: JobStore, start_operator: Any, tmp_path: Path
 ) -> None:
@@ -105,6 +106,7 @@ def test_the_dev_cluster_enforces_owner_reference_permissions_and_the_operator_h
 # --- 2. an outage longer than the Job TTL ----------------------------------------------------------
 
 
+@pytest.mark.timeout(240)
 def test_an_operator_outage_longer_than_the_job_ttl_keeps_a_success(
     cluster: DevCluster, namespace: str, kube: Any, store: JobStore, start_operator: Any
 ) -> None:
@@ -114,32 +116,18 @@ def test_an_operator_outage_longer_than_the_job_ttl_keeps_a_success(
     row = wait_row(store, namespace, "survivor", JobStatus.RUNNING, first)
     first.kill()
 
-    # A Job of our own with the same TTL shows when the TTL controller would have acted.
-    sentinel = {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": "ttl-sentinel"},
-        "spec": {
-            "ttlSecondsAfterFinished": 1,
-            "template": {
-                "metadata": {"annotations": {"codebase-mcp.dev/run-duration": "3s"}},
-                "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "x"}]},
-            },
-        },
-    }
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(sentinel))
-    wait_for(
-        lambda: (jobs := jobs_for(kube, namespace, row.id)) and job_outcome(jobs[0]) == "Complete",
-        timeout=60,
-        message="the indexing Job to complete while no operator runs",
-    )
+    # A Job of our own with the same TTL, finishing after ours, shows when the TTL controller
+    # has acted: once it is gone, a finished Job with a TTL would be gone too.
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(sentinel_job("ttl-sentinel")))
     wait_for(
         lambda: cluster.kubectl("get", "job", "ttl-sentinel", "-n", namespace, check=False).returncode != 0,
         timeout=90,
         message="the TTL controller to delete the sentinel Job",
     )
-    (job,) = jobs_for(kube, namespace, row.id)  # ours is kept: it has no TTL until recorded
-    assert job["spec"].get("ttlSecondsAfterFinished") is None
+    jobs = jobs_for(kube, namespace, row.id)
+    assert len(jobs) == 1, "the finished indexing Job was deleted while no operator could record it"
+    assert job_outcome(jobs[0]) == "Complete"
+    assert jobs[0]["spec"].get("ttlSecondsAfterFinished") is None  # no TTL until recorded
     assert store.get(row.id).status is JobStatus.RUNNING
 
     second = start_operator(**ttl)
@@ -152,16 +140,48 @@ def test_an_operator_outage_longer_than_the_job_ttl_keeps_a_success(
     assert store.get(row.id).status is JobStatus.COMPLETED
 
 
+def sentinel_job(name: str) -> dict[str, Any]:
+    """A plain Job with a 1 s TTL whose pod (run by kwok) passes the restricted profile."""
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {
+            "ttlSecondsAfterFinished": 1,
+            "template": {
+                "metadata": {"annotations": {"codebase-mcp.dev/run-duration": "4s"}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 10001,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [
+                        {
+                            "name": "c",
+                            "image": "sentinel:1",
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
 # --- 3. two replicas ---------------------------------------------------------------------------------
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(300)
 def test_two_operator_replicas_never_exceed_the_limit_nor_post_an_event_twice(
     cluster: DevCluster, namespace: str, kube: Any, store: JobStore, start_operator: Any
 ) -> None:
     election = {"OPERATOR_LEASE_SECONDS": "4", "MAX_CONCURRENT_INDEXING_JOBS": "2"}
     replicas = [start_operator(**election), start_operator(**election)]
-    wait_for(lambda: sum(op.leads() for op in replicas) == 1, timeout=30, message="one leader")
     watcher = JobWatcher(cluster, namespace)
     watcher.start()
     names = [f"pair-{i}" for i in range(6)]
@@ -183,6 +203,7 @@ def test_two_operator_replicas_never_exceed_the_limit_nor_post_an_event_twice(
         assert reasons == {"Accepted": 1, "JobCreated": 1, "Running": 1, "Completed": 1}, (name, reasons)
 
     # The leader dies without releasing the Lease: the standby takes over once it expires.
+    assert sum(op.leads() for op in replicas) == 1
     leader = next(op for op in replicas if op.leads())
     standby = next(op for op in replicas if op is not leader)
     leader.kill()
@@ -198,6 +219,7 @@ def test_two_operator_replicas_never_exceed_the_limit_nor_post_an_event_twice(
 # --- 4. admission -------------------------------------------------------------------------------------
 
 
+@pytest.mark.timeout(180)
 def test_a_second_request_for_the_same_repository_and_project_waits_for_the_first(
     namespace: str, kube: Any, store: JobStore, start_operator: Any
 ) -> None:
