@@ -407,6 +407,21 @@ class KubernetesSettings(_Group):
     )
     """Tolerations of indexer pods, as a JSON list."""
 
+    indexer_pod_security_context: dict[str, Any] = Field(
+        default_factory=lambda: {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "runAsGroup": 10001,
+            "fsGroup": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        validation_alias="INDEXER_POD_SECURITY_CONTEXT",
+        json_schema_extra=_chart(".Values.podSecurityContext | toJson | quote"),
+    )
+    """The indexer pods' securityContext, as JSON (the chart's podSecurityContext; on OpenShift leave the
+    user and group ids out so the namespace's assigned range applies). runAsNonRoot is always set.
+    """
+
     indexer_env_secret_name: str | None = Field(
         default=None,
         validation_alias="INDEXER_ENV_SECRET_NAME",
@@ -511,6 +526,23 @@ class OperatorSettings(_Group):
     )
     """How often the operator re-lists IndexingRequests, Jobs and pods and converges, whatever the watches
     said.
+    """
+
+    leader_election: bool = Field(default=True, validation_alias="OPERATOR_LEADER_ELECTION")
+    """Only the replica holding the Lease OPERATOR_LEASE_NAME acts; the others stand by (false: every replica
+    acts, safe only with exactly one).
+    """
+
+    lease_name: str = Field(
+        default="codebase-mcp-operator",
+        pattern=r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$",
+        validation_alias="OPERATOR_LEASE_NAME",
+    )
+    """The coordination.k8s.io Lease the operator replicas elect their leader with (watched namespace)."""
+
+    lease_seconds: float = Field(default=15.0, ge=2, le=600, validation_alias="OPERATOR_LEASE_SECONDS")
+    """A leader that has not renewed the Lease for this long is replaced; it stops acting after two thirds
+    of it.
     """
 
 

@@ -116,9 +116,26 @@ GIT_URL_RE = re.compile(r"^(https://|http://|ssh://|git@|file://)[^\s]+$")
 GIT_REF_RE = re.compile(r"^[A-Za-z0-9._/@-]{1,200}$")
 
 
+# The userinfo of a URL ("user:password@" or "token@") right after the scheme.
+_USERINFO_RE = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<userinfo>[^/@?#]*)@", re.IGNORECASE)
+
+
+def redact_userinfo(url: str) -> str:
+    """`url` with any user and password replaced by `***`, for logs and messages."""
+    return _USERINFO_RE.sub(lambda m: f"{m.group('scheme')}***@", url)
+
+
 def validate_git_source(url: str, ref: str | None) -> tuple[str, str | None]:
     if not isinstance(url, str) or not GIT_URL_RE.fullmatch(url) or len(url) > 2048:
         raise InvalidInput("source.git.url must be an https://, ssh://, git@ or file:// URL without spaces")
+    userinfo = _USERINFO_RE.match(url)
+    if userinfo is not None and (":" in userinfo.group("userinfo") or not url.lower().startswith("ssh://")):
+        # A token or password in the URL ends up in the spec, the job row and every log line that
+        # names the source; only an ssh user name (ssh://git@host/...) is allowed.
+        raise InvalidInput(
+            f"source.git.url {redact_userinfo(url)!r} carries credentials; put them in a Secret "
+            "and name it in source.git.secretRef"
+        )
     if ref is not None and (not GIT_REF_RE.fullmatch(ref) or ".." in ref or ref.startswith("-")):
         raise InvalidInput(f"source.git.ref {ref!r} is not a valid branch, tag or commit name")
     return url, ref

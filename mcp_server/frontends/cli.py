@@ -378,8 +378,10 @@ def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_indexer(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from mcp_server.core.validation import validate_job_id
-    from mcp_server.indexer.entrypoint import DEFAULT_TERMINATION_LOG, run_job
+    from mcp_server.indexer.entrypoint import DEFAULT_TERMINATION_LOG, clone_source, run_job
 
     termination_log = args.termination_log
     if termination_log is None:
@@ -389,7 +391,16 @@ def cmd_indexer(settings: Settings, args: argparse.Namespace) -> int:
         termination_log = (
             DEFAULT_TERMINATION_LOG if parent_ok and os.path.exists(DEFAULT_TERMINATION_LOG) else None
         )
-    return run_job(settings, validate_job_id(args.job_id), termination_log=termination_log)
+    if args.indexer_command == "clone":
+        return clone_source(
+            args.url,
+            args.ref,
+            Path(args.into),
+            credentials=Path(args.credentials) if args.credentials else None,
+            termination_log=termination_log,
+        )
+    checkout = Path(args.checkout) if args.checkout else None
+    return run_job(settings, validate_job_id(args.job_id), termination_log=termination_log, checkout=checkout)
 
 
 def cmd_operator(settings: Settings, args: argparse.Namespace) -> int:
@@ -549,6 +560,15 @@ def build_parser() -> argparse.ArgumentParser:
     run = idx_sub.add_parser("run", help="run one indexing job")
     run.add_argument("--job-id", required=True)
     run.add_argument("--termination-log", default=None, help="file for the failure reason")
+    run.add_argument("--checkout", default=None, help="a git source already cloned by `indexer clone --into`")
+    clone = idx_sub.add_parser("clone", help="clone a git source (the Job's init container)")
+    clone.add_argument("--url", required=True)
+    clone.add_argument("--ref", default=None)
+    clone.add_argument("--into", required=True, help="directory; the checkout goes to INTO/checkout")
+    clone.add_argument(
+        "--credentials", default=None, help="a mounted Secret: token, or ssh-privatekey and known_hosts"
+    )
+    clone.add_argument("--termination-log", default=None, help="file for the failure reason")
     p.set_defaults(func=cmd_indexer, groups=INDEXER_GROUPS)
 
     p = sub.add_parser("operator", help="run the Kubernetes operator (kopf)")
