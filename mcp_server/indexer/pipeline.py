@@ -30,8 +30,9 @@ from mcp_server.embeddings.base import Embedder
 from mcp_server.index.store import ChunkRow, FileWrite, IndexStore, RunState, SymbolRow
 from mcp_server.indexer import parse_guard, secrets
 from mcp_server.indexer.chunker import analyse_source
+from mcp_server.indexer.file_reading import decode_source, read_source_bytes
 from mcp_server.indexer.types import SourceFile
-from mcp_server.indexer.walker import IGNORED, WalkStats, decode_source, read_source_bytes, walk_repository
+from mcp_server.indexer.walker import IGNORED, WalkStats, walk_repository
 
 log = logging.getLogger(__name__)
 
