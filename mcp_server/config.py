@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     # Neighbouring small definitions are packed into chunks of up to this many lines (0: never).
     chunk_pack_lines: int = Field(default=40, ge=0, le=80, validation_alias="CODEBASE_CHUNK_PACK_LINES")
     indexer_workers: int = Field(default=0, ge=0, le=256, validation_alias="CODEBASE_INDEXER_WORKERS")
+    # The embedded database's disk: an index run stops with a clear error when less than this many
+    # megabytes are free there, before PostgreSQL itself runs out (0: no check).
+    min_free_disk_mb: int = Field(
+        default=100, ge=0, le=1_000_000, validation_alias="CODEBASE_MIN_FREE_DISK_MB"
+    )
     # Repositories under these directories are indexed without the secret filter (secret files by
     # name and content, token redaction). The opt-in is the user's setting, never a repository file.
     index_secrets_roots: Annotated[list[Path], NoDecode] = Field(

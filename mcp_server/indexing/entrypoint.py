@@ -16,14 +16,17 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from mcp_server.config import Settings
-from mcp_server.db.database import get_engine, redact_urls
+from mcp_server.db.database import get_engine, is_embedded, redact_urls
+from mcp_server.db.embedded import free_bytes
 from mcp_server.embeddings import create_embedder
 from mcp_server.errors import CodebaseMCPError, InvalidInput
 from mcp_server.index_store import IndexStore
@@ -95,7 +98,10 @@ def run_job(settings: Settings, job_id: uuid.UUID, *, termination_log: str | Non
         write_termination_message(termination_log, f"job {job_id} is {job.status.value}; nothing to do")
         return EXIT_NOT_RUNNABLE
 
+    disk_guard = _disk_guard(settings)
+
     def progress(counters: RunCounters, message: str) -> bool:
+        disk_guard()
         return jobs.update_progress(
             job_id,
             phase=counters.phase,
@@ -144,6 +150,14 @@ def run_job(settings: Settings, job_id: uuid.UUID, *, termination_log: str | Non
             return EXIT_FAILED
         except (OperationalError, InterfaceError) as exc:
             log.exception("indexing job %s lost its database", job_id)
+            if "No space left on device" in str(exc.orig) or "could not extend file" in str(exc.orig):
+                where = settings.pgdata_dir if is_embedded(settings) else "the database server"
+                write_termination_message(
+                    termination_log,
+                    f"out of disk space: the disk holding {where} is full ({_first_line(exc.orig)}); "
+                    "free some space there and retry; the previous index is unchanged",
+                )
+                return EXIT_FAILED
             write_termination_message(
                 termination_log,
                 f"lost the connection to the database (PostgreSQL restarted or unreachable?): "
@@ -176,6 +190,34 @@ def run_job(settings: Settings, job_id: uuid.UUID, *, termination_log: str | Non
     )
     write_termination_message(termination_log, summary)
     return EXIT_OK
+
+
+class OutOfDisk(CodebaseMCPError):
+    """The disk holding the embedded database is (nearly) full."""
+
+
+def _disk_guard(settings: Settings) -> Callable[[], None]:
+    """Stop the run before PostgreSQL runs out of disk (a full disk made it panic and not start
+    again): checked with each progress report, at most once a second."""
+    if not is_embedded(settings) or settings.min_free_disk_mb <= 0:
+        return lambda: None
+    minimum = settings.min_free_disk_mb * 1024 * 1024
+    last = [0.0]
+
+    def check() -> None:
+        now = time.monotonic()
+        if now - last[0] < 1.0:
+            return
+        last[0] = now
+        free = free_bytes(settings.pgdata_dir)
+        if free is not None and free < minimum:
+            raise OutOfDisk(
+                f"out of disk space: only {free // (1024 * 1024)} MB left on the disk holding "
+                f"{settings.pgdata_dir} (CODEBASE_MIN_FREE_DISK_MB is {settings.min_free_disk_mb}); "
+                "the run was stopped and the previous index is unchanged: free some space and retry"
+            )
+
+    return check
 
 
 def _secrets_opted_in(settings: Settings, repo_path: str) -> bool:
