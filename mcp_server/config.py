@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     )
     embedding_model_path: str | None = Field(default=None, validation_alias="EMBEDDING_MODEL_PATH")
 
+    # --- search ---------------------------------------------------------------------------------
+    # Every statement of a search is stopped past this many milliseconds (PostgreSQL statement_timeout).
+    search_timeout_ms: int = Field(
+        default=5000, ge=100, le=600_000, validation_alias="CODEBASE_SEARCH_TIMEOUT_MS"
+    )
+
     # --- MCP server -----------------------------------------------------------------------------
     http_host: str = Field(default="127.0.0.1", validation_alias="CODEBASE_MCP_HTTP_HOST")
     http_port: int = Field(default=8000, ge=1, le=65535, validation_alias="CODEBASE_MCP_HTTP_PORT")

@@ -40,10 +40,12 @@ from typing import Any, Literal
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DataError, OperationalError
 
+from mcp_server import glob_policy
 from mcp_server.embeddings import StaticEmbedder
 from mcp_server.embeddings.base import Embedder
-from mcp_server.errors import EmbeddingModelMismatch, InvalidInput
+from mcp_server.errors import EmbeddingModelMismatch, InvalidInput, SearchTimeout
 from mcp_server.index_store import (
     TEXT_SEARCH_CONFIG,
     lexical_text,
@@ -171,6 +173,7 @@ def glob_to_regex(pattern: str) -> str:
     """
     if not any(ch in _GLOB_CHARS for ch in pattern):
         return "^" + re.escape(pattern.rstrip("/")) + "(/|$)"
+    glob_policy.check_glob(pattern)
     out = ["^"]
     i = 0
     while i < len(pattern):
@@ -192,7 +195,7 @@ def glob_to_regex(pattern: str) -> str:
             if end == -1:
                 out.append(re.escape(ch))
             else:
-                out.append("[" + pattern[i + 1 : end].replace("\\", "\\\\") + "]")
+                out.append(glob_policy.bracket_to_regex(pattern[i + 1 : end], pattern))
                 i = end
         else:
             out.append(re.escape(ch))
@@ -237,6 +240,8 @@ def validate_search_args(
         not isinstance(path, str) or not path or len(path) > 1000 or "\x00" in path or path.startswith("/")
     ):
         raise InvalidInput("path must be a repository-relative glob or prefix such as 'src/**/*.py'")
+    if path is not None:
+        glob_to_regex(path)  # raises InvalidInput for a glob too complex or malformed
     if not _is_int(context_lines) or not 0 <= context_lines <= MAX_CONTEXT_LINES:
         raise InvalidInput(f"context_lines must be an integer from 0 to {MAX_CONTEXT_LINES}")
     if not _is_int(max_chars) or not MIN_MAX_CHARS <= max_chars <= MAX_MAX_CHARS:
@@ -266,9 +271,11 @@ class _TermStats:
 
 
 class Searcher:
-    def __init__(self, engine: Engine, embedder: Embedder) -> None:
+    def __init__(self, engine: Engine, embedder: Embedder, *, statement_timeout_ms: int = 5000) -> None:
         self._engine = engine
         self._embedder = embedder
+        # Every statement of a search is stopped past this (CODEBASE_SEARCH_TIMEOUT_MS).
+        self.statement_timeout_ms = statement_timeout_ms
         self.fusion = fusion_for(embedder)
         self._stats = _TermStats()
         self._stats_lock = threading.Lock()
@@ -299,8 +306,35 @@ class Searcher:
             concise=concise,
         )
         filters = SearchFilters(language, path, parse_file_types(file_type))
+        try:
+            return self._search_within_timeout(
+                query, project_id, limit, mode, filters, concise, context_lines, max_chars, started
+            )
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) == "57014":  # query_canceled: the statement timeout
+                raise SearchTimeout(
+                    f"the search took longer than {self.statement_timeout_ms} ms and was stopped; narrow it "
+                    "with a more specific query, a path, language or file_type filter"
+                ) from None
+            raise
+        except DataError as exc:  # e.g. a regular expression PostgreSQL refuses
+            raise InvalidInput(f"invalid search filter: {str(exc.orig).strip().splitlines()[0]}") from None
+
+    def _search_within_timeout(
+        self,
+        query: str,
+        project_id: str,
+        limit: int,
+        mode: str,
+        filters: SearchFilters,
+        concise: bool,
+        context_lines: int,
+        max_chars: int,
+        started: float,
+    ) -> SearchResponse:
         empty = SearchResponse([], 0, project_id, mode, 0.0)
         with self._engine.connect() as conn:
+            conn.execute(text(f"SET LOCAL statement_timeout = {int(self.statement_timeout_ms)}"))
             # A plan costed high enough for JIT compilation would spend more time compiling than running.
             conn.execute(text("SET LOCAL jit = off"))
             model = conn.execute(

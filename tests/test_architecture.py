@@ -41,7 +41,13 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),
     (
         "common",
-        ("mcp_server.config", "mcp_server.errors", "mcp_server.validation", "mcp_server.path_policy"),
+        (
+            "mcp_server.config",
+            "mcp_server.errors",
+            "mcp_server.validation",
+            "mcp_server.path_policy",
+            "mcp_server.glob_policy",
+        ),
     ),
 ]
 
