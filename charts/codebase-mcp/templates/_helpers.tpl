@@ -157,3 +157,10 @@ imagePullSecrets:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
+
+{{/* Host names the HTTP server answers to besides loopback: its Service's names, then server.allowedHosts. */}}
+{{- define "codebase-mcp.allowedHosts" -}}
+{{- $svc := printf "%s-server" (include "codebase-mcp.fullname" .) -}}
+{{- $ns := .Release.Namespace -}}
+{{- concat (list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns)) .Values.server.allowedHosts | join "," -}}
+{{- end }}
