@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from reliability.support import write_repo
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 SIZE_MB = 160
 MIN_FREE_MB = 40
@@ -56,7 +56,7 @@ def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         env=env,
-        timeout=240,
+        timeout=420,
         check=False,
     )
 
@@ -90,7 +90,7 @@ def test_a_full_disk_fails_the_job_clearly_and_keeps_the_previous_index(
                 f"def big_{f}_{i}(value):\n    '''bigmarker {f} {i} {'x' * 200}'''\n    return value * {i}\n"
                 for i in range(200)
             )
-            for f in range(150)
+            for f in range(60)
         },
     )
     second = _cli(home, "index", str(big), "--wait")
