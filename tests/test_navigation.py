@@ -217,6 +217,8 @@ def test_unknown_repository_and_malformed_glob_are_input_errors(
 def test_an_empty_result_says_why(searcher: Searcher, project: dict[str, Path]) -> None:
     assert "no index" in (searcher.search("x", project_id="other").note or "")
     assert "match no file" in (searcher.search("x", project_id="default", path="nowhere/*.py").note or "")
+    nothing = searcher.search("xylophonequartz", project_id="default", mode="lexical")
+    assert nothing.results == [] and "query's words" in (nothing.note or "")
 
 
 def test_a_glob_without_a_slash_matches_at_any_depth(searcher: Searcher, project: dict[str, Path]) -> None:
