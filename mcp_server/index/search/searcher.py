@@ -131,7 +131,7 @@ class Searcher:
                 context_lines=context_lines,
                 max_chars=max_chars,
             )
-        note = None
+        why: str | None = None
         if not results and mode == "lexical":
-            note = "no indexed chunk in scope holds the query's words; try mode='hybrid' or other words"
-        return finish(SearchResponse(results, len(results), project_id, mode, 0.0, truncated, note), started)
+            why = "no indexed chunk in scope holds the query's words; try mode='hybrid' or other words"
+        return finish(SearchResponse(results, len(results), project_id, mode, 0.0, truncated, why), started)
