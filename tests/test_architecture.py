@@ -4,8 +4,8 @@
                    codebase_operator
     services       mcp_server.frontends.operations, mcp_server.index.search, mcp_server.indexer,
                    mcp_server.runners
-    store          mcp_server.core.jobs, mcp_server.index.store, mcp_server.db, mcp_server.embeddings,
-                   mcp_server.runners.kube_api
+    store          mcp_server.core.jobs, mcp_server.core.lifecycle, mcp_server.index.store,
+                   mcp_server.db, mcp_server.embeddings, mcp_server.runners.kube_api
     common         mcp_server.core.settings, mcp_server.core.errors, mcp_server.core.validation
 
 Imports inside functions count too: a lazy import is still a dependency.
@@ -37,6 +37,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "store",
         (
             "mcp_server.core.jobs",
+            "mcp_server.core.lifecycle",
             "mcp_server.index",
             "mcp_server.index.store",
             "mcp_server.db",

@@ -32,7 +32,7 @@ from helm_chart import (
     write_values,
 )
 
-from mcp_server.core.settings import Settings, load_settings
+from mcp_server.core.settings import GROUPS, load_settings
 from mcp_server.frontends.cli import build_parser
 
 STANDARD_LABELS = (
@@ -285,7 +285,22 @@ BAD_VALUES: dict[str, tuple[dict[str, Any], str]] = {
     "image pull secrets as strings": ({"imagePullSecrets": ["registry"]}, "/imagePullSecrets/0"),
     "tolerations as a map": ({"server": {"tolerations": {"key": "x"}}}, "/server/tolerations"),
     "crds.install as a string": ({"crds": {"install": "true"}}, "/crds/install"),
+    "a tag with an @ but no digest": ({"image": {"tag": "1.0@latest"}}, "/image/tag"),
 }
+
+
+@pytest.mark.parametrize(
+    ("tag", "suffix"),
+    [("sha256:" + "a" * 64, "@sha256:" + "a" * 64), ("1.2@sha256:" + "b" * 64, ":1.2@sha256:" + "b" * 64)],
+    ids=["digest", "tag-and-digest"],
+)
+def test_images_may_be_pinned_by_digest(tools: Tools, tmp_path: Path, tag: str, suffix: str) -> None:
+    values = write_values(tmp_path, {"image": {"tag": tag, "registry": "registry.example/acme"}})
+    docs = objects(helm(tools, "template", RELEASE, str(CHART), "-f", str(values)).stdout)
+    operator = one(docs, "Deployment", f"{RELEASE}-operator")
+    image = operator["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "registry.example/acme/codebase-mcp-operator" + suffix
+    assert config_of(docs)["INDEXER_IMAGE"] == "registry.example/acme/codebase-mcp-indexer" + suffix
 
 
 @pytest.mark.parametrize("case", list(BAD_VALUES))
@@ -376,7 +391,9 @@ def test_every_container_command_is_a_codebase_mcp_command(
 def test_config_map_holds_settings_the_program_reads(
     rendered: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    aliases = {str(field.validation_alias) for field in Settings.model_fields.values()}
+    aliases = {
+        str(field.validation_alias) for group in GROUPS.values() for field in group.model_fields.values()
+    }
     for value_set, docs in rendered.items():
         config = config_of(docs)
         unknown = set(config) - aliases - PENDING_SETTINGS

@@ -96,6 +96,7 @@ def test_index_poll_search_and_restart_over_stdio(settings: Any, make_repo: Any)
                 "search_code",
                 "list_indexing_jobs",
                 "cancel_indexing_job",
+                "list_repositories",
             } <= tools
             began = time.monotonic()
             started = await _call(client, "start_indexing_background", repo_path=str(repo), project_id="e2e")
@@ -123,6 +124,15 @@ def test_index_poll_search_and_restart_over_stdio(settings: Any, make_repo: Any)
 
             listed = await _call(client, "list_indexing_jobs", project_id="e2e")
             assert [j["job_id"] for j in listed["jobs"]] == [job_id]
+
+            # Freshness: when each result's repository was last synced (no watcher here: unknown).
+            assert top["last_synced_at"] and top["changes_pending"] is None
+            status = await _call(client, "get_indexing_status", job_id=job_id)
+            assert status["last_synced_at"] == top["last_synced_at"]
+            repos = await _call(client, "list_repositories", project_id="e2e")
+            (only,) = repos["repositories"]
+            assert only["repository"] == str(repo.resolve()) and only["files"] == 3
+            assert only["chunks"] == final["chunks_created"] and only["watched"] is False
 
         # A new server process sees the same job, unchanged.
         async with Client(_transport()) as client:

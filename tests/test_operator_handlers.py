@@ -6,7 +6,7 @@ import logging
 
 import pytest
 from codebase_operator.handlers import _left_to_the_resync
-from codebase_operator.reconciler import describe_unreachable
+from codebase_operator.objects import describe_unreachable
 from sqlalchemy.exc import OperationalError
 
 from mcp_server.runners.kube_api import Unavailable

@@ -64,3 +64,73 @@ def test_the_jobs_command_indexes_a_repository(settings: Settings, engine: Engin
         ).scalar()
     assert stored is not None and stored >= indexed.chunks_created > 0
     assert store.complete(row.id)  # what the operator does when the Job reports Complete
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_git_jobs_clone_step_then_its_indexer_index_a_commit_with_a_credentials_secret(
+    settings: Settings, engine: Engine, make_repo: Any, tmp_path: Path
+) -> None:
+    import subprocess as sp
+
+    repo = make_repo({"lib/util.py": "def helper():\n    return 42\n"})
+    who = ["-c", "user.email=t@example.invalid", "-c", "user.name=t"]
+    for args in (["init", "--quiet"], [*who, "add", "."], [*who, "commit", "--quiet", "-m", "one"]):
+        sp.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    sha = sp.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    store = JobStore(engine)
+    url = f"file://{repo}"
+    row = store.create(
+        repo_path=f"{url}#{sha}",
+        project_id="op-git",
+        source_git_url=url,
+        source_git_ref=sha,
+        timeout_seconds=120,
+    )
+    spec = parse_spec(
+        {
+            "projectId": "op-git",
+            "source": {"git": {"url": url, "ref": sha, "secretRef": {"name": "repo-token"}}},
+            "jobId": str(row.id),
+        }
+    )
+    job = build_job(request=REQUEST, spec=spec, job_id=row.id, settings=settings)
+    pod = job["spec"]["template"]["spec"]
+    (clone,) = pod["initContainers"]
+    (indexer,) = pod["containers"]
+    assert {m["name"] for m in clone["volumeMounts"]} == {"tmp", "git-credentials"}
+    assert all(m["name"] != "git-credentials" for m in indexer["volumeMounts"])  # the indexer never sees it
+    assert all(e["name"] != "DATABASE_URL" for e in clone["env"])
+    secret = next(v for v in pod["volumes"] if v["name"] == "git-credentials")
+    assert secret["secret"]["secretName"] == "repo-token"
+
+    # The pod's paths, mapped onto this machine: /tmp -> tmp_path, the Secret -> a directory.
+    credentials = tmp_path / "secret"
+    credentials.mkdir()
+    (credentials / "token").write_text("unused-for-file-urls\n")
+    mapping = {"/tmp/source": str(tmp_path / "source"), "/var/run/secrets/codebase-mcp/git": str(credentials)}
+    exe = str(Path(sys.executable).with_name("codebase-mcp"))
+
+    def local(command: list[str]) -> list[str]:
+        out = [mapping.get(arg, arg) for arg in command]
+        out[0] = exe
+        if "--termination-log" in out:
+            out[out.index("--termination-log") + 1] = str(tmp_path / "termination-log")
+        return out
+
+    env = dict(os.environ)
+    env.update(
+        {e["name"]: e["value"] for e in indexer["env"] if "value" in e and e["name"] not in POD_ONLY_ENV}
+    )
+    cloned = subprocess.run(
+        local(clone["command"]), env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert cloned.returncode == 0, cloned.stderr[-3000:] + (tmp_path / "termination-log").read_text()
+    ran = subprocess.run(
+        local(indexer["command"]), env=env, capture_output=True, text=True, timeout=150, check=False
+    )
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    indexed = store.get(row.id)
+    assert indexed.files_indexed == 1 and indexed.chunks_created > 0

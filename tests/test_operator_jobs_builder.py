@@ -83,7 +83,8 @@ def test_deadline_is_the_requests_timeout_or_the_configured_default() -> None:
     assert manifest(spec)["spec"]["activeDeadlineSeconds"] == 900
     job = manifest(INDEXING_JOB_TIMEOUT_SECONDS=1234, JOB_TTL_SECONDS_AFTER_FINISHED=60)
     assert job["spec"]["activeDeadlineSeconds"] == 1234
-    assert job["spec"]["ttlSecondsAfterFinished"] == 60
+    # The TTL is set only once the outcome is recorded (tests/test_operator_reconciler.py).
+    assert "ttlSecondsAfterFinished" not in job["spec"]
     assert job["spec"]["backoffLimit"] == 0
 
 
@@ -268,3 +269,27 @@ def test_scheduling_settings_are_read_as_json(monkeypatch: pytest.MonkeyPatch) -
         2,
     )
     assert loaded.kubernetes.indexer_tolerations == [{"key": "gpu", "operator": "Exists"}]
+
+
+def test_indexer_pods_honour_the_charts_pod_security_context() -> None:
+    default = manifest()["spec"]["template"]["spec"]["securityContext"]
+    assert default["runAsUser"] == 10001 and default["runAsNonRoot"] is True
+    # OpenShift: no fixed ids, the namespace's assigned range applies; runAsNonRoot stays.
+    openshift = manifest(INDEXER_POD_SECURITY_CONTEXT={"seccompProfile": {"type": "RuntimeDefault"}})
+    context = openshift["spec"]["template"]["spec"]["securityContext"]
+    assert context == {"seccompProfile": {"type": "RuntimeDefault"}, "runAsNonRoot": True}
+
+
+def test_a_git_job_clones_in_an_init_container_that_alone_mounts_the_credentials() -> None:
+    spec = {
+        "source": {"git": {"url": "https://example.invalid/r.git", "ref": "v1", "secretRef": {"name": "tok"}}}
+    }
+    pod = manifest(spec)["spec"]["template"]["spec"]
+    (clone,) = pod["initContainers"]
+    assert clone["command"][:3] == ["codebase-mcp", "indexer", "clone"]
+    assert "--credentials" in clone["command"] and "tok" not in " ".join(clone["command"])
+    assert pod["containers"][0]["command"][-2:] == ["--checkout", "/tmp/source"]
+    rules = manifest(spec)["spec"]["podFailurePolicy"]["rules"]
+    assert {"containerName": "clone", "operator": "NotIn", "values": [0]} in [
+        r.get("onExitCodes") for r in rules
+    ]

@@ -35,6 +35,7 @@ class FakeKube:
         self.pods: list[dict[str, Any]] = []
         self.events: list[tuple[str, str, str]] = []
         self.created: list[str] = []
+        self.k8s_events: list[dict[str, Any]] = []  # what the Job controller records
 
     def add_request(
         self, name: str, spec: dict[str, Any], labels: dict[str, str] | None = None
@@ -81,8 +82,25 @@ class FakeKube:
     def list_jobs(self, namespace: str | None, *, label_selector: str) -> list[dict[str, Any]]:
         return [copy.deepcopy(j) for j in self.jobs.values()]
 
+    def patch_job(self, namespace: str, name: str, patch: Any) -> dict[str, Any]:
+        self.jobs[name]["spec"].update(copy.deepcopy(patch["spec"]))
+        return copy.deepcopy(self.jobs[name])
+
     def delete_job(self, namespace: str, name: str) -> bool:
         return self.jobs.pop(name, None) is not None
+
+    def list_events(self, namespace: str, *, field_selector: str) -> list[dict[str, Any]]:
+        wanted = dict(term.split("=", 1) for term in field_selector.split(","))
+        found = []
+        for event in self.k8s_events:
+            fields = {
+                "involvedObject.kind": event["involvedObject"]["kind"],
+                "involvedObject.name": event["involvedObject"]["name"],
+                "reason": event["reason"],
+            }
+            if all(fields.get(k) == v for k, v in wanted.items()):
+                found.append(copy.deepcopy(event))
+        return found
 
     def list_pods(self, namespace: str | None, *, label_selector: str) -> list[dict[str, Any]]:
         key, _, value = label_selector.partition("=")
@@ -94,6 +112,16 @@ class FakeKube:
         self.events.append((regarding.name, reason, message))
 
     # --- playing the job controller -------------------------------------------------------------
+
+    def failed_create(self, name: str, message: str) -> None:
+        self.k8s_events.append(
+            {
+                "involvedObject": {"kind": "Job", "name": name},
+                "reason": "FailedCreate",
+                "message": message,
+                "lastTimestamp": "2026-01-01T00:00:00Z",
+            }
+        )
 
     def finish(self, name: str, outcome: str, reason: str = "") -> dict[str, Any]:
         self.jobs[name]["status"] = {"conditions": [{"type": outcome, "status": "True", "reason": reason}]}
@@ -329,3 +357,97 @@ def test_a_succeeded_pod_completes_the_row_before_the_job_controller_does(
     assert kube.requests["a"]["status"]["phase"] == "Completed"
     reconciler.job_changed(kube.finish(job_name(job_id), "Complete"))  # later: nothing changes
     assert [r for n, r, _ in kube.events if n == "a"].count("Completed") == 1
+
+
+def test_a_finished_job_gets_its_ttl_only_once_its_outcome_is_recorded(
+    settings: Settings, store: JobStore, kube: FakeKube
+) -> None:
+    reconciler = make_reconciler(settings, store, kube, kubernetes={"job_ttl_seconds_after_finished": 77})
+    (job_id,) = admit_all(reconciler, kube, ["a"])
+    reconciler.resync()
+    name = job_name(job_id)
+    assert "ttlSecondsAfterFinished" not in kube.jobs[name]["spec"]  # nothing may delete it yet
+
+    kube.finish(name, "Complete")  # while no event reaches the operator (it is down)
+    assert "ttlSecondsAfterFinished" not in kube.jobs[name]["spec"]
+    reconciler.resync()
+    assert store.get(job_id).status is JobStatus.COMPLETED
+    assert kube.jobs[name]["spec"]["ttlSecondsAfterFinished"] == 77
+
+
+def test_a_deleted_job_fails_its_row_with_what_happened(
+    settings: Settings, store: JobStore, kube: FakeKube
+) -> None:
+    reconciler = make_reconciler(settings, store, kube)
+    (job_id,) = admit_all(reconciler, kube, ["a"])
+    reconciler.resync()
+    kube.jobs.clear()  # deleted by someone while the operator was down
+    reconciler.resync()
+    row = store.get(job_id)
+    assert row.status is JobStatus.FAILED
+    assert "was deleted before its outcome was recorded" in (row.error_message or "")
+
+
+def test_a_job_that_cannot_create_its_pod_says_why_then_fails_and_frees_its_slot(
+    settings: Settings, store: JobStore, kube: FakeKube
+) -> None:
+    reconciler = make_reconciler(settings, store, kube, kubernetes={"pod_pending_timeout_seconds": 30})
+    ids = admit_all(reconciler, kube, ["a", "b", "c"])
+    reconciler.resync()
+    name = job_name(ids[0])
+    quota = 'pods "x" is forbidden: exceeded quota: none, requested: pods=1, used: pods=0, limited: pods=0'
+    kube.failed_create(name, quota)
+    reconciler.resync()
+    status = kube.requests["a"]["status"]
+    assert (
+        status["phase"] == "Pending"
+        and "FailedCreate" in status["message"]
+        and "exceeded quota" in status["message"]
+    )
+    assert store.get(ids[0]).status is JobStatus.PENDING  # not yet
+
+    kube.jobs[name]["metadata"]["creationTimestamp"] = "2000-01-01T00:00:00Z"
+    reconciler.resync()
+    failed = store.get(ids[0])
+    assert failed.status is JobStatus.FAILED
+    assert "could not create its pod" in (failed.error_message or "") and "exceeded quota" in (
+        failed.error_message or ""
+    )
+    assert name not in kube.jobs
+    reconciler.resync()
+    assert job_name(ids[2]) in kube.created  # the slot went to the next request
+
+
+def test_two_requests_for_one_repository_and_project_never_run_at_once(
+    settings: Settings, store: JobStore, kube: FakeKube
+) -> None:
+    reconciler = make_reconciler(settings, store, kube)
+    first = kube.add_request("first", path_spec("same"))
+    reconciler.admit(first)
+    second = kube.add_request("second", path_spec("same"))
+    reconciler.admit(second)
+    other = kube.add_request("other-project", {**path_spec("same"), "projectId": "other"})
+    reconciler.admit(other)
+    ids = [uuid.UUID(kube.requests[n]["status"]["jobId"]) for n in ("first", "second", "other-project")]
+    reconciler.resync()
+    assert kube.created == [job_name(ids[0]), job_name(ids[2])]  # a free slot is not enough
+    assert f"job {ids[0]} of the same repository and project" in kube.requests["second"]["status"]["message"]
+
+    reconciler.job_changed(kube.finish(job_name(ids[0]), "Complete"))
+    reconciler.resync()
+    assert kube.created[-1] == job_name(ids[1])
+
+
+def test_a_standby_replica_creates_no_job(settings: Settings, store: JobStore, kube: FakeKube) -> None:
+    class Standby:
+        def is_leader(self) -> bool:
+            return False
+
+    tuned = settings.replace(jobs={"max_concurrent": 2})
+    standby = Reconciler(
+        settings=tuned, jobs=store, kube=kube, metrics=OperatorMetrics(), namespace=NS, leader=Standby()
+    )
+    make_reconciler(settings, store, kube).admit(kube.add_request("a", path_spec("a")))
+    standby.loop.resync()  # even if asked directly, it does not create Jobs
+    assert kube.created == []
+    assert standby.health()["leader"] is False

@@ -86,6 +86,29 @@ def test_directory_only_pattern_does_not_ignore_a_file_of_that_name(tmp_path: Pa
     assert files == [".gitignore", "lib/cache"]
 
 
+def test_codebaseignore_adds_rules_at_every_level_and_wins_over_the_gitignore_beside_it(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, ".gitignore", "*.gen.py\n")
+    write(tmp_path, ".codebaseignore", "fixtures/\n!keep.gen.py\n")
+    write(tmp_path, "keep.gen.py")
+    write(tmp_path, "drop.gen.py")
+    write(tmp_path, "fixtures/big.py")
+    write(tmp_path, "pkg/.codebaseignore", "local_only.py\n")
+    write(tmp_path, "pkg/local_only.py")
+    write(tmp_path, "pkg/mod.py")
+    write(tmp_path, "local_only.py")
+    files, _ = walk(tmp_path)
+    assert files == [
+        ".codebaseignore",
+        ".gitignore",
+        "keep.gen.py",
+        "local_only.py",
+        "pkg/.codebaseignore",
+        "pkg/mod.py",
+    ]
+
+
 def test_git_info_exclude_is_honoured(tmp_path: Path) -> None:
     write(tmp_path, ".git/info/exclude", "local_notes.md\n")
     write(tmp_path, "local_notes.md", "notes\n")

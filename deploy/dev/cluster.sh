@@ -20,7 +20,7 @@ node_name=kwok-node-0
 service_cidr=10.96.0.0/16
 components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 # Kept in step with kube-controller-manager's own names (1.33).
-controllers=job-controller,garbage-collector-controller,ttl-after-finished-controller,namespace-controller,serviceaccount-controller
+controllers=job-controller,garbage-collector-controller,ttl-after-finished-controller,namespace-controller,serviceaccount-controller,resourcequota-controller
 
 log() { echo "[cluster.sh $(date +%H:%M:%S)] $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -208,6 +208,9 @@ EOF
   # TaintNodesByCondition off: it taints new nodes not-ready, and the taint is
   # lifted by the node lifecycle controller, which we do not run (it would also
   # evict pods when kwok's heartbeats lag).
+  # OwnerReferencesPermissionEnforcement on, as on OpenShift and hardened
+  # clusters: setting blockOwnerDeletion needs `update` on the owner's
+  # finalizers subresource, so a missing RBAC rule fails the tests.
   start kube-apiserver "$bin/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$etcd_port" \
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api_port" \
@@ -220,6 +223,7 @@ EOF
     --service-account-signing-key-file="$state/pki/sa.key" \
     --authorization-mode=RBAC \
     --disable-admission-plugins=ServiceAccount,TaintNodesByCondition \
+    --enable-admission-plugins=OwnerReferencesPermissionEnforcement \
     --service-cluster-ip-range="$service_cidr" \
     --endpoint-reconciler-type=none \
     --profiling=false

@@ -41,6 +41,11 @@ class DatabaseUnavailable(CodebaseMCPError):
     """PostgreSQL cannot be reached or started."""
 
 
+class SourceUnavailable(CodebaseMCPError):
+    """A repository could not be fetched for a reason that may pass (the network, the server):
+    not the request's fault, so a retry of the job may succeed."""
+
+
 class EmbeddingError(CodebaseMCPError):
     """The embedding backend failed (server unreachable, bad response, wrong dimension)."""
 

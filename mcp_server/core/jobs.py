@@ -25,7 +25,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, case, func, literal, select, text, update
+from sqlalchemy import Select, and_, case, delete, func, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine, RowMapping
 
@@ -416,6 +416,31 @@ class JobStore:
             values["k8s_job_name"] = job_name
         with self._engine.begin() as conn:
             conn.execute(update(indexing_jobs).where(indexing_jobs.c.id == job_id).values(**values))
+
+    def active(self, *, project_id: str, repo_path: str | None = None) -> builtins.list[Job]:
+        """The pending and running jobs of a project (of one repository when given)."""
+        query = select(indexing_jobs).where(
+            indexing_jobs.c.project_id == project_id,
+            indexing_jobs.c.status.in_([s.value for s in ACTIVE_STATUSES]),
+        )
+        if repo_path is not None:
+            query = query.where(indexing_jobs.c.repo_path == repo_path)
+        with self._engine.connect() as conn:
+            rows = conn.execute(query.order_by(indexing_jobs.c.created_at)).mappings()
+            return [Job.from_row(r) for r in rows]
+
+    def prune(self, *, older_than_days: int, keep: int, project_id: str | None = None) -> int:
+        """Delete finished jobs older than `older_than_days`, and all but the newest `keep` finished
+        ones (of one project when given); pending and running jobs are never touched."""
+        finished = indexing_jobs.c.status.in_([s.value for s in TERMINAL_STATUSES])
+        scope = [finished] if project_id is None else [finished, indexing_jobs.c.project_id == project_id]
+        newest = (
+            select(indexing_jobs.c.id).where(*scope).order_by(indexing_jobs.c.created_at.desc()).limit(keep)
+        )
+        old = indexing_jobs.c.completed_at < func.now() - func.make_interval(0, 0, 0, older_than_days)
+        stmt = delete(indexing_jobs).where(*scope, or_(old, indexing_jobs.c.id.not_in(newest)))
+        with self._engine.begin() as conn:
+            return int(conn.execute(stmt).rowcount or 0)
 
     def stale_running(self, *, older_than_seconds: int) -> builtins.list[Job]:
         """Running jobs whose heartbeat is older than the threshold (their supervisor is gone)."""

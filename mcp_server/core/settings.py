@@ -8,7 +8,10 @@ Each field names its environment variable explicitly (`validation_alias`), so a 
 names the variable a person has to fix, and `load_settings()` turns pydantic's errors into one
 ConfigurationError listing all of them. The field docstrings are the documentation: `.env.example`,
 the README's configuration table and the chart's ConfigMap are generated from this module by
-`scripts/generate_settings_docs` (a test fails when they drift).
+`scripts/generate_settings_docs.py` (a test fails when they drift).
+
+Why one module of this size: it is the single declaration of every variable, and splitting it per
+group would scatter what a person reads as one reference.
 """
 
 from __future__ import annotations
@@ -108,12 +111,28 @@ class JobSettings(_Group):
     allowed_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, validation_alias="CODEBASE_ALLOWED_ROOTS"
     )
-    """Directories (separated by ':' or ','); when set, repositories outside them are refused."""
+    """Directories (separated by ':' or ','); when set, repositories outside them are refused. Unset:
+    /, system directories and $HOME itself are refused."""
 
     heartbeat_timeout_seconds: int = Field(
         default=60, ge=5, le=3600, validation_alias="CODEBASE_HEARTBEAT_TIMEOUT_SECONDS"
     )
     """A running local job whose supervisor has not written a heartbeat for this long is marked failed."""
+
+    history_days: int = Field(default=30, ge=1, le=3650, validation_alias="CODEBASE_JOB_HISTORY_DAYS")
+    """Finished jobs older than this many days are deleted (the index they built stays)."""
+
+    history_max: int = Field(default=1000, ge=10, le=1_000_000, validation_alias="CODEBASE_JOB_HISTORY_MAX")
+    """At most this many finished jobs are kept; older ones are deleted first."""
+
+    watch: bool = Field(default=False, validation_alias="CODEBASE_WATCH")
+    """`serve` keeps every local repository it has indexed fresh by following file-system events
+    (like `serve --watch`)."""
+
+    watch_check_seconds: float = Field(
+        default=300.0, ge=1, le=24 * 3600, validation_alias="CODEBASE_WATCH_CHECK_SECONDS"
+    )
+    """A watched repository is also checked whole this often, in case events were lost."""
 
     @field_validator("allowed_roots", mode="before")
     @classmethod
@@ -156,6 +175,23 @@ class IndexingSettings(_Group):
         if isinstance(value, str):
             return [line.strip() for line in value.split(",") if line.strip()]
         return value
+
+    index_secrets_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, validation_alias="CODEBASE_INDEX_SECRETS_ROOTS"
+    )
+    """Repositories under these directories (':' or ','-separated) are indexed without the secret
+    filter (secret files by name and content, token redaction); the opt-in is the user's setting,
+    never a repository file."""
+
+    @field_validator("index_secrets_roots", mode="before")
+    @classmethod
+    def _split_secret_roots(cls, value: object) -> object:
+        return JobSettings._split_roots(value)
+
+    @field_validator("index_secrets_roots")
+    @classmethod
+    def _secret_roots_absolute(cls, value: list[Path]) -> list[Path]:
+        return JobSettings._roots_absolute(value)
 
     chunk_pack_lines: int = Field(default=40, ge=0, le=80, validation_alias="CODEBASE_CHUNK_PACK_LINES")
     """Neighbouring small definitions are packed into chunks of up to this many lines (0: never pack)."""
@@ -242,7 +278,38 @@ class HttpSettings(_Group):
     """Port of the HTTP transport."""
 
     auth_token: SecretStr | None = Field(default=None, validation_alias="CODEBASE_MCP_AUTH_TOKEN")
-    """Shared bearer token required from HTTP clients (Authorization: Bearer <token>)."""
+    """Shared bearer token required from HTTP clients (Authorization: Bearer <token>); at least 32
+    bytes off loopback."""
+
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="CODEBASE_MCP_ALLOWED_HOSTS"
+    )
+    """Host names besides loopback (','-separated; `*.example.com` patterns work) the HTTP transport
+    answers to, e.g. the Service name behind a proxy; anything else gets 421 (DNS-rebinding
+    protection)."""
+
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="CODEBASE_MCP_ALLOWED_ORIGINS"
+    )
+    """Browser origins besides loopback ones (','-separated) allowed to call the HTTP transport;
+    others get 403."""
+
+    max_sessions_per_client: int = Field(
+        default=32, ge=1, le=10_000, validation_alias="CODEBASE_MCP_MAX_SESSIONS_PER_CLIENT"
+    )
+    """Open HTTP sessions per client address; one more closes that client's least recently used."""
+
+    session_idle_seconds: float = Field(
+        default=900.0, ge=1, le=24 * 3600, validation_alias="CODEBASE_MCP_SESSION_IDLE_SECONDS"
+    )
+    """An HTTP session with no request for this long is closed."""
+
+    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    @classmethod
+    def _split_names(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
 
 class KubernetesSettings(_Group):
@@ -339,6 +406,21 @@ class KubernetesSettings(_Group):
         json_schema_extra=_chart(".Values.indexer.tolerations | toJson | quote"),
     )
     """Tolerations of indexer pods, as a JSON list."""
+
+    indexer_pod_security_context: dict[str, Any] = Field(
+        default_factory=lambda: {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "runAsGroup": 10001,
+            "fsGroup": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        validation_alias="INDEXER_POD_SECURITY_CONTEXT",
+        json_schema_extra=_chart(".Values.podSecurityContext | toJson | quote"),
+    )
+    """The indexer pods' securityContext, as JSON (the chart's podSecurityContext; on OpenShift leave the
+    user and group ids out so the namespace's assigned range applies). runAsNonRoot is always set.
+    """
 
     indexer_env_secret_name: str | None = Field(
         default=None,
@@ -444,6 +526,23 @@ class OperatorSettings(_Group):
     )
     """How often the operator re-lists IndexingRequests, Jobs and pods and converges, whatever the watches
     said.
+    """
+
+    leader_election: bool = Field(default=True, validation_alias="OPERATOR_LEADER_ELECTION")
+    """Only the replica holding the Lease OPERATOR_LEASE_NAME acts; the others stand by (false: every replica
+    acts, safe only with exactly one).
+    """
+
+    lease_name: str = Field(
+        default="codebase-mcp-operator",
+        pattern=r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$",
+        validation_alias="OPERATOR_LEASE_NAME",
+    )
+    """The coordination.k8s.io Lease the operator replicas elect their leader with (watched namespace)."""
+
+    lease_seconds: float = Field(default=15.0, ge=2, le=600, validation_alias="OPERATOR_LEASE_SECONDS")
+    """A leader that has not renewed the Lease for this long is replaced; it stops acting after two thirds
+    of it.
     """
 
 

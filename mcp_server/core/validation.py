@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+from mcp_server.core import path_policy
 from mcp_server.core.errors import InvalidInput, InvalidProjectId, InvalidRepositoryPath
 
 # Like a Kubernetes DNS label: it is also used in object names and labels.
@@ -92,6 +93,8 @@ def validate_repo_path(raw: str, *, allowed_roots: Sequence[Path] = ()) -> Path:
     if not os.access(path, os.R_OK | os.X_OK):
         raise InvalidRepositoryPath(f"repo_path {normalised!r} is not readable")
     resolved = path.resolve()
+    if not allowed_roots:
+        path_policy.check_default_policy(resolved, normalised)
     if allowed_roots and not any(_is_within(resolved, root) for root in allowed_roots):
         roots = ", ".join(str(r) for r in allowed_roots)
         raise InvalidRepositoryPath(
@@ -113,9 +116,26 @@ GIT_URL_RE = re.compile(r"^(https://|http://|ssh://|git@|file://)[^\s]+$")
 GIT_REF_RE = re.compile(r"^[A-Za-z0-9._/@-]{1,200}$")
 
 
+# The userinfo of a URL ("user:password@" or "token@") right after the scheme.
+_USERINFO_RE = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<userinfo>[^/@?#]*)@", re.IGNORECASE)
+
+
+def redact_userinfo(url: str) -> str:
+    """`url` with any user and password replaced by `***`, for logs and messages."""
+    return _USERINFO_RE.sub(lambda m: f"{m.group('scheme')}***@", url)
+
+
 def validate_git_source(url: str, ref: str | None) -> tuple[str, str | None]:
     if not isinstance(url, str) or not GIT_URL_RE.fullmatch(url) or len(url) > 2048:
         raise InvalidInput("source.git.url must be an https://, ssh://, git@ or file:// URL without spaces")
+    userinfo = _USERINFO_RE.match(url)
+    if userinfo is not None and (":" in userinfo.group("userinfo") or not url.lower().startswith("ssh://")):
+        # A token or password in the URL ends up in the spec, the job row and every log line that
+        # names the source; only an ssh user name (ssh://git@host/...) is allowed.
+        raise InvalidInput(
+            f"source.git.url {redact_userinfo(url)!r} carries credentials; put them in a Secret "
+            "and name it in source.git.secretRef"
+        )
     if ref is not None and (not GIT_REF_RE.fullmatch(ref) or ".." in ref or ref.startswith("-")):
         raise InvalidInput(f"source.git.ref {ref!r} is not a valid branch, tag or commit name")
     return url, ref

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -18,6 +19,7 @@ from rich.table import Table
 
 from mcp_server.core.errors import CodebaseMCPError, InvalidInput, InvalidTransition
 from mcp_server.core.settings import (
+    DEFAULT_PROJECT_ID,
     DatabaseSettings,
     EmbeddingSettings,
     HttpSettings,
@@ -52,7 +54,126 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     # graceful shutdown) must end the process normally, so exit hooks run: the embedded database
     # stops when its last user is gone.
     signal.signal(signal.SIGTERM, _exit_normally)
+    if args.watch:
+        settings = settings.replace(jobs={"watch": True})
     run_server(settings, transport=args.transport, host=args.host, port=args.port)
+    return 0
+
+
+def _print_plan(plan: dict[str, Any]) -> None:
+    console.print(
+        f"[bold]{plan['repository']}[/bold]: {plan['files_to_index']} files to index "
+        f"({plan['bytes'] / 1e6:.1f} MB, about {plan['estimated_chunks']} chunks), "
+        f"about {plan['estimated_seconds']:.0f} s with the {plan['embedding_backend']} embedder"
+        + (f", about {plan['estimated_tokens']} tokens to embed" if "estimated_tokens" in plan else "")
+    )
+    languages = ", ".join(f"{name} {count}" for name, count in plan["by_language"].items())
+    console.print(f"  languages    {languages or '-'}")
+    skipped = ", ".join(f"{count} {reason}" for reason, count in plan["skipped"].items())
+    console.print(f"  skipped      {skipped or 'nothing'}; {plan['ignored_paths']} ignored paths")
+    largest = ", ".join(
+        f"{d['directory']} {d['bytes'] / 1e6:.1f} MB" for d in plan["largest_directories"][:5]
+    )
+    console.print(f"  largest      {largest or '-'}")
+
+
+def cmd_repos(settings: Settings, args: argparse.Namespace) -> int:
+    listed = _service(settings).list_repositories(args.project)
+    if args.json:
+        print(json.dumps(listed))
+        return 0
+    table = Table("project", "repository", "files", "chunks", "last synced", "model")
+    for repo in listed["repositories"]:
+        table.add_row(
+            repo["project_id"],
+            repo["repository"],
+            str(repo["files"]),
+            str(repo["chunks"]),
+            repo["last_synced_at"] or "-",
+            repo["embedding_model"],
+        )
+    console.print(table)
+    return 0
+
+
+def _confirmed(question: str, yes: bool) -> bool:
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        err_console.print(f"[red]refused:[/] {question} Pass --yes to confirm without a terminal.")
+        return False
+    return console.input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+def cmd_repos_rm(settings: Settings, args: argparse.Namespace) -> int:
+    svc = _service(settings)
+    if not _confirmed(f"Delete {args.path} and its index in project {args.project or 'default'}?", args.yes):
+        return EXIT_USAGE
+    svc.delete_repository(args.path, args.project)
+    console.print(f"deleted {args.path}")
+    return 0
+
+
+def cmd_projects_rm(settings: Settings, args: argparse.Namespace) -> int:
+    svc = _service(settings)
+    if not _confirmed(f"Delete project {args.project}, all its repositories and job history?", args.yes):
+        return EXIT_USAGE
+    done = svc.delete_project(args.project)
+    console.print(f"deleted project {args.project} ({done['jobs_deleted']} finished jobs)")
+    return 0
+
+
+def cmd_du(settings: Settings, args: argparse.Namespace) -> int:
+    usage = _service(settings).disk_usage()
+    if args.json:
+        print(json.dumps(usage))
+        return 0
+    table = Table("project", "repositories", "files", "chunks", "chunk data")
+    for row in usage["projects"]:
+        table.add_row(
+            row["project_id"],
+            str(row["repositories"]),
+            str(row["files"]),
+            str(row["chunks"]),
+            f"{int(row['chunk_bytes']) / 1e6:.1f} MB",
+        )
+    console.print(table)
+    return 0
+
+
+def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
+    """Index a repository, then keep it fresh until Ctrl-C: each burst of edits is one sync."""
+    import threading
+
+    from mcp_server.core.validation import validate_project_id, validate_repo_path
+    from mcp_server.indexer.pipeline import RunCounters
+    from mcp_server.runners.watch import RepositoryWatcher, WatchState
+
+    root = validate_repo_path(os.path.abspath(args.path), allowed_roots=settings.jobs.allowed_roots)
+    project = validate_project_id(args.project, default=DEFAULT_PROJECT_ID)
+    svc = _service(settings)
+
+    def report(state: WatchState, counters: RunCounters) -> None:
+        console.print(
+            f"[dim]{state.last_sync_at:%H:%M:%S}[/dim] synced in {state.last_sync_seconds:.2f} s: "
+            f"{counters.files_changed} new or changed, {counters.files_removed} removed, "
+            f"{counters.files_indexed} files in the index"
+        )
+
+    watcher = RepositoryWatcher(
+        settings=settings,
+        engine=svc.engine,
+        embedder=svc.embedder,
+        root=root,
+        project_id=project,
+        check_seconds=settings.jobs.watch_check_seconds,
+        on_sync=report,
+    )
+    console.print(f"watching {root} (project {project}); Ctrl-C stops")
+    try:
+        watcher.run(threading.Event())
+    except KeyboardInterrupt:
+        console.print("stopped watching; the index stays as last synced")
     return 0
 
 
@@ -62,6 +183,13 @@ def _exit_normally(signum: int, frame: object) -> None:
 
 def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
     svc = _service(settings)
+    if args.dry_run:
+        plan = svc.plan_indexing(args.path)
+        if args.json:
+            print(json.dumps(plan))
+        else:
+            _print_plan(plan)
+        return 0
     started = svc.start_indexing(args.path, args.project, args.force)
     if args.json and not args.wait:
         print(json.dumps(started))
@@ -220,7 +348,7 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_navigate(settings: Settings, args: argparse.Namespace) -> int:
-    """find_definition, find_references, get_file_outline, read_code, list_repositories as JSON."""
+    """find_definition, find_references, get_file_outline, read_code as JSON."""
     svc = _service(settings)
     if args.command == "definition":
         result = svc.find_definition(args.symbol, args.project, args.repository, args.language, args.limit)
@@ -228,10 +356,8 @@ def cmd_navigate(settings: Settings, args: argparse.Namespace) -> int:
         result = svc.find_references(args.symbol, args.project, args.repository, args.language, args.limit)
     elif args.command == "outline":
         result = svc.get_file_outline(args.file_path, args.repository, args.project)
-    elif args.command == "read":
-        result = svc.read_code(args.file_path, args.start_line, args.end_line, args.repository, args.project)
     else:
-        result = svc.list_repositories(args.project)
+        result = svc.read_code(args.file_path, args.start_line, args.end_line, args.repository, args.project)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -252,8 +378,10 @@ def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_indexer(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from mcp_server.core.validation import validate_job_id
-    from mcp_server.indexer.entrypoint import DEFAULT_TERMINATION_LOG, run_job
+    from mcp_server.indexer.entrypoint import DEFAULT_TERMINATION_LOG, clone_source, run_job
 
     termination_log = args.termination_log
     if termination_log is None:
@@ -263,7 +391,16 @@ def cmd_indexer(settings: Settings, args: argparse.Namespace) -> int:
         termination_log = (
             DEFAULT_TERMINATION_LOG if parent_ok and os.path.exists(DEFAULT_TERMINATION_LOG) else None
         )
-    return run_job(settings, validate_job_id(args.job_id), termination_log=termination_log)
+    if args.indexer_command == "clone":
+        return clone_source(
+            args.url,
+            args.ref,
+            Path(args.into),
+            credentials=Path(args.credentials) if args.credentials else None,
+            termination_log=termination_log,
+        )
+    checkout = Path(args.checkout) if args.checkout else None
+    return run_job(settings, validate_job_id(args.job_id), termination_log=termination_log, checkout=checkout)
 
 
 def cmd_operator(settings: Settings, args: argparse.Namespace) -> int:
@@ -282,6 +419,7 @@ def cmd_operator(settings: Settings, args: argparse.Namespace) -> int:
 FRONTEND_GROUPS = (
     DatabaseSettings,
     JobSettings,
+    IndexingSettings,  # watch mode indexes in the server's own process
     EmbeddingSettings,
     HttpSettings,
     KubernetesSettings,
@@ -313,13 +451,44 @@ def build_parser() -> argparse.ArgumentParser:
         "--host", default=None, help="HTTP bind address (default CODEBASE_MCP_HTTP_HOST, 127.0.0.1)"
     )
     p.add_argument("--port", type=int, default=None, help="HTTP port (default CODEBASE_MCP_HTTP_PORT, 8000)")
+    p.add_argument(
+        "--watch", action="store_true", help="keep every indexed repository fresh (like CODEBASE_WATCH=true)"
+    )
     p.set_defaults(func=cmd_serve, groups=FRONTEND_GROUPS)
+
+    p = sub.add_parser("repos", help="list indexed repositories with counts and last sync; `repos rm`")
+    p.add_argument("--project", default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_repos, groups=FRONTEND_GROUPS)
+    repos_sub = p.add_subparsers(dest="repos_command")
+    rm = repos_sub.add_parser("rm", help="delete an indexed repository and its data")
+    rm.add_argument("path", help="the repository as `repos` shows it")
+    rm.add_argument("--project", default=None)
+    rm.add_argument("--yes", action="store_true", help="do not ask")
+    rm.set_defaults(func=cmd_repos_rm, groups=FRONTEND_GROUPS)
+
+    p = sub.add_parser("projects", help="`projects rm P`: delete a project and all its data")
+    projects_sub = p.add_subparsers(dest="projects_command", required=True)
+    rm = projects_sub.add_parser("rm", help="delete a project: its repositories, data and job history")
+    rm.add_argument("project")
+    rm.add_argument("--yes", action="store_true", help="do not ask")
+    rm.set_defaults(func=cmd_projects_rm, groups=FRONTEND_GROUPS)
+
+    p = sub.add_parser("du", help="space used per project")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_du, groups=FRONTEND_GROUPS)
+
+    p = sub.add_parser("watch", help="index a repository, then follow its edits until Ctrl-C")
+    p.add_argument("path")
+    p.add_argument("--project", default=None)
+    p.set_defaults(func=cmd_watch, groups=FRONTEND_GROUPS)
 
     p = sub.add_parser("index", help="index a repository (like the start_indexing_background tool)")
     p.add_argument("path", help="absolute path of the repository")
     p.add_argument("--project", default=None, help="project id (default 'default')")
     p.add_argument("--force", action="store_true", help="re-embed every file")
     p.add_argument("--wait", action="store_true", help="show progress and wait; exit 1 if the job fails")
+    p.add_argument("--dry-run", action="store_true", help="start nothing; say what a run would index")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_index, groups=FRONTEND_GROUPS)
 
@@ -371,12 +540,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file_path")
     p.add_argument("start_line", type=int)
     p.add_argument("end_line", type=int)
-    sub.add_parser("repos", help="the repositories of a project (like list_repositories)")
-    for name in ("definition", "references", "outline", "read", "repos"):
+    for name in ("definition", "references", "outline", "read"):
         p = sub.choices[name]
         p.add_argument("--project", default=None)
-        if name != "repos":
-            p.add_argument("--repository", default=None, help="only this repository (name or root path)")
+        p.add_argument("--repository", default=None, help="only this repository (name or root path)")
         p.set_defaults(func=cmd_navigate, groups=FRONTEND_GROUPS)
 
     p = sub.add_parser("db", help="database migrations")
@@ -393,6 +560,15 @@ def build_parser() -> argparse.ArgumentParser:
     run = idx_sub.add_parser("run", help="run one indexing job")
     run.add_argument("--job-id", required=True)
     run.add_argument("--termination-log", default=None, help="file for the failure reason")
+    run.add_argument("--checkout", default=None, help="a git source already cloned by `indexer clone --into`")
+    clone = idx_sub.add_parser("clone", help="clone a git source (the Job's init container)")
+    clone.add_argument("--url", required=True)
+    clone.add_argument("--ref", default=None)
+    clone.add_argument("--into", required=True, help="directory; the checkout goes to INTO/checkout")
+    clone.add_argument(
+        "--credentials", default=None, help="a mounted Secret: token, or ssh-privatekey and known_hosts"
+    )
+    clone.add_argument("--termination-log", default=None, help="file for the failure reason")
     p.set_defaults(func=cmd_indexer, groups=INDEXER_GROUPS)
 
     p = sub.add_parser("operator", help="run the Kubernetes operator (kopf)")

@@ -13,16 +13,19 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
+import fastmcp
 from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
 from fastmcp.server.auth import AccessToken, TokenVerifier
 from pydantic import Field
 from sqlalchemy.exc import InterfaceError, OperationalError
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from mcp_server.core.errors import CodebaseMCPError, ConfigurationError
 from mcp_server.core.settings import Settings
+from mcp_server.frontends.http_guard import MIN_REMOTE_TOKEN_BYTES, HttpGuard
 from mcp_server.frontends.operations import CodebaseService
 from mcp_server.index.search import DEFAULT_CONTEXT_LINES, DEFAULT_MAX_CHARS
 
@@ -91,12 +94,21 @@ def build_server(
         force_reindex: Annotated[
             bool, Field(description="Re-read and re-embed every file instead of skipping unchanged ones.")
         ] = False,
+        dry_run: Annotated[
+            bool,
+            Field(
+                description="Start nothing: answer what a run would index (files by language, skips by "
+                "reason, largest directories, bytes, estimated time)."
+            ),
+        ] = False,
     ) -> dict[str, Any]:
         """Start indexing a repository in the background and return its job_id at once.
 
         Poll get_indexing_status(job_id) for progress. If the repository is already being indexed
         in that project, the running job's id is returned instead of starting a second one.
         The previous index stays searchable until the new one is complete."""
+        if dry_run:
+            return await _call(svc.plan_indexing, repo_path)
         return await _call(svc.start_indexing, repo_path, project_id, force_reindex)
 
     @mcp.tool
@@ -176,13 +188,6 @@ def build_server(
         )
 
     @mcp.tool
-    async def list_repositories(
-        project_id: Annotated[str | None, Field(description=_PROJECT)] = None,
-    ) -> dict[str, Any]:
-        """List the repositories of a project: name, root path, whether indexed, files."""
-        return await _call(svc.list_repositories, project_id)
-
-    @mcp.tool
     async def find_definition(
         symbol: Annotated[str, Field(description=_SYMBOL)],
         project_id: Annotated[str | None, Field(description=_PROJECT)] = None,
@@ -241,6 +246,25 @@ def build_server(
         return await _call(svc.list_jobs, status, project_id, limit)
 
     @mcp.tool
+    async def list_repositories(
+        project_id: Annotated[
+            str | None, Field(description="Only repositories of this project (default: all projects).")
+        ] = None,
+    ) -> dict[str, Any]:
+        """List indexed repositories: file and chunk counts, when each was last synced, whether
+        it is watched and has edits not yet indexed, and the embedding model."""
+        return await _call(svc.list_repositories, project_id)
+
+    @mcp.tool
+    async def delete_repository(
+        repo_path: Annotated[str, Field(description="The repository as list_repositories shows it.")],
+        project_id: Annotated[str | None, Field(description="Its project; default 'default'.")] = None,
+    ) -> dict[str, Any]:
+        """Delete an indexed repository and everything indexed from it (refused while a job indexes
+        it). The files on disk are not touched."""
+        return await _call(svc.delete_repository, repo_path, project_id)
+
+    @mcp.tool
     async def cancel_indexing_job(
         job_id: Annotated[str, Field(description="The job to cancel.")],
     ) -> dict[str, Any]:
@@ -264,6 +288,18 @@ def run_server(settings: Settings, *, transport: str, host: str | None, port: in
     service = CodebaseService(settings)
     # Fail fast on a bad database or configuration, and repair what a crash left behind.
     service.reconcile()
+    if not settings.jobs.allowed_roots:
+        log.warning(
+            "CODEBASE_ALLOWED_ROOTS is not set: any directory this user can read may be indexed "
+            "(except /, system directories and the home directory itself); set it to the directories "
+            "that hold your repositories"
+        )
+    if settings.jobs.watch:
+        from mcp_server.runners.watch import WatchAll
+
+        WatchAll(
+            settings=settings, engine=service.engine, embedder=service.embedder, rescan_seconds=5.0
+        ).start()
     if transport == "stdio":
         build_server(settings, service).run(transport="stdio", show_banner=False)
         return
@@ -274,6 +310,22 @@ def run_server(settings: Settings, *, transport: str, host: str | None, port: in
             f"refusing to serve HTTP on {bind_host} without authentication: set CODEBASE_MCP_AUTH_TOKEN "
             "(clients then send 'Authorization: Bearer <token>'), or bind to 127.0.0.1"
         )
+    if bind_host not in LOOPBACK_HOSTS and token and len(token.encode()) < MIN_REMOTE_TOKEN_BYTES:
+        raise ConfigurationError(
+            f"refusing to serve HTTP on {bind_host} with a {len(token.encode())}-byte "
+            f"CODEBASE_MCP_AUTH_TOKEN: off loopback it must be at least {MIN_REMOTE_TOKEN_BYTES} bytes "
+            "(for example the output of `openssl rand -hex 32`)"
+        )
     server = build_server(settings, service, auth_token=token)
+    guard = Middleware(
+        HttpGuard,
+        allowed_hosts=settings.http.allowed_hosts,
+        allowed_origins=settings.http.allowed_origins,
+        token=token,
+        max_sessions_per_client=settings.http.max_sessions_per_client,
+        session_idle_seconds=settings.http.session_idle_seconds,
+    )
+    # The SDK's own idle timeout ends the session; the guard forgets it after the same time.
+    fastmcp.settings.http_session_idle_timeout = settings.http.session_idle_seconds
     kwargs: dict[str, Any] = {"host": bind_host, "port": port or settings.http.port, "show_banner": False}
-    server.run(transport="http", **kwargs)
+    server.run(transport="http", middleware=[guard], **kwargs)

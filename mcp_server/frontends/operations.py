@@ -6,6 +6,7 @@ CodebaseMCPError with a message written for a person, which each front end repor
 
 from __future__ import annotations
 
+import posixpath
 import uuid
 from datetime import datetime
 from functools import cached_property
@@ -20,11 +21,11 @@ from mcp_server.core.settings import DEFAULT_PROJECT_ID, Settings
 from mcp_server.core.validation import validate_job_id, validate_project_id, validate_repo_path
 from mcp_server.db.database import get_engine
 from mcp_server.embeddings.base import Embedder
-from mcp_server.index import repositories
 from mcp_server.index.navigation import Navigator
 from mcp_server.index.search import DEFAULT_CONTEXT_LINES, DEFAULT_MAX_CHARS, Searcher
 from mcp_server.index.store import IndexStore
 from mcp_server.runners import Launcher, create_launcher
+from mcp_server.runners.watch import watch_state
 
 MAX_LIST_LIMIT = 200
 
@@ -53,6 +54,16 @@ def job_to_dict(job: Job) -> dict[str, Any]:
         "percent": job.percent,
         "eta_seconds": job.eta_seconds,
         "force_reindex": job.force_reindex,
+    }
+
+
+def _freshness(project_id: str, root: str, last_synced_at: object) -> dict[str, Any]:
+    """When a repository's index was last published, and whether a watcher in this process knows
+    of edits not yet in it (None: nobody here watches it, so nobody knows)."""
+    state = watch_state(project_id, root)
+    return {
+        "last_synced_at": _iso(last_synced_at) if isinstance(last_synced_at, datetime) else None,
+        "changes_pending": state.changes_pending if state is not None else None,
     }
 
 
@@ -128,10 +139,48 @@ class CodebaseService:
             ),
         }
 
+    def plan_indexing(self, repo_path: str) -> dict[str, Any]:
+        """A dry run: what indexing `repo_path` would do; nothing is started or written."""
+        from mcp_server.indexer import secrets
+        from mcp_server.indexer.dry_run import plan_index
+
+        root = validate_repo_path(repo_path, allowed_roots=self.settings.jobs.allowed_roots)
+        return plan_index(
+            root,
+            max_file_bytes=self.settings.indexing.max_file_bytes,
+            extra_ignores=self.settings.indexing.extra_ignores,
+            embedding_backend=self.settings.embedding.backend,
+            scan_secrets=secrets.filter_applies(str(root), self.settings.indexing.index_secrets_roots),
+        )
+
     def get_status(self, job_id: str, project_id: str | None = None) -> dict[str, Any]:
         job_uuid = validate_job_id(job_id)
         project = validate_project_id(project_id) if project_id is not None else None
-        return job_to_dict(self.jobs.get(job_uuid, project_id=project))
+        job = self.jobs.get(job_uuid, project_id=project)
+        synced = IndexStore(self.engine).last_synced(project_id=job.project_id, root_paths=[job.repo_path])
+        return {**job_to_dict(job), **_freshness(job.project_id, job.repo_path, synced.get(job.repo_path))}
+
+    def list_repositories(self, project_id: str | None = None) -> dict[str, Any]:
+        """What is indexed: counts, last sync, watch state and embedding model per repository."""
+        project = validate_project_id(project_id) if project_id is not None else None
+        listed = []
+        for row in IndexStore(self.engine).repositories(project_id=project):
+            root, project_of = str(row["root_path"]), str(row["project_id"])
+            state = watch_state(project_of, root)
+            listed.append(
+                {
+                    "project_id": project_of,
+                    "name": posixpath.basename(root.rstrip("/")) or root,
+                    "repository": root,
+                    "files": row["files"],
+                    "chunks": row["chunks"],
+                    "embedding_model": row["embedding_model"],
+                    **_freshness(project_of, root, row["last_indexed_at"]),
+                    "watched": state is not None,
+                    "watch_error": state.last_error if state is not None else None,
+                }
+            )
+        return {"repositories": listed, "count": len(listed)}
 
     def list_jobs(
         self, status: str | None = None, project_id: str | None = None, limit: int = 20
@@ -194,8 +243,14 @@ class CodebaseService:
             context_lines=context_lines,
             max_chars=max_chars,
         )
+        synced = IndexStore(self.engine).last_synced(
+            project_id=project, root_paths=sorted({r.repository for r in response.results})
+        )
         return {
-            "results": [r.to_dict() for r in response.results],
+            "results": [
+                {**r.to_dict(), **_freshness(project, r.repository, synced.get(r.repository))}
+                for r in response.results
+            ],
             "total_count": response.total_count,
             "project_id": response.project_id,
             "mode": response.mode,
@@ -204,18 +259,43 @@ class CodebaseService:
             **({"note": response.note} if response.note else {}),
         }
 
+    # --- housekeeping ---------------------------------------------------------------------------
+
+    def delete_repository(self, repo_path: str, project_id: str | None = None) -> dict[str, Any]:
+        """Remove an indexed repository and its data; refused while a job indexes it."""
+        project = validate_project_id(project_id, default=DEFAULT_PROJECT_ID)
+        if not isinstance(repo_path, str) or not repo_path or len(repo_path) > 4096:
+            raise InvalidInput("repo_path must be the repository as list_repositories shows it")
+        busy = self.jobs.active(project_id=project, repo_path=repo_path)
+        if busy:
+            raise InvalidInput(f"job {busy[0].id} is indexing {repo_path}; cancel it first, then delete")
+        if not IndexStore(self.engine).delete_repository(project_id=project, root_path=repo_path):
+            raise InvalidInput(
+                f"no indexed repository {repo_path!r} in project {project!r} (list_repositories shows them)"
+            )
+        return {"deleted": True, "repository": repo_path, "project_id": project}
+
+    def delete_project(self, project_id: str) -> dict[str, Any]:
+        """Remove a project: every repository, its rows and its job history; refused while busy."""
+        project = validate_project_id(project_id)
+        busy = self.jobs.active(project_id=project)
+        if busy:
+            raise InvalidInput(f"job {busy[0].id} is running in project {project!r}; cancel it first")
+        existed = IndexStore(self.engine).delete_project(project_id=project)
+        pruned = self.jobs.prune(older_than_days=0, keep=0, project_id=project)
+        if not existed and not pruned:
+            raise InvalidInput(f"no project {project!r}")
+        return {"deleted": True, "project_id": project, "jobs_deleted": pruned}
+
+    def disk_usage(self) -> dict[str, Any]:
+        projects = IndexStore(self.engine).disk_usage()
+        return {"projects": projects, "count": len(projects)}
+
     # --- navigation -----------------------------------------------------------------------------
 
     @cached_property
     def navigator(self) -> Navigator:
         return Navigator(self.engine)
-
-    def list_repositories(self, project_id: str | None = None) -> dict[str, Any]:
-        project = validate_project_id(project_id, default=DEFAULT_PROJECT_ID)
-        with self.engine.connect() as conn:
-            repos = repositories.project_repositories(conn, project)
-            counts = repositories.file_counts(conn, repos)
-        return {"project_id": project, "repositories": [repositories.describe(r, counts) for r in repos]}
 
     def find_definition(
         self,
@@ -263,6 +343,8 @@ class CodebaseService:
         )
 
     def reconcile(self) -> None:
-        """Repair what a crash left: dead runners, queued jobs with free slots, dropped vector indexes."""
+        """Repair what a crash left: dead runners, queued jobs with free slots, dropped vector indexes;
+        prune the job history."""
         self.launcher.reconcile()
+        self.jobs.prune(older_than_days=self.settings.jobs.history_days, keep=self.settings.jobs.history_max)
         IndexStore(self.engine).restore_vector_indexes()

@@ -14,10 +14,11 @@ visible and the previous generation stays searchable until the switch.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,6 +165,10 @@ class FileWrite:
     occurrences: list[tuple[str, list[int]]] = field(default_factory=list)  # (identifier, lines)
 
 
+# Class of the advisory locks that serialise runs of one repository (the key is a hash of it).
+_RUN_LOCK_CLASS = 0x72756E  # "run"
+
+
 class IndexStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -265,6 +270,93 @@ class IndexStore:
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:p))"), {"p": "hnsw:" + project_id})
 
     # --- a run ----------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def repository_lock(self, *, project_id: str, root_path: str) -> Iterator[None]:
+        """Hold the run lock of one repository: runs of it, whoever starts them (a job's indexer,
+        a watcher's sync), never interleave. A session lock on a connection of its own, so the
+        run's transactions do not release it; a database restart does (and fails the run)."""
+        key = {"c": _RUN_LOCK_CLASS, "k": f"{project_id}/{root_path}"}
+        with self._engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:c, hashtext(:k))"), key)
+            conn.commit()
+            try:
+                yield
+            finally:
+                with contextlib.suppress(Exception):  # a lost connection holds no lock any more
+                    conn.execute(text("SELECT pg_advisory_unlock(:c, hashtext(:k))"), key)
+                    conn.commit()
+
+    def repositories(self, *, project_id: str | None = None) -> list[dict[str, object]]:
+        """Every repository with a published generation: its counts, last sync and model."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT r.id, r.project_id, r.root_path, r.last_indexed_at, p.embedding_model, "
+                    " (SELECT count(*) FROM files f WHERE f.repository_id = r.id "
+                    "   AND f.gen_from <= r.active_generation AND f.gen_to > r.active_generation) AS files, "
+                    " (SELECT count(*) FROM chunks c WHERE c.repository_id = r.id "
+                    "   AND c.gen_from <= r.active_generation AND c.gen_to > r.active_generation) AS chunks "
+                    "FROM repositories r JOIN projects p ON p.project_id = r.project_id "
+                    "WHERE r.active_generation > 0 AND (CAST(:p AS text) IS NULL OR r.project_id = :p) "
+                    "ORDER BY r.project_id, r.root_path"
+                ),
+                {"p": project_id},
+            ).mappings()
+            return [dict(row) for row in rows]
+
+    def delete_repository(self, *, project_id: str, root_path: str) -> bool:
+        """Remove a repository and all its rows (files and chunks go with it); False if unknown."""
+        with self._engine.begin() as conn:
+            deleted = conn.execute(
+                text("DELETE FROM repositories WHERE project_id = :p AND root_path = :r"),
+                {"p": project_id, "r": root_path},
+            ).rowcount
+        return bool(deleted)
+
+    def delete_project(self, *, project_id: str) -> bool:
+        """Remove a project: its repositories, their rows, its vector index; False if unknown."""
+        with self._engine.begin() as conn:
+            model = conn.execute(
+                text("SELECT embedding_dimension FROM projects WHERE project_id = :p"), {"p": project_id}
+            ).one_or_none()
+            if model is None:
+                return False
+            conn.execute(text("DELETE FROM projects WHERE project_id = :p"), {"p": project_id})
+        self.drop_vector_index(project_id, int(model.embedding_dimension))
+        return True
+
+    def disk_usage(self) -> list[dict[str, object]]:
+        """Per project: repositories, files and chunks (all generations) and their bytes on disk."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT p.project_id, "
+                    " (SELECT count(*) FROM repositories r "
+                    "   WHERE r.project_id = p.project_id) AS repositories, "
+                    " (SELECT count(*) FROM files f JOIN repositories r ON r.id = f.repository_id "
+                    "   WHERE r.project_id = p.project_id) AS files, "
+                    " (SELECT count(*) FROM chunks c WHERE c.project_id = p.project_id) AS chunks, "
+                    " (SELECT coalesce(sum(pg_column_size(c.*)), 0) FROM chunks c "
+                    "   WHERE c.project_id = p.project_id) AS chunk_bytes "
+                    "FROM projects p ORDER BY p.project_id"
+                )
+            ).mappings()
+            return [dict(row) for row in rows]
+
+    def last_synced(self, *, project_id: str, root_paths: Sequence[str]) -> dict[str, object]:
+        """root path -> when its active generation was published, for the given repositories."""
+        if not root_paths:
+            return {}
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT root_path, last_indexed_at FROM repositories "
+                    "WHERE project_id = :p AND root_path = ANY(:roots)"
+                ),
+                {"p": project_id, "roots": list(root_paths)},
+            )
+            return {r.root_path: r.last_indexed_at for r in rows}
 
     def begin_run(self, *, project_id: str, root_path: str) -> RunState:
         with self._engine.begin() as conn:

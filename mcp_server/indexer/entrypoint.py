@@ -12,9 +12,6 @@ runner: the local supervisor and the operator map them to the job's terminal sta
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import subprocess
 import tempfile
 import uuid
 from contextlib import ExitStack
@@ -25,10 +22,11 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from mcp_server.core.errors import CodebaseMCPError, InvalidInput
 from mcp_server.core.jobs import JobPhase, JobStatus, JobStore
 from mcp_server.core.settings import Settings
-from mcp_server.core.validation import validate_git_source, validate_repo_path
+from mcp_server.core.validation import redact_userinfo, validate_git_source, validate_repo_path
 from mcp_server.db.database import get_engine, redact_urls
 from mcp_server.embeddings import create_embedder
 from mcp_server.index.store import IndexStore
+from mcp_server.indexer import git_source, secrets
 from mcp_server.indexer.outcome import IndexerExit
 from mcp_server.indexer.pipeline import IndexRun, RunCancelled, RunCounters
 
@@ -66,23 +64,30 @@ def write_termination_message(path: str | None, message: str) -> None:
         log.warning("could not write the termination message to %s", path)
 
 
-def _clone(url: str, ref: str | None, into: Path) -> Path:
-    if shutil.which("git") is None:
-        raise InvalidInput("source.git needs the `git` executable, which is not installed")
-    target = into / "checkout"
-    command = ["git", "clone", "--quiet", "--depth", "1", "--no-tags"]
-    if ref:
-        command += ["--branch", ref]
-    command += ["--", url, str(target)]
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=1800, env=env, check=False)
-    if proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout).strip().splitlines()
-        raise InvalidInput(f"git clone of {url} failed: {detail[-1] if detail else proc.returncode}")
-    return target
+def _reported(exc: CodebaseMCPError, termination_log: str | None) -> int:
+    """The project's own errors end the run with their message: refused input (a bad path,
+    source or ref) exits INVALID_INPUT, anything else FAILED."""
+    write_termination_message(termination_log, str(exc))
+    return IndexerExit.INVALID_INPUT if isinstance(exc, InvalidInput) else IndexerExit.FAILED
 
 
-def run_job(settings: Settings, job_id: uuid.UUID, *, termination_log: str | None) -> int:
+def clone_source(
+    url: str, ref: str | None, into: Path, *, credentials: Path | None, termination_log: str | None
+) -> int:
+    """`indexer clone`: the Kubernetes Job's init container, the only one that sees the git
+    credentials; the indexer container then indexes the checkout (`indexer run --checkout`)."""
+    try:
+        url, ref = validate_git_source(url, ref)
+        checkout = git_source.clone(url, ref, into, credentials=credentials)
+    except CodebaseMCPError as exc:
+        return _reported(exc, termination_log)
+    log.info("cloned %s into %s", redact_userinfo(url), checkout)
+    return IndexerExit.INDEXED
+
+
+def run_job(
+    settings: Settings, job_id: uuid.UUID, *, termination_log: str | None, checkout: Path | None = None
+) -> int:
     engine = get_engine(settings)
     jobs = JobStore(engine)
     job = jobs.get(job_id)
@@ -107,11 +112,18 @@ def run_job(settings: Settings, job_id: uuid.UUID, *, termination_log: str | Non
 
     with ExitStack() as stack:
         try:
-            if job.source_git_url:
+            if job.source_git_url and checkout is not None:
+                root = checkout / "checkout"  # cloned by the Job's init container
+                if not root.is_dir():
+                    raise InvalidInput(f"--checkout {checkout}: no clone in it (did the clone step run?)")
+                repository_key = job.repo_path
+            elif job.source_git_url:
                 url, ref = validate_git_source(job.source_git_url, job.source_git_ref)
-                jobs.update_progress(job_id, phase=JobPhase.CLONING, message=f"cloning {url}")
+                jobs.update_progress(
+                    job_id, phase=JobPhase.CLONING, message=f"cloning {redact_userinfo(url)}"
+                )
                 tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="codebase-mcp-git-")))
-                root = _clone(url, ref, tmp)
+                root = git_source.clone(url, ref, tmp)
                 repository_key = job.repo_path
             else:
                 root = validate_repo_path(job.repo_path, allowed_roots=settings.jobs.allowed_roots)
@@ -129,17 +141,14 @@ def run_job(settings: Settings, job_id: uuid.UUID, *, termination_log: str | Non
                 pack_lines=settings.indexing.chunk_pack_lines,
                 job_id=job_id,
                 progress=progress,
+                scan_secrets=not _secrets_opted_in(settings, job.repo_path),
             )
             counters = run.run()
         except RunCancelled:
             write_termination_message(termination_log, "the job was cancelled while indexing")
             return IndexerExit.NOT_RUNNABLE
-        except InvalidInput as exc:
-            write_termination_message(termination_log, str(exc))
-            return IndexerExit.INVALID_INPUT
         except CodebaseMCPError as exc:
-            write_termination_message(termination_log, str(exc))
-            return IndexerExit.FAILED
+            return _reported(exc, termination_log)
         except (OperationalError, InterfaceError) as exc:
             log.exception("indexing job %s lost its database", job_id)
             write_termination_message(
@@ -157,8 +166,11 @@ def run_job(settings: Settings, job_id: uuid.UUID, *, termination_log: str | Non
         f"{counters.files_unchanged} unchanged, {counters.files_removed} removed, "
         f"{counters.files_skipped} skipped{_reasons(counters.skipped_reasons)}) "
         f"into {counters.chunks_created} new chunks"
-        + (f"; not read: {_reasons(dict(counters.walk.skipped))[2:]}" if counters.walk.skipped else "")
     )
+    if counters.tokens_redacted:
+        summary += f"; {counters.tokens_redacted} secret tokens redacted in {counters.files_redacted} files"
+    if counters.warnings:
+        summary += "; " + "; ".join(counters.warnings[:10])
     jobs.update_progress(
         job_id,
         phase=JobPhase.DONE,
@@ -171,6 +183,11 @@ def run_job(settings: Settings, job_id: uuid.UUID, *, termination_log: str | Non
     )
     write_termination_message(termination_log, summary)
     return IndexerExit.INDEXED
+
+
+def _secrets_opted_in(settings: Settings, repo_path: str) -> bool:
+    """Whether the user listed this repository in CODEBASE_INDEX_SECRETS_ROOTS."""
+    return not secrets.filter_applies(repo_path, settings.indexing.index_secrets_roots)
 
 
 def _reasons(counts: dict[str, int]) -> str:

@@ -10,6 +10,8 @@ few lines:
 
 Language names are our own stable labels (stored in the index and used in search filters); the
 tree-sitter grammar name is kept separately because the two differ for a few languages.
+
+Why one module of this size: it is a table, one entry per language; it reads best whole.
 """
 
 from __future__ import annotations

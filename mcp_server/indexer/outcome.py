@@ -1,12 +1,15 @@
-"""What `codebase-mcp indexer run` tells whoever started it: its exit codes.
+"""What `codebase-mcp indexer run` tells whoever started it: its exit codes, and their words.
 
 The local supervisor and the operator read only this and the termination message, so the
-indexer's contract with both runners lives here, in a module light enough for either to import.
+indexer's contract with both runners lives here, in a module light enough for either to import:
+`describe_exit` is the one place an exit (a code, a signal, an OOM kill) is put into words, and
+`failure_reason` the one place it becomes a job's `error_message`, for both runners.
 """
 
 from __future__ import annotations
 
 import enum
+import signal
 
 
 class IndexerExit(enum.IntEnum):
@@ -31,3 +34,37 @@ _MEANINGS = {
 # The exit codes by which the indexer itself reports a failure (a Job's podFailurePolicy fails
 # the Job at once on these instead of retrying the pod).
 FAILURE_EXITS = (IndexerExit.FAILED, IndexerExit.INVALID_INPUT, IndexerExit.NOT_RUNNABLE)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+    return f"{name} (out of memory?)" if number == signal.SIGKILL else name
+
+
+def describe_exit(code: int | None, reason: str | None = None) -> str:
+    """An indexer's end in words: its own codes, a signal (a negative code from a local child, or
+    128+N as container runtimes and shells report it), or a Kubernetes reason such as OOMKilled."""
+    if code is not None and code in FAILURE_EXITS:
+        return IndexerExit(code).meaning
+    if reason == "OOMKilled":
+        return f"the indexer container was killed (OOMKilled, exit code {code}); out of memory"
+    if code is None:
+        return "the indexer ended without an exit code"
+    if code < 0:
+        return f"the indexer was killed by {_signal_name(-code)}"
+    if 128 < code < 128 + signal.NSIG:
+        return f"the indexer exited with code {code} (killed by {_signal_name(code - 128)})"
+    text = f"the indexer exited with code {code}"
+    if reason and reason not in ("Error", "Completed"):
+        text += f" ({reason})"
+    return text
+
+
+def failure_reason(code: int | None, message: str | None = None, reason: str | None = None) -> str:
+    """A failed run's error_message: the exit in words, then what the indexer said."""
+    detail = (message or "").strip()
+    text = describe_exit(code, reason)
+    return f"{text}: {detail}" if detail else text

@@ -29,9 +29,10 @@ from mcp_server.core.jobs import JobPhase
 from mcp_server.embeddings.base import Embedder
 from mcp_server.index import term_stats
 from mcp_server.index.store import ChunkRow, FileWrite, IndexStore, RunState, SymbolRow
+from mcp_server.indexer import parse_guard, secrets
 from mcp_server.indexer.chunker import analyse_source
 from mcp_server.indexer.types import SourceFile
-from mcp_server.indexer.walker import WalkStats, decode_source, read_source_bytes, walk_repository
+from mcp_server.indexer.walker import IGNORED, WalkStats, decode_source, read_source_bytes, walk_repository
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +61,13 @@ class RunCounters:
     files_unchanged: int = 0
     files_removed: int = 0
     files_skipped: int = 0
+    tokens_redacted: int = 0
+    files_redacted: int = 0
     chunks_created: int = 0
     phase: JobPhase = JobPhase.SCANNING
     skipped_reasons: dict[str, int] = field(default_factory=dict)
-    # What the walk passed over without yielding it (ignored paths, symlinks, files too large...).
-    walk: WalkStats = field(default_factory=WalkStats)
+    # What the summary must mention besides counts (an ignore file not used, a file parsed by lines).
+    warnings: list[str] = field(default_factory=list)
     # Wall time spent per stage in the coordinating process (parsing runs in workers meanwhile).
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -84,6 +87,7 @@ class _Task:
     data: bytes
     content_hash: bytes
     pack_lines: int
+    scan_secrets: bool = True
     with_symbols: bool = True
 
 
@@ -96,6 +100,8 @@ class _Result:
     size: int
     chunks: list[tuple[int, int, str | None, str, str]]
     reason: str | None = None
+    redacted: int = 0  # secret tokens replaced in the chunks
+    note: str | None = None  # for the summary, e.g. chunked by lines because it nests too deeply
     symbols: list[SymbolRow] = field(default_factory=list)
     occurrences: list[tuple[str, list[int]]] = field(default_factory=list)
 
@@ -122,7 +128,22 @@ def _process_file(task: _Task) -> _Result:
         return _Result(task.relative_path, task.language, "skipped", task.content_hash, size, [], "binary")
     if is_minified(text):
         return _Result(task.relative_path, task.language, "skipped", task.content_hash, size, [], MINIFIED)
-    analysis = analyse_source(text, task.language, pack_lines=task.pack_lines, with_symbols=task.with_symbols)
+    redacted = 0
+    if task.scan_secrets:
+        if secrets.secret_by_content(task.relative_path, text):
+            reason = secrets.SECRET_CONTENT
+            return _Result(task.relative_path, task.language, "skipped", task.content_hash, size, [], reason)
+        text, redacted = secrets.redact(text)
+    # A grammar must never see a file nested deeply enough to crash it (the YAML grammar segfaults
+    # the process at about 255 levels): such a file is cut into line windows instead.
+    syntax_language, note = task.language, None
+    if task.language is not None:
+        too_deep = parse_guard.too_deep(text)
+        if too_deep is not None:
+            syntax_language, note = None, f"{task.relative_path} chunked by lines ({too_deep})"
+    analysis = analyse_source(
+        text, syntax_language, pack_lines=task.pack_lines, with_symbols=task.with_symbols
+    )
     rows = [
         (c.start_line, c.end_line, c.symbol, c.kind, c.content) for c in analysis.chunks if c.content.strip()
     ]
@@ -137,6 +158,8 @@ def _process_file(task: _Task) -> _Result:
         task.content_hash,
         size,
         rows,
+        redacted=redacted,
+        note=note,
         symbols=definitions,
         occurrences=analysis.occurrences,
     )
@@ -174,11 +197,13 @@ class IndexRun:
         repository_key: str | None = None,
         max_file_bytes: int,
         extra_ignores: Sequence[str] = (),
+        changed_paths: frozenset[str] | None = None,
         workers: int = 0,
         pack_lines: int = DEFAULT_PACK_LINES,
         with_symbols: bool = True,  # False only to measure what the symbol table costs (bench/)
         job_id: uuid.UUID | None = None,
         progress: ProgressCallback | None = None,
+        scan_secrets: bool = True,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -189,11 +214,16 @@ class IndexRun:
         self.force = force
         self.max_file_bytes = max_file_bytes
         self.extra_ignores = tuple(extra_ignores)
+        # A watcher's sync: only these relative paths may have changed since the live generation,
+        # so every other file the walk finds is carried over unread (deletions are still seen).
+        self.changed_paths = changed_paths
         self.workers = _worker_count(workers)
         self.pack_lines = pack_lines
         self.with_symbols = with_symbols
         self.job_id = job_id
         self.progress = progress
+        # Off only for repositories the user listed in CODEBASE_INDEX_SECRETS_ROOTS.
+        self.scan_secrets = scan_secrets
         self.counters = RunCounters()
         self._last_progress = 0.0
         self._pending_writes: list[FileWrite] = []
@@ -215,6 +245,10 @@ class IndexRun:
     # --- the run -------------------------------------------------------------------------------
 
     def run(self) -> RunCounters:
+        with self.store.repository_lock(project_id=self.project_id, root_path=self.repository_key):
+            return self._locked_run()
+
+    def _locked_run(self) -> RunCounters:
         model_id, dimension = self.embedder.model_id, self.embedder.dimension
         self.store.check_project_model(
             self.project_id, model_id=model_id, dimension=dimension, allow_change=self.force
@@ -271,10 +305,16 @@ class IndexRun:
                 self._flush(state)
 
         walked = 0
+        walk_stats = WalkStats()
         try:
-            for source in walk_repository(
-                self.root, max_file_bytes=self.max_file_bytes, extra_ignores=self.extra_ignores, stats=c.walk
-            ):
+            sources = walk_repository(
+                self.root,
+                max_file_bytes=self.max_file_bytes,
+                extra_ignores=self.extra_ignores,
+                stats=walk_stats,
+                read_contents=True if self.changed_paths is None else self._must_read(state),
+            )
+            for source in sources:
                 walked += 1
                 task_or_result = self._read(source, state)
                 if isinstance(task_or_result, _Result):
@@ -303,6 +343,7 @@ class IndexRun:
             if executor is not None:
                 executor.shutdown(wait=True, cancel_futures=True)
         c.files_total = c.files_seen
+        self._absorb_walk(walk_stats)
         self._flush(state)
         self._wait_for_write()
 
@@ -321,6 +362,16 @@ class IndexRun:
         c.phase = JobPhase.DONE
         return c
 
+    def _absorb_walk(self, stats: WalkStats) -> None:
+        """The walker's skips that a person should hear about (ignored paths are not news) and its
+        warnings go into the summary."""
+        c = self.counters
+        for reason, count in stats.skipped.items():
+            if reason != IGNORED:
+                c.files_skipped += count
+                c.skipped_reasons[reason] = c.skipped_reasons.get(reason, 0) + count
+        c.warnings.extend(stats.warnings)
+
     def _executor(self) -> ProcessPoolExecutor | None:
         if self.workers <= 1:
             return None
@@ -329,21 +380,46 @@ class IndexRun:
         context.set_forkserver_preload(["mcp_server.indexer.chunker"])
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
 
+    def _must_read(self, state: RunState) -> Callable[[str], bool]:
+        changed = self.changed_paths or frozenset()
+        return lambda relative: relative in changed or relative not in state.live
+
     def _read(self, source: SourceFile, state: RunState) -> _Task | _Result:
         """Read and hash a file: a result when it needs no parsing, else a parse task."""
-        data = read_source_bytes(source.path, max_bytes=self.max_file_bytes)
+        live = state.live.get(source.relative_path)
+        if source.data is None and self.changed_paths is not None and live is not None:
+            # Not among a watcher's changed paths: the live row stands (see `changed_paths`).
+            return _Result(
+                source.relative_path, source.language, "unchanged", live.content_hash, source.size, []
+            )
+        if self.scan_secrets and secrets.secret_by_name(source.relative_path):
+            return _Result(source.relative_path, source.language, "skipped", b"", 0, [], secrets.SECRET_FILE)
+        # The walker read the bytes through the descriptor it checked; a path opened again here
+        # could lead out of the repository (a directory swapped for a symlink meanwhile).
+        data = (
+            source.data
+            if source.data is not None
+            else read_source_bytes(source.path, max_bytes=self.max_file_bytes)
+        )
         if data is None:
             return _Result(
                 source.relative_path, source.language, "skipped", b"", 0, [], "vanished or changed"
             )
         digest = hashlib.blake2b(data, digest_size=16).digest()
-        live = state.live.get(source.relative_path)
         pending = state.pending.get(source.relative_path)
         if not self.force and live is not None and digest == live.content_hash:
             return _Result(source.relative_path, source.language, "unchanged", digest, len(data), [])
         if pending is not None and digest == pending.content_hash:
             return _Result(source.relative_path, source.language, "reuse", digest, len(data), [])
-        return _Task(source.relative_path, source.language, data, digest, self.pack_lines, self.with_symbols)
+        return _Task(
+            source.relative_path,
+            source.language,
+            data,
+            digest,
+            self.pack_lines,
+            self.scan_secrets,
+            self.with_symbols,
+        )
 
     def _count_and_absorb(self, result: _Result, state: RunState, seen_paths: set[str]) -> None:
         self.counters.files_seen += 1
@@ -366,6 +442,11 @@ class IndexRun:
                 self.store.drop_pending(state, file_ids=[pending.file_id])
             return
         c.files_changed += 1
+        if result.note is not None and len(c.warnings) < 20:
+            c.warnings.append(result.note)
+        if result.redacted:
+            c.tokens_redacted += result.redacted
+            c.files_redacted += 1
         if result.outcome == "reuse":
             self.store.reuse_pending(state, replaced_file_ids=[live.file_id] if live else [])
             return

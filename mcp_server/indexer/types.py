@@ -13,6 +13,8 @@ class SourceFile:
     relative_path: str  # POSIX path relative to the repository root
     size: int
     language: str | None  # e.g. "python"; None for plain text without a known language
+    # The bytes, read through the checked descriptor (walk_repository(read_contents=True)).
+    data: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -151,6 +151,7 @@ class KubeClient:
         self._custom = client.CustomObjectsApi(self._api_client)
         self._batch = client.BatchV1Api(self._api_client)
         self._core = client.CoreV1Api(self._api_client)
+        self._coordination = client.CoordinationV1Api(self._api_client)
         self._timeout = timeout
 
     def close(self) -> None:
@@ -269,6 +270,13 @@ class KubeClient:
             )
         return list(result.get("items") or [])
 
+    def patch_job(self, namespace: str, name: str, patch: Mapping[str, Any]) -> Body:
+        """A merge patch of a Job (the operator sets ttlSecondsAfterFinished once it has recorded
+        the outcome)."""
+        return self._call(
+            f"patch Job {namespace}/{name}", self._batch.patch_namespaced_job, name, namespace, dict(patch)
+        )
+
     def delete_job(self, namespace: str, name: str) -> bool:
         """Delete a Job and, in the background, its pods (without a propagation policy they would
         be orphaned); False when it was already gone."""
@@ -298,7 +306,46 @@ class KubeClient:
             )
         return list(result.get("items") or [])
 
+    # --- Leases (leader election) ----------------------------------------------------------------
+
+    def get_lease(self, namespace: str, name: str) -> Body | None:
+        try:
+            return self._call(
+                f"get Lease {namespace}/{name}", self._coordination.read_namespaced_lease, name, namespace
+            )
+        except NotFound:
+            return None
+
+    def create_lease(self, namespace: str, body: Mapping[str, Any]) -> Body:
+        name = (body.get("metadata") or {}).get("name", "?")
+        return self._call(
+            f"create Lease {namespace}/{name}",
+            self._coordination.create_namespaced_lease,
+            namespace,
+            dict(body),
+        )
+
+    def replace_lease(self, namespace: str, name: str, body: Mapping[str, Any]) -> Body:
+        """Write the whole Lease; `Conflict` when its resourceVersion changed meanwhile."""
+        return self._call(
+            f"update Lease {namespace}/{name}",
+            self._coordination.replace_namespaced_lease,
+            name,
+            namespace,
+            dict(body),
+        )
+
     # --- Events ---------------------------------------------------------------------------------
+
+    def list_events(self, namespace: str, *, field_selector: str) -> list[Body]:
+        """Core v1 Events in a namespace (the operator reads the Job controller's FailedCreate)."""
+        result = self._call(
+            f"list Events in {namespace}",
+            self._core.list_namespaced_event,
+            namespace,
+            field_selector=field_selector,
+        )
+        return list(result.get("items") or [])
 
     def post_event(
         self,

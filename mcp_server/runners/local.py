@@ -10,7 +10,8 @@ it likes). The supervisor plays the operator's part for one job: it maps the ind
 the indexer, and heartbeats the row.
 
 Queueing: `dispatch()` runs under a PostgreSQL advisory lock, counts running jobs and starts the
-oldest pending ones up to MAX_CONCURRENT_INDEXING_JOBS. It is called when a job is created, when
+oldest pending ones up to MAX_CONCURRENT_INDEXING_JOBS, one per repository and project
+(`core.lifecycle.admissible`, the operator's policy too). It is called when a job is created, when
 a supervisor finishes, and when a server or CLI starts, so the queue moves without any daemon.
 
 Dead runners: a running job whose supervisor pid no longer exists on this host, or whose heartbeat
@@ -31,7 +32,8 @@ import uuid
 
 from sqlalchemy import text
 
-from mcp_server.core.jobs import Job, JobStatus, JobStore
+from mcp_server.core import lifecycle
+from mcp_server.core.jobs import Job, JobStore
 from mcp_server.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -120,10 +122,12 @@ class LocalLauncher:
             # Transaction-level lock: released at commit, even if this process dies.
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _DISPATCH_LOCK_KEY})
             self._fail_dead_runners()
-            running = self.jobs.count_by_status()[JobStatus.RUNNING]
-            free = self.settings.jobs.max_concurrent - running
+            running = self.jobs.running()
+            free = self.settings.jobs.max_concurrent - len(running)
             if free > 0:
-                for job in self.jobs.pending_in_order(limit=free):
+                # The operator's rule too: oldest first, one active job per repository and project.
+                pending = self.jobs.pending_in_order(limit=10_000)
+                for job in lifecycle.admissible(pending, active=running, free=free):
                     if self.jobs.mark_running(job.id):
                         self._spawn_supervisor(job)
                         started.append(job.id)

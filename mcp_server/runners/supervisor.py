@@ -22,14 +22,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy.exc import SQLAlchemyError
-
-from mcp_server.core.errors import DatabaseUnavailable
+from mcp_server.core import lifecycle
 from mcp_server.core.jobs import JobStatus, JobStore
+from mcp_server.core.lifecycle import DATABASE_ERRORS, Outcome
 from mcp_server.core.settings import DatabaseSettings, JobSettings, LoggingSettings, Settings, load_settings
 from mcp_server.db.database import get_engine
 from mcp_server.index.store import IndexStore
-from mcp_server.indexer.outcome import IndexerExit
+from mcp_server.indexer.outcome import IndexerExit, failure_reason
 from mcp_server.runners.local import LocalLauncher
 
 log = logging.getLogger("codebase_mcp.supervisor")
@@ -40,7 +39,6 @@ KILL_GRACE_SECONDS = 10.0
 # How long the job's outcome is retried while the database is away (a restart, a failover).
 RECORD_RETRY_SECONDS = 600.0
 _PR_SET_PDEATHSIG = 1
-_DATABASE_ERRORS = (SQLAlchemyError, DatabaseUnavailable)
 T = TypeVar("T")
 
 
@@ -73,23 +71,6 @@ def _kill_leftovers(child: subprocess.Popen[bytes]) -> None:
     """
     with contextlib.suppress(ProcessLookupError, PermissionError):  # nothing left
         os.killpg(child.pid, signal.SIGKILL)
-
-
-def describe_exit(returncode: int) -> str:
-    if returncode < 0:
-        return f"the indexer was killed by {_signal_name(-returncode)}"
-    if 128 < returncode < 128 + signal.NSIG:
-        # How a shell or a container runtime reports a child killed by a signal (137: SIGKILL).
-        return f"the indexer exited with code {returncode} (killed by {_signal_name(returncode - 128)})"
-    return f"the indexer exited with code {returncode}"
-
-
-def _signal_name(number: int) -> str:
-    try:
-        name = signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-    return f"{name} (out of memory?)" if number == signal.SIGKILL else name
 
 
 def _tail(path: Path, lines: int = 5) -> str:
@@ -150,7 +131,7 @@ def supervise(settings: Settings, job_id: uuid.UUID) -> int:
                 last_heartbeat = now
                 try:
                     still_running = jobs.heartbeat(job_id)
-                except _DATABASE_ERRORS as exc:
+                except DATABASE_ERRORS as exc:
                     # The database is away for a moment: the indexer decides whether its run
                     # survives it; this process must outlive it to record the outcome.
                     log.warning("job %s: heartbeat failed: %s", job_id, _first_line(exc))
@@ -187,18 +168,19 @@ def _record_outcome(
     log_path: Path,
 ) -> None:
     if outcome is not None:
-        jobs.fail(job_id, outcome)
+        result = Outcome.failed(outcome)
     elif returncode == IndexerExit.INDEXED:
-        jobs.complete(job_id)
+        result = Outcome.completed()
+    elif returncode == IndexerExit.NOT_RUNNABLE and jobs.get(job_id).status is not JobStatus.RUNNING:
+        return  # cancelled meanwhile: the row already says so
     else:
-        reason = _tail(reason_path, 20) or _tail(log_path)
-        prefix = describe_exit(returncode)
-        if returncode == IndexerExit.NOT_RUNNABLE and jobs.get(job_id).status is not JobStatus.RUNNING:
-            pass  # cancelled meanwhile: the row already says so
-        elif returncode == IndexerExit.INVALID_INPUT:
-            jobs.fail(job_id, reason or prefix)
-        else:
-            jobs.fail(job_id, f"{prefix}: {reason}" if reason else prefix)
+        result = Outcome.failed(failure_reason(returncode, _tail(reason_path, 20) or _tail(log_path)))
+    lifecycle.record(
+        jobs,
+        job_id,
+        result,
+        on_recorded=lambda o: log.info("job %s: %s", job_id, o.reason or o.status.value),
+    )
 
 
 def _until_it_lands(what: str, action: Callable[[], T], patience: float = RECORD_RETRY_SECONDS) -> T | None:
@@ -212,7 +194,7 @@ def _until_it_lands(what: str, action: Callable[[], T], patience: float = RECORD
     while True:
         try:
             return action()
-        except _DATABASE_ERRORS as exc:
+        except DATABASE_ERRORS as exc:
             if time.monotonic() + delay > deadline:
                 log.error("%s: gave up after %.0f s: %s", what, patience, _first_line(exc))
                 return None

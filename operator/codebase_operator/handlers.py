@@ -1,9 +1,12 @@
 """kopf wiring: which events reach which Reconciler method. No logic lives here.
 
 A fresh registry per operator (not kopf's global one), so building an operator has no import-time
-side effects and tests can build several. No handler needs a finalizer: deleting an
-IndexingRequest is never blocked by the operator being down or the database being unreachable
-(the Job goes with its owner through the garbage collector, and the resync cancels the row later).
+side effects and tests can build several. Only event handlers, no change handlers: kopf then
+writes nothing into the IndexingRequests (no progress annotations, no finalizer), so the operator
+needs no `patch` or `update` on them, and deleting one is never blocked by the operator being down
+or the database being unreachable (the Job goes with its owner through the garbage collector, and
+the resync cancels the row later). What an event could not do (a dependency away, or this replica
+not the leader) the resync does later: every handler is a shortcut for latency, never the only path.
 """
 
 from __future__ import annotations
@@ -14,33 +17,22 @@ from contextlib import contextmanager
 from typing import Any
 
 import kopf
-from sqlalchemy.exc import SQLAlchemyError
 
 from codebase_operator.jobs_builder import MANAGED_BY
-from codebase_operator.reconciler import UNREACHABLE, Reconciler, describe_unreachable
-from mcp_server.core.errors import DatabaseUnavailable
-from mcp_server.runners.kube_api import GROUP, PLURAL, VERSION, Unavailable
+from codebase_operator.objects import UNREACHABLE, describe_unreachable
+from codebase_operator.reconciler import Reconciler
+from mcp_server.runners.kube_api import GROUP, PLURAL, VERSION
 
 log = logging.getLogger("codebase_operator")
 
-RETRY_DELAY_SECONDS = 5.0
 MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
 
 
 @contextmanager
-def _retry_when_unavailable() -> Iterator[None]:
-    """The database or the API server is away: let kopf retry the handler, not mark it failed."""
-    try:
-        yield
-    except (SQLAlchemyError, DatabaseUnavailable, Unavailable) as exc:
-        raise kopf.TemporaryError(f"{type(exc).__name__}: {exc}", delay=RETRY_DELAY_SECONDS) from exc
-
-
-@contextmanager
 def _left_to_the_resync(body: kopf.Body) -> Iterator[None]:
-    """A Job or pod event that cannot be reflected now (database or API away) is not retried by
-    kopf (event handlers never are); the periodic resync re-reads every Job and pod and reflects
-    it once the dependency is back. Say so in one line instead of a traceback per event."""
+    """An event that cannot be reflected now (database or API away) is not retried by kopf (event
+    handlers never are); the periodic resync re-reads every object and reflects it once the
+    dependency is back. Say so in one line instead of a traceback per event."""
     try:
         yield
     except UNREACHABLE as exc:
@@ -57,24 +49,27 @@ def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
         info: kopf.ConnectionInfo | None = kopf.login_via_client(**kwargs)
         return info
 
-    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry, backoff=RETRY_DELAY_SECONDS)
-    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry, backoff=RETRY_DELAY_SECONDS)
-    def admit_request(body: kopf.Body, **_: Any) -> None:
-        with _retry_when_unavailable():
-            reconciler.admit(_plain(body))
-
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     def request_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-        if event.get("type") == "DELETED":
-            reconciler.request_deleted(_plain(body))
+        if not reconciler.is_leader():
+            return
+        with _left_to_the_resync(body):
+            if event.get("type") == "DELETED":
+                reconciler.request_deleted(_plain(body))
+            else:
+                reconciler.admit(_plain(body))
 
     @kopf.on.event("batch", "v1", "jobs", labels=MANAGED, registry=registry)
     def job_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        if not reconciler.is_leader():
+            return
         with _left_to_the_resync(body):
             reconciler.job_changed(_plain(body), deleted=event.get("type") == "DELETED")
 
     @kopf.on.event("v1", "pods", labels=MANAGED, registry=registry)
     def pod_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        if not reconciler.is_leader():
+            return
         with _left_to_the_resync(body):
             reconciler.pod_changed(_plain(body), deleted=event.get("type") == "DELETED")
 

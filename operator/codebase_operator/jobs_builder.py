@@ -7,11 +7,16 @@ Why these fields:
 - backoffLimit 0 and a podFailurePolicy: the indexer's own exit codes (1 failed, 2 invalid input,
   3 not runnable) are final, a retry cannot help; a pod disrupted by the cluster (eviction,
   preemption, node drain) is replaced without counting as a failure.
-- activeDeadlineSeconds is the job's timeout; ttlSecondsAfterFinished cleans up finished Jobs.
+- activeDeadlineSeconds is the job's timeout. No ttlSecondsAfterFinished at creation: the operator
+  sets it once it has recorded the Job's outcome, so an operator outage longer than the TTL cannot
+  lose the outcome (the TTL controller would delete the finished Job before anyone read it).
 - The pod runs with the restricted Pod Security profile: non-root, read-only root filesystem,
   no privilege escalation, no capabilities, RuntimeDefault seccomp; /tmp is an emptyDir (git
   clones, the embedder's scratch files).
 - DATABASE_URL comes from a Secret reference: the URL (with its password) is never in a manifest.
+- A source.git Job clones in an init container (`indexer clone`), the only container that mounts
+  the source.git.secretRef Secret and the only one without DATABASE_URL; the indexer container
+  then indexes the checkout in the shared /tmp emptyDir and never sees the credentials.
 """
 
 from __future__ import annotations
@@ -27,6 +32,10 @@ from mcp_server.indexer.outcome import FAILURE_EXITS
 from mcp_server.runners.kube_api import ObjectRef
 
 CONTAINER_NAME = "indexer"
+CLONE_CONTAINER_NAME = "clone"  # the init container of source.git Jobs
+CHECKOUT_DIR = "/tmp/source"
+GIT_CREDENTIALS_DIR = "/var/run/secrets/codebase-mcp/git"
+TERMINATION_LOG = "/dev/termination-log"
 LABEL_PREFIX = "codebase-mcp.dev/"
 JOB_ID_LABEL = "codebase-mcp.dev/job-id"
 PROJECT_LABEL = "codebase-mcp.dev/project"
@@ -112,6 +121,52 @@ def _indexer_env(settings: Settings, spec: RequestSpec) -> list[dict[str, Any]]:
     return env
 
 
+def _container_security() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def _clone_container(spec: RequestSpec, settings: Settings) -> dict[str, Any]:
+    """`indexer clone`: fetches the source into the pod's /tmp; no database, no other secret."""
+    assert spec.git_url is not None
+    command = ["codebase-mcp", "indexer", "clone", "--url", spec.git_url, "--into", CHECKOUT_DIR]
+    command += ["--ref", spec.git_ref] if spec.git_ref else []
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
+    if spec.git_secret:
+        command += ["--credentials", GIT_CREDENTIALS_DIR]
+        mounts.append({"name": "git-credentials", "mountPath": GIT_CREDENTIALS_DIR, "readOnly": True})
+    return {
+        "name": CLONE_CONTAINER_NAME,
+        "image": settings.kubernetes.indexer_image,
+        "imagePullPolicy": settings.kubernetes.indexer_image_pull_policy,
+        "command": [*command, "--termination-log", TERMINATION_LOG],
+        "env": [
+            {"name": "HOME", "value": "/tmp"},
+            {"name": "CODEBASE_MCP_HOME", "value": "/tmp/codebase-mcp"},
+            {"name": "PYTHONUNBUFFERED", "value": "1"},
+            {"name": "CODEBASE_MCP_LOG_LEVEL", "value": settings.logging.level},
+        ],
+        # The indexer's resources: a clone of a large repository needs its memory too.
+        "resources": _resources(settings),
+        "securityContext": _container_security(),
+        "volumeMounts": mounts,
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def _resources(settings: Settings) -> dict[str, Any]:
+    k = settings.kubernetes
+    return {
+        "requests": {"cpu": k.indexer_cpu_request, "memory": k.indexer_memory_request},
+        "limits": {"cpu": k.indexer_cpu_limit, "memory": k.indexer_memory_limit},
+    }
+
+
 def build_job(
     *,
     request: ObjectRef,
@@ -147,31 +202,26 @@ def build_job(
             {"name": "workspace", "mountPath": settings.kubernetes.workspace_mount_path, "readOnly": True}
         )
 
+    command = ["codebase-mcp", "indexer", "run", "--job-id", str(job_id)]
+    init_containers: list[dict[str, Any]] = []
+    if spec.git_url is not None:
+        command += ["--checkout", CHECKOUT_DIR]
+        init_containers.append(_clone_container(spec, settings))
+        if spec.git_secret:
+            volumes.append(
+                {"name": "git-credentials", "secret": {"secretName": spec.git_secret, "defaultMode": 0o440}}
+            )
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": settings.kubernetes.indexer_image,
         "imagePullPolicy": settings.kubernetes.indexer_image_pull_policy,
-        "command": ["codebase-mcp", "indexer", "run", "--job-id", str(job_id)],
+        "command": command,
         "env": _indexer_env(settings, spec),
-        "resources": {
-            "requests": {
-                "cpu": settings.kubernetes.indexer_cpu_request,
-                "memory": settings.kubernetes.indexer_memory_request,
-            },
-            "limits": {
-                "cpu": settings.kubernetes.indexer_cpu_limit,
-                "memory": settings.kubernetes.indexer_memory_limit,
-            },
-        },
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "resources": _resources(settings),
+        "securityContext": _container_security(),
         "volumeMounts": mounts,
         # The indexer writes its failure reason here; the kubelet copies it into the pod status.
-        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     if settings.kubernetes.indexer_env_secret_name:
@@ -203,7 +253,6 @@ def build_job(
         "spec": {
             "backoffLimit": 0,
             "activeDeadlineSeconds": spec.timeout_seconds or settings.jobs.timeout_seconds,
-            "ttlSecondsAfterFinished": settings.kubernetes.job_ttl_seconds_after_finished,
             "podFailurePolicy": {
                 "rules": [
                     {
@@ -214,6 +263,20 @@ def build_job(
                             "values": [int(code) for code in FAILURE_EXITS],
                         },
                     },
+                    *(
+                        [
+                            {
+                                "action": "FailJob",
+                                "onExitCodes": {
+                                    "containerName": CLONE_CONTAINER_NAME,
+                                    "operator": "NotIn",
+                                    "values": [0],
+                                },
+                            }
+                        ]
+                        if init_containers
+                        else []
+                    ),
                     {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
                 ]
             },
@@ -235,12 +298,10 @@ def build_job(
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "securityContext": {
+                        **settings.kubernetes.indexer_pod_security_context,
                         "runAsNonRoot": True,
-                        "runAsUser": 10001,
-                        "runAsGroup": 10001,
-                        "fsGroup": 10001,
-                        "seccompProfile": {"type": "RuntimeDefault"},
                     },
+                    **({"initContainers": init_containers} if init_containers else {}),
                     "containers": [container],
                     "volumes": volumes,
                 },

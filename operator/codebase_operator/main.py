@@ -1,19 +1,24 @@
 """`codebase-mcp operator`: run the kopf operator that turns IndexingRequests into indexing Jobs.
 
-One replica, standalone (kopf's peering is off, so no cluster-scoped peering CRDs are needed and
-RBAC stays namespaced). Watches time out on both ends, so a silently dead stream is noticed and
-re-established, and the resync thread converges whatever a lost event left behind.
+Any number of replicas: every replica watches, only the holder of a coordination.k8s.io Lease acts
+(`leadership`). kopf's own peering stays off (it needs cluster-scoped CRDs, and freezes replicas of
+equal priority), so RBAC stays namespaced. Watches time out on both ends, so a silently dead stream
+is noticed and re-established, and the resync thread converges whatever a lost event left behind.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
+import uuid
 
 import kopf
 
 from codebase_operator.handlers import build_registry
 from codebase_operator.jobs_builder import MANAGED_SELECTOR
+from codebase_operator.leadership import AlwaysLeader, LeaseElector
 from codebase_operator.metrics import OperatorMetrics
 from codebase_operator.reconciler import Reconciler
 from mcp_server.core.jobs import JobStore
@@ -75,17 +80,40 @@ def run_operator(
     metrics = OperatorMetrics()
     if settings.operator.metrics_port:
         metrics.serve(settings.operator.metrics_port)
+    identity = f"{os.environ.get('HOSTNAME') or socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+    leader: LeaseElector | AlwaysLeader = AlwaysLeader()
+    if settings.operator.leader_election:
+        # Watching all namespaces: the Lease lives in CODEBASE_K8S_NAMESPACE.
+        leader = LeaseElector(
+            kube,
+            namespace=watched or settings.kubernetes.namespace,
+            name=settings.operator.lease_name,
+            identity=identity,
+            lease_seconds=settings.operator.lease_seconds,
+            renew_seconds=max(0.5, settings.operator.lease_seconds / 7),
+        )
     reconciler = Reconciler(
-        settings=settings, jobs=jobs, kube=kube, metrics=metrics, namespace=watched, test_hooks=test_hooks
+        settings=settings,
+        jobs=jobs,
+        kube=kube,
+        metrics=metrics,
+        namespace=watched,
+        test_hooks=test_hooks,
+        leader=leader,
     )
+    if isinstance(leader, LeaseElector):
+        leader.on_started_leading = reconciler.wake  # converge at once on taking over
     stop = threading.Event()
+    election = threading.Thread(target=leader.run_forever, args=(stop,), name="leader-election", daemon=True)
+    election.start()
     resync = threading.Thread(target=reconciler.run_forever, args=(stop,), name="resync", daemon=True)
     resync.start()
     liveness = (
         f"http://0.0.0.0:{settings.operator.health_port}/healthz" if settings.operator.health_port else None
     )
     log.info(
-        "operator starting: namespace %s, at most %d concurrent Jobs, image %s",
+        "operator %s starting: namespace %s, at most %d concurrent Jobs, image %s",
+        identity,
         watched or "(all)",
         settings.jobs.max_concurrent,
         settings.kubernetes.indexer_image,
@@ -103,5 +131,6 @@ def run_operator(
         stop.set()
         reconciler.wake()
         resync.join(timeout=10)
+        election.join(timeout=10)  # releases the Lease, so a standby takes over at once
         kube.close()
     return 0

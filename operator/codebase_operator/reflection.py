@@ -13,9 +13,9 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from codebase_operator.jobs_builder import CONTAINER_NAME, JOB_ID_LABEL
+from codebase_operator.jobs_builder import CLONE_CONTAINER_NAME, CONTAINER_NAME, JOB_ID_LABEL
 from mcp_server.core.jobs import Job, JobStatus
-from mcp_server.indexer.outcome import FAILURE_EXITS, IndexerExit
+from mcp_server.indexer import outcome
 
 PHASES: dict[JobStatus, str] = {
     JobStatus.PENDING: "Pending",
@@ -110,6 +110,17 @@ def terminated_state(pod: Body) -> Mapping[str, Any] | None:
     return dict(state) if state else None
 
 
+def clone_terminated_state(pod: Body) -> Mapping[str, Any] | None:
+    """The terminated state of a source.git pod's `clone` init container, if it ended."""
+    for status in (pod.get("status") or {}).get("initContainerStatuses") or []:
+        if status.get("name") == CLONE_CONTAINER_NAME:
+            state = (status.get("state") or {}).get("terminated") or (status.get("lastState") or {}).get(
+                "terminated"
+            )
+            return dict(state) if state else None
+    return None
+
+
 def running_since(pod: Body) -> datetime | None:
     """When the pod entered Running, as reported (1 s resolution in the API)."""
     status = _indexer_status(pod)
@@ -144,24 +155,6 @@ def waiting_problem(pod: Body) -> tuple[str, str] | None:
 # --- reasons ------------------------------------------------------------------------------------
 
 
-def describe_exit(exit_code: int | None, reason: str | None = None, message: str | None = None) -> str:
-    """The indexer container's exit, in words (the indexer's own codes are `IndexerExit`)."""
-    if exit_code in FAILURE_EXITS:
-        text = IndexerExit(exit_code).meaning
-    elif reason == "OOMKilled" or exit_code == 137:
-        text = (
-            f"the indexer container was killed ({reason or 'SIGKILL'}, exit code {exit_code}); out of memory?"
-        )
-    elif exit_code is None:
-        text = "the indexer container ended without an exit code"
-    else:
-        text = f"the indexer exited with code {exit_code}"
-        if reason and reason not in ("Error", "Completed"):
-            text += f" ({reason})"
-    detail = (message or "").strip()
-    return f"{text}: {detail}" if detail else text
-
-
 def failure_reason(job: Body, pods: Iterable[Body] = ()) -> str:
     """Why a Failed Job failed, naming the Kubernetes reason so people can search for it."""
     cond = condition(job, "Failed") or condition(job, "FailureTarget") or {}
@@ -174,9 +167,15 @@ def failure_reason(job: Body, pods: Iterable[Body] = ()) -> str:
         )
     ordered = sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""))
     for pod in reversed(ordered):
+        clone = clone_terminated_state(pod)
+        if clone and clone.get("exitCode") not in (None, 0):
+            exit_text = outcome.failure_reason(
+                clone.get("exitCode"), clone.get("message"), clone.get("reason")
+            )
+            return f"the clone step failed: {exit_text} ({reason})"
         term = terminated_state(pod)
         if term and term.get("exitCode") not in (None, 0):
-            exit_text = describe_exit(term.get("exitCode"), term.get("reason"), term.get("message"))
+            exit_text = outcome.failure_reason(term.get("exitCode"), term.get("message"), term.get("reason"))
             return f"{exit_text} ({reason})"
     message = str(cond.get("message") or "").strip()
     return f"the indexing Job failed ({reason})" + (f": {message}" if message else "")
@@ -256,6 +255,14 @@ def request_status(
             f"Job {job_name}" if job_name else "waiting for a free slot",
         ),
         ("Finished", finished, phase if finished else "NotFinished", message if finished else ""),
+        # As batch/v1 Jobs: `kubectl wait --for=condition=Complete` waits for success only.
+        (
+            "Complete",
+            row.status is JobStatus.COMPLETED,
+            "Completed" if row.status is JobStatus.COMPLETED else phase,
+            message if row.status is JobStatus.COMPLETED else "",
+        ),
+        ("Failed", row.status is JobStatus.FAILED, phase, message if row.status is JobStatus.FAILED else ""),
     ]
     status: dict[str, Any] = {
         "phase": phase,
@@ -286,6 +293,8 @@ def invalid_status(
         ("Accepted", False, "InvalidSpec", message),
         ("JobCreated", False, "InvalidSpec", "no Job is created for an invalid spec"),
         ("Finished", True, "Failed", message),
+        ("Complete", False, "InvalidSpec", ""),
+        ("Failed", True, "InvalidSpec", message),
     ]
     status: dict[str, Any] = {
         "phase": "Failed",

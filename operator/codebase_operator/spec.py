@@ -9,6 +9,7 @@ bypassed, and because some rules depend on the operator's configuration (the wor
 from __future__ import annotations
 
 import posixpath
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from mcp_server.core.validation import (
     validate_project_id,
 )
 
+_SECRET_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
 MIN_TIMEOUT_SECONDS = 60
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
 
@@ -35,6 +37,7 @@ class RequestSpec:
     job_id: uuid.UUID | None
     force_reindex: bool
     timeout_seconds: int | None
+    git_secret: str | None = None  # source.git.secretRef.name: credentials for the clone only
 
     @property
     def repo_key(self) -> str:
@@ -66,7 +69,7 @@ def parse_spec(spec: Any, *, workspace_root: str | None = None) -> RequestSpec:
     has_path, has_git = source.get("path") is not None, source.get("git") is not None
     if has_path == has_git:
         raise InvalidInput("spec.source needs exactly one of path or git")
-    path = git_url = git_ref = None
+    path = git_url = git_ref = git_secret = None
     if has_path:
         raw = source["path"]
         if not isinstance(raw, str):
@@ -89,6 +92,12 @@ def parse_spec(spec: Any, *, workspace_root: str | None = None) -> RequestSpec:
         if ref is not None and not isinstance(ref, str):
             raise InvalidInput("spec.source.git.ref must be a string")
         git_url, git_ref = validate_git_source(url, ref)
+        secret_ref = git.get("secretRef")
+        if secret_ref is not None:
+            name = secret_ref.get("name") if isinstance(secret_ref, Mapping) else None
+            if not isinstance(name, str) or not _SECRET_NAME_RE.fullmatch(name):
+                raise InvalidInput("spec.source.git.secretRef.name must name a Secret in this namespace")
+            git_secret = name
 
     job_id = None
     if spec.get("jobId") is not None:
@@ -118,6 +127,7 @@ def parse_spec(spec: Any, *, workspace_root: str | None = None) -> RequestSpec:
         job_id=job_id,
         force_reindex=force,
         timeout_seconds=timeout,
+        git_secret=git_secret,
     )
 
 

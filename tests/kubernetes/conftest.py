@@ -75,7 +75,10 @@ def start_operator(
     started: list[OperatorProcess] = []
 
     def start(**env: str) -> OperatorProcess:
-        operator = OperatorProcess(cluster, namespace, tmp_path, env)
+        # Each its own kubeconfig and log (two may run at once: the leader-election tests).
+        workdir = tmp_path / f"operator-{len(started)}"
+        workdir.mkdir()
+        operator = OperatorProcess(cluster, namespace, workdir, env)
         started.append(operator)
         return operator.start()
 
@@ -83,8 +86,9 @@ def start_operator(
     for operator in started:
         operator.stop()
     report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed and started:
-        print(started[-1].log_tail(80))
+    if report is not None and report.failed:
+        for operator in started:
+            print(operator.log_tail(80))
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

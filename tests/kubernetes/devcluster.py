@@ -272,6 +272,17 @@ class OperatorProcess:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
 
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def leads(self) -> bool:
+        """Whether its log says it holds the Lease now (the last election line wins)."""
+        lines = [ln for ln in self.log_text().splitlines() if "leader election:" in ln]
+        return bool(lines) and "now leads" in lines[-1]
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             text = self.log_path.read_text(errors="replace")

@@ -165,21 +165,21 @@ def test_chart_applies_for_real_and_its_crd_becomes_established(
 MAY: dict[str, list[tuple[str, str]]] = {
     "server": [
         ("create", "indexingrequests.codebase-mcp.dev"),
-        ("get", "indexingrequests.codebase-mcp.dev"),
-        ("list", "indexingrequests.codebase-mcp.dev"),
         ("delete", "indexingrequests.codebase-mcp.dev"),
     ],
     "operator": [
         ("watch", "indexingrequests.codebase-mcp.dev"),
-        ("patch", "indexingrequests.codebase-mcp.dev"),
         ("patch", "indexingrequests.codebase-mcp.dev/status"),
+        ("update", "indexingrequests.codebase-mcp.dev/finalizers"),
         ("create", "jobs.batch"),
+        ("patch", "jobs.batch"),
         ("delete", "jobs.batch"),
         ("watch", "jobs.batch"),
         ("list", "pods"),
         ("watch", "pods"),
         ("create", "events"),
-        ("create", "events.events.k8s.io"),
+        ("list", "events"),
+        ("create", "leases.coordination.k8s.io"),
     ],
     "indexer": [],
 }
@@ -209,6 +209,8 @@ CLUSTER_WIDE = [
 MUST_NOT: dict[str, list[tuple[str, str]]] = {
     "server": [
         ("update", "indexingrequests.codebase-mcp.dev"),
+        ("get", "indexingrequests.codebase-mcp.dev"),
+        ("list", "indexingrequests.codebase-mcp.dev"),
         ("patch", "indexingrequests.codebase-mcp.dev/status"),
         ("create", "jobs.batch"),
         ("get", "pods"),
@@ -216,8 +218,15 @@ MUST_NOT: dict[str, list[tuple[str, str]]] = {
     "operator": [
         ("create", "indexingrequests.codebase-mcp.dev"),
         ("delete", "indexingrequests.codebase-mcp.dev"),
-        ("patch", "jobs.batch"),
+        ("patch", "indexingrequests.codebase-mcp.dev"),
+        ("update", "indexingrequests.codebase-mcp.dev"),
+        ("update", "indexingrequests.codebase-mcp.dev/status"),
+        ("get", "jobs.batch"),
+        ("get", "pods"),
         ("patch", "pods"),
+        ("patch", "events"),
+        ("create", "events.events.k8s.io"),
+        ("delete", "leases.coordination.k8s.io"),
     ],
     "indexer": [
         ("get", "indexingrequests.codebase-mcp.dev"),

@@ -33,8 +33,8 @@ from sqlalchemy import text
 
 from mcp_server.core.settings import load_settings
 from mcp_server.index.store import IndexStore
+from mcp_server.indexer.outcome import describe_exit
 from mcp_server.runners import supervisor
-from mcp_server.runners.supervisor import describe_exit
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -197,7 +197,8 @@ def test_exit_statuses_read_as_a_person_would_say_them() -> None:
     assert describe_exit(-9) == "the indexer was killed by SIGKILL (out of memory?)"
     assert "SIGKILL" in describe_exit(137) and "out of memory" in describe_exit(137)
     assert "SIGTERM" in describe_exit(143)
-    assert describe_exit(1) == "the indexer exited with code 1"
+    assert describe_exit(1) == "the indexer failed (exit code 1)"
+    assert describe_exit(9) == "the indexer exited with code 9"
 
 
 def test_the_job_row_never_claims_running_after_the_indexer_is_gone(

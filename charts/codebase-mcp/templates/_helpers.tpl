@@ -45,10 +45,12 @@ app.kubernetes.io/component: {{ . }}
 {{- define "codebase-mcp.image" -}}
 {{- $registry := .ctx.Values.image.registry | trimSuffix "/" }}
 {{- $tag := .ctx.Values.image.tag | default .ctx.Chart.AppVersion }}
+{{- /* A digest is joined with '@', a tag (possibly tag@digest) with ':'. */}}
+{{- $sep := ternary "@" ":" (hasPrefix "sha256:" $tag) }}
 {{- if $registry }}
-{{- printf "%s/%s:%s" $registry .repository $tag }}
+{{- printf "%s/%s%s%s" $registry .repository $sep $tag }}
 {{- else }}
-{{- printf "%s:%s" .repository $tag }}
+{{- printf "%s%s%s" .repository $sep $tag }}
 {{- end }}
 {{- end }}
 

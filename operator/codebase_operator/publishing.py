@@ -1,0 +1,98 @@
+"""Publishing a job row into its IndexingRequest: the status subresource and one Event per phase.
+
+The row is the source of truth; the status is recomputed from it (`reflection.request_status`), so
+publishing twice, late or from a stale copy is harmless. Only the leader publishes, and under one
+lock per process, so a phase change is announced by exactly one Event.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Any
+
+from codebase_operator import reflection
+from codebase_operator.objects import Body, KubeApi, meta
+from mcp_server.core.errors import JobNotFound
+from mcp_server.core.jobs import Job, JobStore
+from mcp_server.runners.kube_api import NotFound, ObjectRef
+
+EVENT_REASONS = {
+    "Pending": "Accepted",
+    "Running": "Running",
+    "Completed": "Completed",
+    "Failed": "Failed",
+    "Cancelled": "Cancelled",
+}
+
+
+class Publisher:
+    def __init__(self, jobs: JobStore, kube: KubeApi) -> None:
+        self.jobs = jobs
+        self.kube = kube
+        self._publish_lock = threading.Lock()
+
+    def _row(self, job_id: uuid.UUID) -> Job | None:
+        try:
+            return self.jobs.get(job_id)
+        except JobNotFound:
+            return None
+
+    def publish(
+        self,
+        job_id: uuid.UUID,
+        *,
+        body: Body | None = None,
+        job_name: str | None = None,
+        waiting_message: str | None = None,
+    ) -> None:
+        """Make the IndexingRequest's status reflect the job row; post an Event when its phase changes.
+
+        `body`, when given, is a possibly stale copy (from a list): if it already shows the wanted
+        status nothing is done. Otherwise the row and the object are read again under a lock, so
+        concurrent publishers (event handlers, the resync) never write an older state over a newer
+        one or post the same phase change twice.
+        """
+        if body is not None:
+            row = self._row(job_id)
+            if row is None or not self._status_change(row, body, job_name, waiting_message):
+                return
+        with self._publish_lock:
+            row = self._row(job_id)
+            if row is None or not row.k8s_namespace or not row.k8s_name:
+                return
+            fresh = self.kube.get_indexing_request(row.k8s_namespace, row.k8s_name)
+            if fresh is None:
+                return
+            wanted = self._status_change(row, fresh, job_name, waiting_message)
+            if wanted is None:
+                return
+            ref = ObjectRef.of(fresh)
+            try:
+                self.kube.patch_indexing_request_status(ref.namespace, ref.name, wanted)
+            except NotFound:
+                return
+            previous_phase = (fresh.get("status") or {}).get("phase")
+        if previous_phase != wanted["phase"]:
+            self.kube.post_event(
+                ref,
+                reason=EVENT_REASONS[wanted["phase"]],
+                message=f"job {row.id}: {wanted['message']}",
+                warning=wanted["phase"] == "Failed",
+            )
+
+    def _status_change(
+        self, row: Job, body: Body, job_name: str | None, waiting_message: str | None
+    ) -> dict[str, Any] | None:
+        """The status to write, or None when the object already shows it."""
+        previous = body.get("status") or {}
+        if previous.get("jobId") not in (None, str(row.id)):
+            return None  # the object reports another job (refused adoption): leave it
+        wanted = reflection.request_status(
+            row,
+            job_name=job_name or previous.get("jobName") or row.k8s_job_name,
+            previous=previous,
+            generation=meta(body).get("generation"),
+            waiting_message=waiting_message,
+        )
+        return wanted if reflection.status_differs(previous, wanted) else None
