@@ -1,5 +1,4 @@
-"""Symbol table: definitions and identifier occurrences per file; repositories record their format;
-word statistics per project.
+"""Symbol table: definitions and identifier occurrences per file; repositories record their format.
 
 Revision ID: 0002_symbol_table
 Revises: 0001
@@ -9,9 +8,7 @@ Rows of both tables belong to a file row (deleted with it), so they follow its g
 definition is visible exactly when its file is. `repositories.index_format` is the version of
 what an index run writes per file; a repository indexed before this revision has format 0, and
 its next run re-reads every file (see IndexStore.begin_run), while the navigation tools refuse
-it with a message that says to re-index. `term_stats` holds each project's document frequencies
-of its most common lexemes (lexical ranking weighs query words with them, so a project ranks the
-same whatever else the database holds).
+it with a message that says to re-index.
 """
 
 import sqlalchemy as sa
@@ -52,20 +49,9 @@ def upgrade() -> None:
     )
     op.create_index("ix_symbol_occurrences_project_name", "symbol_occurrences", ["project_id", "name"])
     op.create_index("ix_symbol_occurrences_file", "symbol_occurrences", ["file_id"])
-    op.add_column("projects", sa.Column("term_rows", sa.Integer, nullable=False, server_default="0"))
-    op.create_table(
-        "term_stats",
-        sa.Column(
-            "project_id", sa.Text, sa.ForeignKey("projects.project_id", ondelete="CASCADE"), primary_key=True
-        ),
-        sa.Column("lexeme", sa.Text, primary_key=True),
-        sa.Column("frequency", sa.Float, nullable=False),
-    )
 
 
 def downgrade() -> None:
-    op.drop_table("term_stats")
-    op.drop_column("projects", "term_rows")
     op.drop_table("symbol_occurrences")
     op.drop_table("symbols")
     op.drop_column("repositories", "index_format")
