@@ -33,19 +33,23 @@ import tokenize
 from pathlib import Path
 from typing import Any
 
-HOME = Path(tempfile.mkdtemp(prefix="codebase-mcp-navigation-"))
+# Worker processes (forkserver) import this module again: they reuse the parent's directory.
+if __name__ != "__main__" and "CODEBASE_MCP_HOME" in os.environ:
+    HOME = Path(os.environ["CODEBASE_MCP_HOME"])
+else:
+    HOME = Path(tempfile.mkdtemp(prefix="codebase-mcp-navigation-"))
 os.environ["CODEBASE_MCP_HOME"] = str(HOME)
 os.environ.pop("DATABASE_URL", None)
 
-from sqlalchemy import text  # noqa: E402
+from sqlalchemy import text
 
-from mcp_server.core.settings import load_settings  # noqa: E402
-from mcp_server.db.database import get_engine  # noqa: E402
-from mcp_server.embeddings import StaticEmbedder  # noqa: E402
-from mcp_server.index.navigation import Navigator  # noqa: E402
-from mcp_server.index.search import is_test_path  # noqa: E402
-from mcp_server.index.store import IndexStore  # noqa: E402
-from mcp_server.indexer.pipeline import IndexRun  # noqa: E402
+from mcp_server.core.settings import load_settings
+from mcp_server.db.database import get_engine
+from mcp_server.embeddings import StaticEmbedder
+from mcp_server.index.navigation import Navigator
+from mcp_server.index.search import is_test_path
+from mcp_server.index.store import IndexStore
+from mcp_server.indexer.pipeline import IndexRun
 
 TABLES = ("files", "chunks", "symbols", "symbol_occurrences")
 

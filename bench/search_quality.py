@@ -46,21 +46,25 @@ import time
 from pathlib import Path
 from typing import Any
 
-HOME = Path(tempfile.mkdtemp(prefix="codebase-mcp-quality-"))
+# Worker processes (forkserver) import this module again: they reuse the parent's directory.
+if __name__ != "__main__" and "CODEBASE_MCP_HOME" in os.environ:
+    HOME = Path(os.environ["CODEBASE_MCP_HOME"])
+else:
+    HOME = Path(tempfile.mkdtemp(prefix="codebase-mcp-quality-"))
 os.environ["CODEBASE_MCP_HOME"] = str(HOME)
 os.environ.pop("DATABASE_URL", None)
 
-import numpy as np  # noqa: E402
-from quality_corpora import CORPORA, unpack  # noqa: E402
-from sqlalchemy import text  # noqa: E402
+import numpy as np
+from quality_corpora import CORPORA, unpack
+from sqlalchemy import text
 
-from mcp_server.core.settings import load_settings  # noqa: E402
-from mcp_server.db.database import get_engine  # noqa: E402
-from mcp_server.embeddings import StaticEmbedder, TransformerEmbedder  # noqa: E402
-from mcp_server.embeddings.base import Embedder  # noqa: E402
-from mcp_server.index.search import Searcher  # noqa: E402
-from mcp_server.index.store import IndexStore  # noqa: E402
-from mcp_server.indexer.pipeline import IndexRun  # noqa: E402
+from mcp_server.core.settings import load_settings
+from mcp_server.db.database import get_engine
+from mcp_server.embeddings import StaticEmbedder, TransformerEmbedder
+from mcp_server.embeddings.base import Embedder
+from mcp_server.index.search import Searcher
+from mcp_server.index.store import IndexStore
+from mcp_server.indexer.pipeline import IndexRun
 
 QUALITY_DIR = Path(__file__).resolve().parent / "quality"
 SETS = ("everyday", "paraphrase")
