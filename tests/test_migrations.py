@@ -64,3 +64,22 @@ def test_upgrading_an_up_to_date_database_is_a_no_op(scratch_engine: Engine) -> 
     database.upgrade(scratch_engine)
     database.upgrade(scratch_engine)
     assert database.current_revision(scratch_engine) == database.head_revision(scratch_engine)
+
+
+@pytest.mark.parametrize("early_search_build", [False, True])
+def test_a_database_at_the_symbol_table_revision_upgrades_to_head(
+    scratch_engine: Engine, early_search_build: bool
+) -> None:
+    database.upgrade(scratch_engine, "0002_symbol_table")
+    if early_search_build:  # an early build of the search branch created term_stats in 0002
+        with scratch_engine.begin() as conn:
+            conn.execute(text("ALTER TABLE projects ADD COLUMN term_rows integer NOT NULL DEFAULT 0"))
+            conn.execute(
+                text(
+                    "CREATE TABLE term_stats (project_id text, lexeme text, frequency float8, "
+                    "PRIMARY KEY (project_id, lexeme))"
+                )
+            )
+    database.upgrade(scratch_engine)
+    assert database.current_revision(scratch_engine) == database.head_revision(scratch_engine)
+    assert "term_stats" in inspect(scratch_engine).get_table_names()

@@ -217,6 +217,8 @@ def test_unknown_repository_and_malformed_glob_are_input_errors(
 def test_an_empty_result_says_why(searcher: Searcher, project: dict[str, Path]) -> None:
     assert "no index" in (searcher.search("x", project_id="other").note or "")
     assert "match no file" in (searcher.search("x", project_id="default", path="nowhere/*.py").note or "")
+    nothing = searcher.search("xylophonequartz", project_id="default", mode="lexical")
+    assert nothing.results == [] and "query's words" in (nothing.note or "")
 
 
 def test_a_glob_without_a_slash_matches_at_any_depth(searcher: Searcher, project: dict[str, Path]) -> None:
@@ -393,3 +395,55 @@ def test_code_ranks_before_prose_unless_the_query_asks_for_documentation(
 
     assert first("call make password to hash a password") != "docs/passwords.md"
     assert first("documentation: call make password to hash a password") == "docs/passwords.md"
+
+
+# --- the MCP tools, in memory ----------------------------------------------------------------------
+
+
+def test_the_navigation_tools_answer_and_refuse_through_mcp(
+    project: dict[str, Path], settings: Any, clean_db: Engine
+) -> None:
+    import anyio
+    from fastmcp import Client
+    from fastmcp.exceptions import ToolError
+
+    from mcp_server.frontends.mcp_tools import build_server
+    from mcp_server.frontends.operations import CodebaseService
+
+    server = build_server(settings, CodebaseService(settings, engine=clean_db))
+
+    async def scenario() -> None:
+        async with Client(server) as client:
+            names = {tool.name for tool in await client.list_tools()}
+            assert {"find_definition", "find_references", "get_file_outline", "read_code"} <= names
+            repos = (await client.call_tool("list_repositories", {})).data
+            assert {r["name"] for r in repos["repositories"]} == {"app", "vendored"}
+            found = (await client.call_tool("find_definition", {"symbol": "PasswordHasher.encode"})).data
+            assert found["definitions"][0]["file_path"] == "auth/hashers.py"
+            uses = await client.call_tool(
+                "find_references", {"symbol": "make_password", "repository": "vendored"}
+            )
+            assert [f["file_path"] for f in uses.data["files"]] == ["hashers.py"]
+            outline = (await client.call_tool("get_file_outline", {"file_path": "web/routes.ts"})).data
+            assert "URLResolver" in {n["name"] for n in outline["outline"]}
+            span = await client.call_tool(
+                "read_code", {"file_path": "hashers.py", "start_line": 1, "end_line": 1}
+            )
+            assert span.data["content"] == "def make_password(p):\n"
+            hit = (
+                await client.call_tool("search_code", {"query": "make_password", "repository": "app"})
+            ).data
+            assert hit["results"][0]["file_path"] == "auth/hashers.py"
+            for tool, arguments, message in [
+                (
+                    "read_code",
+                    {"file_path": "../x.py", "start_line": 1, "end_line": 2},
+                    "leaves its repository",
+                ),
+                ("search_code", {"query": "x", "repository": "nope"}, "unknown repository"),
+                ("search_code", {"query": "x", "path": "src/[a"}, "without its"),
+            ]:
+                with pytest.raises(ToolError, match=message):
+                    await client.call_tool(tool, arguments)
+
+    anyio.run(scenario)

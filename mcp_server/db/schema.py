@@ -20,6 +20,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Identity,
     Index,
@@ -90,6 +91,8 @@ projects = Table(
     Column("embedding_model", Text, nullable=False),
     Column("embedding_dimension", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Live chunks when term_stats was last computed (0: never): see index/term_stats.py.
+    Column("term_rows", Integer, nullable=False, server_default="0"),
 )
 
 repositories = Table(
@@ -177,4 +180,13 @@ symbol_occurrences = Table(
     Column("lines", ARRAY(Integer), nullable=False),
     Index("ix_symbol_occurrences_project_name", "project_id", "name"),
     Index("ix_symbol_occurrences_file", "file_id"),
+)
+
+# Each project's document frequencies of its most common lexemes (index/term_stats.py).
+term_stats = Table(
+    "term_stats",
+    metadata,
+    Column("project_id", Text, ForeignKey("projects.project_id", ondelete="CASCADE"), primary_key=True),
+    Column("lexeme", Text, primary_key=True),
+    Column("frequency", Float, nullable=False),  # share of the project's live chunks holding it
 )

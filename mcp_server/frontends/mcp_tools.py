@@ -37,7 +37,9 @@ codebase-mcp indexes source repositories and searches them by meaning and by key
 Typical use: call start_indexing_background with the repository's absolute path, poll
 get_indexing_status until status is completed, then call search_code with a natural-language
 description or identifiers. Projects (project_id) keep separate indexes apart; the default
-project is "default". Re-indexing is incremental: unchanged files are skipped."""
+project is "default". Re-indexing is incremental: unchanged files are skipped. To navigate:
+find_definition and find_references take a symbol name; get_file_outline and read_code take a
+file path as search_code returns it; list_repositories names the repositories of a project."""
 
 
 async def _call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

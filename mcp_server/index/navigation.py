@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 from mcp_server.core.errors import InvalidInput
-from mcp_server.index import repositories
+from mcp_server.index import repositories, spans
 from mcp_server.index.repositories import Repository
 from mcp_server.index.search.identifiers import DefinitionMatch, query_identifiers
 from mcp_server.index.search.query import LANGUAGE_RE
@@ -85,7 +85,9 @@ class Navigator:
             roots = {repo.id: repo.root_path for repo in scope.repos}
             found = []
             for _, r in ranked[:limit]:
-                content, cut = _span_text(conn, r.file_id, r.start_line, r.end_line, DEFINITION_TEXT_CHARS)
+                content, cut = spans.span_text(
+                    conn, r.file_id, r.start_line, r.end_line, DEFINITION_TEXT_CHARS
+                )
                 found.append(
                     {
                         "qualified_name": r.qualified_name,
@@ -134,7 +136,7 @@ class Navigator:
             wanted = [(r, line) for r in rows for line in r.lines]
             truncated = more_files or len(wanted) > limit
             wanted = wanted[:limit]
-            texts = _lines_text(conn, [(r.file_id, line) for r, line in wanted])
+            texts = spans.lines_text(conn, [(r.file_id, line) for r, line in wanted])
             files: dict[int, dict[str, Any]] = {}
             for r, line in wanted:
                 enclosing, is_definition = outlines.get(r.file_id, _Outline([])).around(line, identifier.name)
@@ -219,7 +221,7 @@ class Navigator:
                 {"f": file_id},
             ).one()
             total = int(meta.lines or 0)
-            content, cut = _span_text(
+            content, cut = spans.span_text(
                 conn, file_id, start_line, min(end_line, max(total, start_line)), MAX_READ_CHARS
             )
         return {
@@ -376,51 +378,3 @@ def _outlines(conn: Connection, file_ids: list[int]) -> dict[int, _Outline]:
     for r in rows:
         grouped.setdefault(r.file_id, []).append(r)
     return {file_id: _Outline(items) for file_id, items in grouped.items()}
-
-
-def _span_text(conn: Connection, file_id: int, start: int, end: int, max_chars: int) -> tuple[str, bool]:
-    """Lines start..end of an indexed file, rebuilt from its chunks (lines between chunks are
-    blank: the chunker trims only blank lines); (text, was it cut at max_chars)."""
-    rows = conn.execute(
-        text(
-            "SELECT start_line, content FROM chunks WHERE file_id = :f "
-            "AND end_line >= :s AND start_line <= :e ORDER BY start_line"
-        ),
-        {"f": file_id, "s": start, "e": end},
-    ).all()
-    lines: dict[int, str] = {}
-    for r in rows:
-        for offset, line in enumerate(r.content.splitlines(keepends=True)):
-            lines[r.start_line + offset] = line if line.endswith("\n") else line + "\n"
-    out: list[str] = []
-    size = 0
-    for number in range(start, end + 1):
-        line = lines.get(number, "\n")
-        if size + len(line) > max_chars:
-            return "".join(out), True
-        out.append(line)
-        size += len(line)
-    return "".join(out), False
-
-
-def _lines_text(conn: Connection, wanted: list[tuple[int, int]]) -> dict[tuple[int, int], str]:
-    """The text of single lines, (file id, line) -> line, from the chunks that hold them."""
-    if not wanted:
-        return {}
-    file_ids = sorted({f for f, _ in wanted})
-    lines = sorted({line for _, line in wanted})
-    rows = conn.execute(
-        text(
-            "SELECT c.file_id, c.start_line, c.content FROM chunks c "
-            "WHERE c.file_id = ANY(:fs) AND c.end_line >= :lo AND c.start_line <= :hi"
-        ),
-        {"fs": file_ids, "lo": lines[0], "hi": lines[-1]},
-    ).all()
-    want = set(wanted)
-    out: dict[tuple[int, int], str] = {}
-    for r in rows:
-        for offset, line in enumerate(r.content.splitlines()):
-            key = (r.file_id, r.start_line + offset)
-            if key in want:
-                out[key] = line
-    return out

@@ -173,6 +173,10 @@ class IndexStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
     # --- projects and models --------------------------------------------------------------------
 
     def check_project_model(

@@ -27,6 +27,7 @@ import numpy.typing as npt
 from mcp_server.core.errors import CodebaseMCPError, JobNoLongerRunning
 from mcp_server.core.jobs import JobPhase
 from mcp_server.embeddings.base import Embedder
+from mcp_server.index import term_stats
 from mcp_server.index.store import ChunkRow, FileWrite, IndexStore, RunState, SymbolRow
 from mcp_server.indexer import parse_guard, secrets
 from mcp_server.indexer.chunker import analyse_source
@@ -270,6 +271,9 @@ class IndexRun:
             started = time.perf_counter()
             self.store.analyze()
             counters.add_time("analyze", started)
+        started = time.perf_counter()
+        term_stats.refresh(self.store.engine, self.project_id)
+        counters.add_time("word statistics", started)
         return counters
 
     def _run(self, state: RunState) -> RunCounters:

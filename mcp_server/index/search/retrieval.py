@@ -3,9 +3,9 @@
 Lexical ranking is BM25-like rather than plain `ts_rank` over an OR of every query word, for
 quality and for speed (design.md section 4: `ts_rank` over an unselective OR query had a p95 of
 203 ms at 100,000 rows):
-  * each query word is weighted by its inverse document frequency, read from the planner's
-    statistics of `search_tsv` (`pg_stats.most_common_elems`, cached), so "median" counts for more
-    than "list";
+  * each query word is weighted by its inverse document frequency in the project (index/term_stats.py,
+    cached; the planner's statistics of the whole table for an index older than those), so
+    "median" counts for more than "list", and a project ranks the same whatever else is indexed;
   * only rows holding at least one *selective* word (in at most `SELECTIVE_FRACTION` of the rows)
     are candidates; common words only add to the score of those rows. With no selective word at
     all, every word must match;
@@ -29,13 +29,14 @@ import re
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from mcp_server.embeddings.base import Embedder
+from mcp_server.index import term_stats
 from mcp_server.index.search import categories
 from mcp_server.index.search.identifiers import DefinitionMatch, Identifier
 from mcp_server.index.search.query import SearchFilters, glob_to_regex
@@ -47,6 +48,7 @@ from mcp_server.index.store import (
     vector_index_predicate,
     vector_query_cast,
 )
+from mcp_server.index.term_stats import TermStats
 
 # Lexical ranking.
 SELECTIVE_FRACTION = 0.05  # a word in more rows than this does not select candidates by itself
@@ -65,28 +67,12 @@ EXACT_SCAN_MAX_ROWS = 5000
 MAX_FILTER_FILES = 500
 
 
-@dataclass(slots=True)
-class _TermStats:
-    """Document frequencies of lexemes, from the planner's statistics of chunks.search_tsv."""
-
-    rows: float = 0.0  # rows of the table when it was last analysed; 0: no statistics yet
-    frequency: dict[str, float] = field(default_factory=dict)
-    floor: float = 0.0  # frequency assumed for a lexeme missing from the list (a rare one)
-    loaded_at: float = -math.inf
-
-    def document_frequency(self, lexeme: str) -> float | None:
-        """Estimated rows holding `lexeme`; None without statistics."""
-        if self.rows <= 0:
-            return None
-        return self.frequency.get(lexeme, self.floor) * self.rows
-
-
 class Retriever:
     """Runs the retrievers inside a caller's connection; caches the lexical statistics."""
 
     def __init__(self, embedder: Embedder) -> None:
         self._embedder = embedder
-        self._stats = _TermStats()
+        self._stats: dict[str, tuple[float, TermStats]] = {}  # project -> (loaded at, statistics)
         self._stats_lock = threading.Lock()
 
     def semantic(self, conn: Connection, query: str, dimension: int, scope: Scope, k: int) -> Ranking:
@@ -177,7 +163,7 @@ class Retriever:
         ).scalar_one()
         if not lexemes:
             return [], []
-        stats = self._term_stats(conn)
+        stats = self._term_stats(conn, scope.params["project_id"])
         terms = _weigh_terms(list(lexemes), stats)[:MAX_QUERY_TERMS]
         selective = [t for t, _, is_selective in terms if is_selective]
         params: dict[str, Any] = {**scope.params, "k": k, "cap": LEXICAL_SCAN_CAP}
@@ -215,35 +201,39 @@ class Retriever:
             ranked += [(r.id, float(r.score)) for r in conn.execute(text(sql), params) if r.id not in seen]
         return ranked[:k], terms
 
-    def _term_stats(self, conn: Connection) -> _TermStats:
+    def _term_stats(self, conn: Connection, project_id: str) -> TermStats:
         now = time.monotonic()
-        if now - self._stats.loaded_at < _STATS_TTL_SECONDS:
-            return self._stats
+        cached = self._stats.get(project_id)
+        if cached is not None and now - cached[0] < _STATS_TTL_SECONDS:
+            return cached[1]
         with self._stats_lock:
-            if now - self._stats.loaded_at < _STATS_TTL_SECONDS:
-                return self._stats
-            rows = conn.execute(
-                text("SELECT reltuples FROM pg_class WHERE oid = 'chunks'::regclass")
-            ).scalar()
-            stats_row = conn.execute(
-                text(
-                    "SELECT most_common_elems::text::text[] AS elems, most_common_elem_freqs AS freqs "
-                    "FROM pg_stats WHERE schemaname = current_schema() AND tablename = 'chunks' "
-                    "AND attname = 'search_tsv'"
-                )
-            ).one_or_none()
-            stats = _TermStats(loaded_at=now)
-            if rows and rows > 0 and stats_row is not None and stats_row.elems:
-                elems, freqs = list(stats_row.elems), list(stats_row.freqs)
-                stats.rows = float(rows)
-                stats.frequency = dict(zip(elems, freqs[: len(elems)], strict=True))
-                # Lexemes below the cut-off of the list are rarer than its least frequent entry.
-                stats.floor = min(freqs[: len(elems)]) / 2
-            self._stats = stats
+            stats = term_stats.load(conn, project_id) or _table_stats(conn)
+            self._stats[project_id] = (now, stats)
             return stats
 
 
-def _weigh_terms(lexemes: list[str], stats: _TermStats) -> list[tuple[str, float, bool]]:
+def _table_stats(conn: Connection) -> TermStats:
+    """The whole table's statistics from the planner: for a project indexed before per-project
+    statistics existed, until its next index run computes them."""
+    rows = conn.execute(text("SELECT reltuples FROM pg_class WHERE oid = 'chunks'::regclass")).scalar()
+    stats_row = conn.execute(
+        text(
+            "SELECT most_common_elems::text::text[] AS elems, most_common_elem_freqs AS freqs "
+            "FROM pg_stats WHERE schemaname = current_schema() AND tablename = 'chunks' "
+            "AND attname = 'search_tsv'"
+        )
+    ).one_or_none()
+    stats = TermStats()
+    if rows and rows > 0 and stats_row is not None and stats_row.elems:
+        elems, freqs = list(stats_row.elems), list(stats_row.freqs)
+        stats.rows = float(rows)
+        stats.frequency = dict(zip(elems, freqs[: len(elems)], strict=True))
+        # Lexemes below the cut-off of the list are rarer than its least frequent entry.
+        stats.floor = min(freqs[: len(elems)]) / 2
+    return stats
+
+
+def _weigh_terms(lexemes: list[str], stats: TermStats) -> list[tuple[str, float, bool]]:
     """(lexeme, weight, selective) per query word, rarest first: BM25's inverse document frequency."""
     weighed = []
     for lexeme in dict.fromkeys(lexemes):

@@ -143,7 +143,10 @@ class Searcher:
                 context_lines=context_lines,
                 max_chars=max_chars,
             )
-        return finish(SearchResponse(results, len(results), project_id, mode, 0.0, truncated), started)
+        why: str | None = None
+        if not results and mode == "lexical":
+            why = "no indexed chunk in scope holds the query's words; try mode='hybrid' or other words"
+        return finish(SearchResponse(results, len(results), project_id, mode, 0.0, truncated, why), started)
 
 
 @contextlib.contextmanager
