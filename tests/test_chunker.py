@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from mcp_server.indexer import languages
 from mcp_server.indexer.chunker import chunk_source
+from mcp_server.indexer.file_reading import read_source_text
 from mcp_server.indexer.types import Chunk
-from mcp_server.indexer.walker import read_source_text
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -451,3 +451,27 @@ def test_a_standby_replica_creates_no_job(settings: Settings, store: JobStore, k
     standby.loop.resync()  # even if asked directly, it does not create Jobs
     assert kube.created == []
     assert standby.health()["leader"] is False
+
+
+def test_a_refused_job_create_is_told_on_the_request_and_does_not_stop_the_others(
+    settings: Settings, store: JobStore, kube: FakeKube
+) -> None:
+    from mcp_server.runners.kube_api import KubernetesError
+
+    reconciler = make_reconciler(settings, store, kube)
+    ids = admit_all(reconciler, kube, ["a", "b"])
+    create = kube.create_job
+
+    def refuse_a(namespace: str, body: Any) -> dict[str, Any]:
+        if body["metadata"]["name"] == job_name(ids[0]):
+            raise KubernetesError(
+                "create Job failed (403 Forbidden): cannot set blockOwnerDeletion", status=403
+            )
+        return create(namespace, body)
+
+    kube.create_job = refuse_a  # type: ignore[method-assign]
+    reconciler.resync()
+    assert "403 Forbidden" in kube.requests["a"]["status"]["message"]
+    assert kube.created == [job_name(ids[1])]
+    reconciler.resync()
+    assert "403 Forbidden" in kube.requests["a"]["status"]["message"]  # stays, does not flap

@@ -14,7 +14,8 @@ import unprivileged
 
 from mcp_server.core.errors import InvalidRepositoryPath
 from mcp_server.indexer import walker
-from mcp_server.indexer.walker import WalkStats, decode_source, read_source_text, walk_repository
+from mcp_server.indexer.file_reading import decode_source, read_source_text
+from mcp_server.indexer.walker import WalkStats, walk_repository
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -56,3 +56,11 @@ class EmbeddingModelMismatch(CodebaseMCPError):
 
 class LauncherError(CodebaseMCPError):
     """The launcher could not start or stop an indexing run."""
+
+
+class SearchTimeout(CodebaseMCPError):
+    """A search ran past CODEBASE_SEARCH_TIMEOUT_MS and was stopped by the database."""
+
+
+class JobNoLongerRunning(CodebaseMCPError):
+    """The job left `running` (cancelled, failed) before its index run could publish."""

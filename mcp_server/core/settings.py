@@ -193,6 +193,12 @@ class IndexingSettings(_Group):
     def _secret_roots_absolute(cls, value: list[Path]) -> list[Path]:
         return JobSettings._roots_absolute(value)
 
+    min_free_disk_mb: int = Field(
+        default=100, ge=0, le=1_000_000, validation_alias="CODEBASE_MIN_FREE_DISK_MB"
+    )
+    """An index run into the embedded database stops with a clear error when less than this many
+    megabytes are free on its disk, before PostgreSQL itself runs out (0: no check)."""
+
     chunk_pack_lines: int = Field(default=40, ge=0, le=80, validation_alias="CODEBASE_CHUNK_PACK_LINES")
     """Neighbouring small definitions are packed into chunks of up to this many lines (0: never pack)."""
 
@@ -266,6 +272,14 @@ class EmbeddingSettings(_Group):
     """Directory with model.safetensors and tokenizer.json for EMBEDDING_BACKEND=transformer."""
 
 
+class SearchSettings(_Group):
+    """How searches run: the MCP server and the CLI."""
+
+    timeout_ms: int = Field(default=5000, ge=100, le=600_000, validation_alias="CODEBASE_SEARCH_TIMEOUT_MS")
+    """Every statement of a search is stopped past this many milliseconds (PostgreSQL
+    statement_timeout); the caller is told to narrow the query."""
+
+
 class HttpSettings(_Group):
     """The MCP server's streamable HTTP transport."""
 
@@ -282,14 +296,18 @@ class HttpSettings(_Group):
     bytes off loopback."""
 
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, validation_alias="CODEBASE_MCP_ALLOWED_HOSTS"
+        default_factory=list,
+        validation_alias="CODEBASE_MCP_ALLOWED_HOSTS",
+        json_schema_extra=_chart('include "codebase-mcp.allowedHosts" . | quote'),
     )
     """Host names besides loopback (','-separated; `*.example.com` patterns work) the HTTP transport
     answers to, e.g. the Service name behind a proxy; anything else gets 421 (DNS-rebinding
     protection)."""
 
     allowed_origins: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, validation_alias="CODEBASE_MCP_ALLOWED_ORIGINS"
+        default_factory=list,
+        validation_alias="CODEBASE_MCP_ALLOWED_ORIGINS",
+        json_schema_extra=_chart('.Values.server.allowedOrigins | join "," | quote'),
     )
     """Browser origins besides loopback ones (','-separated) allowed to call the HTTP transport;
     others get 403."""
@@ -562,6 +580,7 @@ GROUPS: dict[str, type[_Group]] = {
     "jobs": JobSettings,
     "indexing": IndexingSettings,
     "embedding": EmbeddingSettings,
+    "search": SearchSettings,
     "http": HttpSettings,
     "kubernetes": KubernetesSettings,
     "operator": OperatorSettings,
@@ -578,6 +597,7 @@ class Settings(BaseModel):
     jobs: JobSettings = Field(default_factory=lambda: JobSettings.model_construct())
     indexing: IndexingSettings = Field(default_factory=lambda: IndexingSettings.model_construct())
     embedding: EmbeddingSettings = Field(default_factory=lambda: EmbeddingSettings.model_construct())
+    search: SearchSettings = Field(default_factory=lambda: SearchSettings.model_construct())
     http: HttpSettings = Field(default_factory=lambda: HttpSettings.model_construct())
     kubernetes: KubernetesSettings = Field(default_factory=lambda: KubernetesSettings.model_construct())
     operator: OperatorSettings = Field(default_factory=lambda: OperatorSettings.model_construct())

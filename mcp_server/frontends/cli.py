@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.syntax import Syntax
 from rich.table import Table
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from mcp_server.core.errors import CodebaseMCPError, InvalidInput, InvalidTransition
 from mcp_server.core.settings import (
@@ -28,6 +29,7 @@ from mcp_server.core.settings import (
     KubernetesSettings,
     LoggingSettings,
     OperatorSettings,
+    SearchSettings,
     Settings,
     load_settings,
 )
@@ -421,6 +423,7 @@ FRONTEND_GROUPS = (
     JobSettings,
     IndexingSettings,  # watch mode indexes in the server's own process
     EmbeddingSettings,
+    SearchSettings,
     HttpSettings,
     KubernetesSettings,
     LoggingSettings,
@@ -602,6 +605,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CodebaseMCPError as exc:
         err_console.print(f"[red]error:[/] {exc}")
         return EXIT_USAGE if isinstance(exc, InvalidInput | InvalidTransition) else 1
+    except (OperationalError, InterfaceError) as exc:
+        # One line, never a traceback: the database went away (stopped, restarting, out of disk).
+        from mcp_server.db.database import redact_urls
+
+        detail = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+        if "No space left on device" in str(exc.orig):
+            detail = f"the disk holding the database is full ({detail})"
+        err_console.print(
+            f"[red]error:[/] the database is unavailable: {redact_urls(detail)}", highlight=False
+        )
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -93,7 +93,7 @@ class CodebaseService:
 
     @cached_property
     def searcher(self) -> Searcher:
-        return Searcher(self.engine, self.embedder)
+        return Searcher(self.engine, self.embedder, statement_timeout_ms=self.settings.search.timeout_ms)
 
     def ping(self) -> None:
         """Raise unless the database answers (health checks)."""
@@ -119,13 +119,23 @@ class CodebaseService:
             unless_active=True,
         )
         if job.id != new_id:
+            # Decision: a forced request that joins a running job is not queued behind it; the
+            # answer says the force was not applied, so the caller can ask again once it is done.
+            forced_note = ""
+            if force_reindex and not job.force_reindex:
+                forced_note = (
+                    "; force_reindex was NOT applied (that job is an incremental run): call again with "
+                    "force_reindex=true once it has finished"
+                )
             return {
                 "job_id": str(job.id),
                 "status": job.status.value,
                 "project_id": project,
+                "joined_existing_job": True,
+                "force_reindex_applied": job.force_reindex,
                 "message": (
                     f"{root} is already being indexed in project {project!r} by job {job.id}; "
-                    "poll get_indexing_status with that job_id"
+                    f"poll get_indexing_status with that job_id{forced_note}"
                 ),
             }
         self.launcher.submit(job)
@@ -204,13 +214,24 @@ class CodebaseService:
             }
         cancelled = self.launcher.cancel(job)
         current = self.jobs.get(job.id)
+        # The publish step locks the job row, so after a cancel this answer is the truth: either the
+        # run never published, or it had published before the cancel landed.
+        published = IndexStore(self.engine).published_by(job.id)
+        if cancelled and published:
+            message = (
+                "job cancelled after it had already published its index: the new index of the "
+                "repository is live and searchable"
+            )
+        elif cancelled:
+            message = "job cancelled; the previous index of the repository stays searchable"
+        else:
+            message = f"job finished as {current.status.value} before it could be cancelled"
         return {
             "job_id": str(job.id),
             "status": current.status.value,
             "cancelled": cancelled,
-            "message": "job cancelled; the previous index of the repository stays searchable"
-            if cancelled
-            else f"job finished as {current.status.value} before it could be cancelled",
+            "new_index_published": published,
+            "message": message,
         }
 
     # --- search ---------------------------------------------------------------------------------

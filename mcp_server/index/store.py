@@ -27,7 +27,7 @@ import numpy.typing as npt
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
-from mcp_server.core.errors import EmbeddingModelMismatch
+from mcp_server.core.errors import EmbeddingModelMismatch, JobNoLongerRunning
 from mcp_server.db.schema import LIVE
 
 # The version of what a run writes per file, recorded per repository at publish time. 1: chunks
@@ -542,11 +542,29 @@ class IndexStore:
             conn.execute(text("ANALYZE chunks"))
             conn.commit()
 
+    def published_by(self, job_id: uuid.UUID) -> bool:
+        """Whether the job's run made its generation the live index of its repository."""
+        with self._engine.connect() as conn:
+            found = conn.execute(
+                text("SELECT 1 FROM repositories WHERE last_job_id = :j LIMIT 1"), {"j": job_id}
+            ).scalar()
+        return found is not None
+
     def publish(
         self, state: RunState, *, job_id: uuid.UUID | None, replace_project_model: tuple[str, int] | None
     ) -> None:
-        """Make generation G the searchable one, then collect what it replaced."""
+        """Make generation G the searchable one, then collect what it replaced.
+
+        Only while the job is still `running`: its row is locked for the switch, so a cancel either
+        lands first (nothing is published) or waits and then finds the new index live, and can say so.
+        """
         with self._engine.begin() as conn:
+            if job_id is not None:
+                status = conn.execute(
+                    text("SELECT status FROM indexing_jobs WHERE id = :j FOR UPDATE"), {"j": job_id}
+                ).scalar()
+                if status is not None and status != "running":
+                    raise JobNoLongerRunning(f"job {job_id} is {status}; its index was not published")
             conn.execute(
                 text(
                     "UPDATE repositories SET active_generation = :g, last_indexed_at = now(), "

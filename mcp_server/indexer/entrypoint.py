@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 import uuid
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -23,7 +25,8 @@ from mcp_server.core.errors import CodebaseMCPError, InvalidInput
 from mcp_server.core.jobs import JobPhase, JobStatus, JobStore
 from mcp_server.core.settings import Settings
 from mcp_server.core.validation import redact_userinfo, validate_git_source, validate_repo_path
-from mcp_server.db.database import get_engine, redact_urls
+from mcp_server.db.database import get_engine, is_embedded, redact_urls
+from mcp_server.db.embedded import free_bytes
 from mcp_server.embeddings import create_embedder
 from mcp_server.index.store import IndexStore
 from mcp_server.indexer import git_source, secrets
@@ -98,7 +101,10 @@ def run_job(
         write_termination_message(termination_log, f"job {job_id} is {job.status.value}; nothing to do")
         return IndexerExit.NOT_RUNNABLE
 
+    disk_guard = _disk_guard(settings)
+
     def progress(counters: RunCounters, message: str) -> bool:
+        disk_guard()
         return jobs.update_progress(
             job_id,
             phase=counters.phase,
@@ -151,6 +157,14 @@ def run_job(
             return _reported(exc, termination_log)
         except (OperationalError, InterfaceError) as exc:
             log.exception("indexing job %s lost its database", job_id)
+            if "No space left on device" in str(exc.orig) or "could not extend file" in str(exc.orig):
+                where = settings.database.pgdata_dir if is_embedded(settings) else "the database server"
+                write_termination_message(
+                    termination_log,
+                    f"out of disk space: the disk holding {where} is full ({_first_line(exc.orig)}); "
+                    "free some space there and retry; the previous index is unchanged",
+                )
+                return IndexerExit.FAILED
             write_termination_message(
                 termination_log,
                 f"lost the connection to the database (PostgreSQL restarted or unreachable?): "
@@ -183,6 +197,35 @@ def run_job(
     )
     write_termination_message(termination_log, summary)
     return IndexerExit.INDEXED
+
+
+class OutOfDisk(CodebaseMCPError):
+    """The disk holding the embedded database is (nearly) full."""
+
+
+def _disk_guard(settings: Settings) -> Callable[[], None]:
+    """Stop the run before PostgreSQL runs out of disk (a full disk made it panic and not start
+    again): checked with each progress report, at most once a second."""
+    if not is_embedded(settings) or settings.indexing.min_free_disk_mb <= 0:
+        return lambda: None
+    minimum = settings.indexing.min_free_disk_mb * 1024 * 1024
+    last = [0.0]
+
+    def check() -> None:
+        now = time.monotonic()
+        if now - last[0] < 1.0:
+            return
+        last[0] = now
+        free = free_bytes(settings.database.pgdata_dir)
+        if free is not None and free < minimum:
+            raise OutOfDisk(
+                f"out of disk space: only {free // (1024 * 1024)} MB left on the disk holding "
+                f"{settings.database.pgdata_dir} "
+                f"(CODEBASE_MIN_FREE_DISK_MB is {settings.indexing.min_free_disk_mb}); "
+                "the run was stopped and the previous index is unchanged: free some space and retry"
+            )
+
+    return check
 
 
 def _secrets_opted_in(settings: Settings, repo_path: str) -> bool:

@@ -24,15 +24,16 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from mcp_server.core.errors import CodebaseMCPError
+from mcp_server.core.errors import CodebaseMCPError, JobNoLongerRunning
 from mcp_server.core.jobs import JobPhase
 from mcp_server.embeddings.base import Embedder
 from mcp_server.index import term_stats
 from mcp_server.index.store import ChunkRow, FileWrite, IndexStore, RunState, SymbolRow
 from mcp_server.indexer import parse_guard, secrets
 from mcp_server.indexer.chunker import analyse_source
+from mcp_server.indexer.file_reading import decode_source, read_source_bytes
 from mcp_server.indexer.types import SourceFile
-from mcp_server.indexer.walker import IGNORED, WalkStats, decode_source, read_source_bytes, walk_repository
+from mcp_server.indexer.walker import IGNORED, WalkStats, walk_repository
 
 log = logging.getLogger(__name__)
 
@@ -355,9 +356,12 @@ class IndexRun:
         self.store.drop_pending(state, file_ids=unused_pending)
         self._report("publishing the new index generation", force=True)
         started = time.perf_counter()
-        self.store.publish(
-            state, job_id=self.job_id, replace_project_model=(model_id, dimension) if self.force else None
-        )
+        try:
+            self.store.publish(
+                state, job_id=self.job_id, replace_project_model=(model_id, dimension) if self.force else None
+            )
+        except JobNoLongerRunning:
+            raise RunCancelled("the job is no longer running") from None
         c.add_time("publishing", started)
         c.phase = JobPhase.DONE
         return c

@@ -35,14 +35,12 @@ The order is deterministic: files come out sorted by relative path (code-point o
 
 from __future__ import annotations
 
-import codecs
 import errno
 import logging
 import os
-import re
 import stat
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +48,17 @@ from pathspec import GitIgnoreSpec
 
 from mcp_server.core.errors import InvalidRepositoryPath
 from mcp_server.indexer import safe_fs
+from mcp_server.indexer.file_reading import BINARY_EXTENSIONS, HEAD_BYTES, looks_binary
+from mcp_server.indexer.ignore_rules import (
+    BUILD_OUTPUT_DIRECTORIES,
+    DEFAULT_IGNORED_DIRECTORIES,
+    DEFAULT_IGNORED_FILES,
+    DEFAULT_IGNORED_SUFFIXES,
+    ENVIRONMENT_MARKERS,
+    IGNORE_FILES,
+    IgnoreFiles,
+    is_source_package,
+)
 from mcp_server.indexer.languages import language_for_path
 from mcp_server.indexer.types import SourceFile
 
@@ -82,123 +91,9 @@ SKIP_REASONS = (
     HARDLINK,
 )
 
-HEAD_BYTES = 8192
-# Ignore files: larger ones are not read; patterns past the cap or too complex are dropped (warned).
-MAX_IGNORE_FILE_BYTES = 100_000
-# Ignore files read at every level, in this order: .codebaseignore (gitignore syntax) is for rules
-# that matter to the index but not to git, and wins over .gitignore where both match.
-IGNORE_FILES = (".gitignore", ".codebaseignore")
-MAX_IGNORE_PATTERNS = 1_000
-MAX_PATTERN_CHARS = 256
-MAX_STARS_PER_SEGMENT = 2
-MAX_DOUBLE_STARS = 4
-_STAR_RUN = re.compile(r"\*+")
 _MAX_WARNINGS = 20
 _EXAMPLES_PER_REASON = 5
 
-# Directories that are never source: version control, caches, virtualenvs, dependency and
-# build output of the common toolchains.
-DEFAULT_IGNORED_DIRECTORIES = frozenset(
-    {
-        ".git",
-        ".hg",
-        ".svn",
-        ".bzr",
-        "CVS",
-        "_darcs",
-        ".jj",
-        "node_modules",
-        "bower_components",
-        ".pnpm-store",
-        ".yarn",
-        "__pycache__",
-        ".mypy_cache",
-        ".pytest_cache",
-        ".ruff_cache",
-        ".hypothesis",
-        ".tox",
-        ".nox",
-        ".eggs",
-        ".venv",
-        "venv",
-        ".direnv",
-        ".next",
-        ".nuxt",
-        ".svelte-kit",
-        ".parcel-cache",
-        ".turbo",
-        ".angular",
-        ".gradle",
-        ".idea",
-        ".terraform",
-        ".cache",
-        "htmlcov",
-    }
-)
-# Build-output names that are skipped unless the directory is a source package of that name
-# (Python's build/__init__.py, Go's go/build): a name alone is not enough to drop source.
-BUILD_OUTPUT_DIRECTORIES = frozenset({"build", "dist", "target"})
-# Any directory holding one of these is an environment or a cache (pyvenv.cfg: virtualenvs of
-# any name such as env/; conda-meta: conda environments; CACHEDIR.TAG: the cache directory spec).
-_ENVIRONMENT_MARKERS = frozenset({"pyvenv.cfg", "conda-meta", "CACHEDIR.TAG"})
-
-# Generated files: huge, and nobody searches them for how the code works.
-DEFAULT_IGNORED_FILES = frozenset(
-    {
-        "package-lock.json",
-        "npm-shrinkwrap.json",
-        "yarn.lock",
-        "pnpm-lock.yaml",
-        "bun.lock",
-        "bun.lockb",
-        "Cargo.lock",
-        "poetry.lock",
-        "Pipfile.lock",
-        "pdm.lock",
-        "uv.lock",
-        "composer.lock",
-        "Gemfile.lock",
-        "Podfile.lock",
-        "pubspec.lock",
-        "mix.lock",
-        "flake.lock",
-        "packages.lock.json",
-        "go.sum",
-        ".DS_Store",
-    }
-)
-DEFAULT_IGNORED_SUFFIXES = (".min.js", ".min.css", ".min.mjs", ".js.map", ".css.map", ".map", ".svg")
-
-BINARY_EXTENSIONS = frozenset(
-    {
-        # images
-        ".png", ".jpg", ".jpeg", ".gif", ".bmp", ".ico", ".icns", ".tif", ".tiff", ".webp",
-        ".avif", ".heic", ".psd", ".xcf", ".raw", ".cr2", ".nef", ".svgz",
-        # audio and video
-        ".mp3", ".wav", ".ogg", ".oga", ".flac", ".aac", ".m4a", ".opus", ".mid", ".midi",
-        ".mp4", ".m4v", ".mkv", ".mov", ".avi", ".webm", ".wmv", ".flv", ".mpg", ".mpeg",
-        # archives and packages
-        ".zip", ".tar", ".gz", ".tgz", ".bz2", ".tbz2", ".xz", ".txz", ".zst", ".lz", ".lz4",
-        ".lzma", ".7z", ".rar", ".jar", ".war", ".ear", ".aar", ".whl", ".egg", ".nupkg",
-        ".deb", ".rpm", ".apk", ".ipa", ".dmg", ".iso", ".img", ".msi", ".cab", ".gem",
-        # compiled code and objects
-        ".exe", ".dll", ".so", ".dylib", ".a", ".lib", ".o", ".obj", ".ko", ".elf", ".bin",
-        ".class", ".pyc", ".pyo", ".pyd", ".wasm", ".node", ".beam", ".dex", ".pdb", ".idb",
-        ".ilk", ".exp", ".out", ".rlib", ".rmeta", ".gch", ".pch",
-        # documents and fonts
-        ".pdf", ".doc", ".docx", ".xls", ".xlsx", ".ppt", ".pptx", ".odt", ".ods", ".odp",
-        ".epub", ".ttf", ".otf", ".woff", ".woff2", ".eot",
-        # data, databases, models
-        ".sqlite", ".sqlite3", ".db", ".mdb", ".parquet", ".avro", ".orc", ".feather",
-        ".arrow", ".npy", ".npz", ".pkl", ".pickle", ".joblib", ".h5", ".hdf5", ".onnx",
-        ".pt", ".pth", ".safetensors", ".ckpt", ".tflite", ".pb", ".tfrecord", ".gguf",
-        ".mo", ".swf", ".fla", ".blend", ".fbx", ".glb", ".stl", ".jks", ".keystore", ".p12",
-        ".pfx", ".der",
-    }
-)  # fmt: skip
-
-# Bytes that text files do not contain (besides \t \n \f \r, backspace and ESC).
-_CONTROL_BYTES = bytes(b for b in range(32) if b not in (8, 9, 10, 12, 13, 27)) + b"\x7f"
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -269,95 +164,6 @@ def walk_repository(
     return walker.walk(root_entries)
 
 
-def read_source_text(path: Path | str, *, max_bytes: int | None = None) -> str | None:
-    """The text of a file, or None when it is gone, not a regular file, too large or binary.
-
-    See ``read_source_bytes`` for the filesystem rules and ``decode_source`` for encodings.
-    """
-    data = read_source_bytes(path, max_bytes=max_bytes)
-    return None if data is None else decode_source(data)
-
-
-def read_source_bytes(path: Path | str, *, max_bytes: int | None = None) -> bytes | None:
-    """The bytes of a regular file, or None when it is gone, not a regular file or too large.
-
-    Never raises for filesystem reasons (files vanish or change between walking and reading)
-    and never blocks on a FIFO swapped in after the walk.
-    """
-    try:
-        fd = os.open(path, _OPEN_FLAGS)
-    except OSError:
-        return None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return None
-        if max_bytes is not None and info.st_size > max_bytes:
-            return None
-        limit = max_bytes + 1 if max_bytes is not None else None
-        parts: list[bytes] = []
-        size = 0
-        while True:
-            part = os.read(fd, 1 << 20 if limit is None else min(1 << 20, limit - size))
-            if not part:
-                break
-            parts.append(part)
-            size += len(part)
-            if limit is not None and size >= limit:
-                return None  # grew past the limit since it was listed
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    return b"".join(parts)
-
-
-def decode_source(data: bytes) -> str | None:
-    """Bytes to text, or None for binary data.
-
-    * A byte-order mark decides (UTF-8, UTF-16, UTF-32).
-    * A NUL byte, or more than 30% control bytes, means binary (as Perl's ``-B`` judges).
-    * Valid UTF-8 is decoded as such. UTF-8 with a few stray bytes (at most 1% of the text
-      replaced) is decoded with U+FFFD for them. Anything else is a legacy 8-bit encoding and is
-      decoded as Latin-1: its ASCII (the code) stays exact, its accents become approximate, which
-      beats dropping the file.
-    """
-    for bom, encoding in (
-        (codecs.BOM_UTF32_LE, "utf-32"),
-        (codecs.BOM_UTF32_BE, "utf-32"),
-        (codecs.BOM_UTF8, "utf-8-sig"),
-        (codecs.BOM_UTF16_LE, "utf-16"),
-        (codecs.BOM_UTF16_BE, "utf-16"),
-    ):
-        if data.startswith(bom):
-            try:
-                text = data.decode(encoding)
-            except UnicodeDecodeError:
-                return None
-            return None if "\x00" in text else text
-    if _looks_binary(data):
-        return None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    text = data.decode("utf-8", "replace")
-    if text.count("\ufffd") * 100 <= len(text):
-        return text
-    return data.decode("latin-1")
-
-
-def _looks_binary(head: bytes) -> bool:
-    if not head:
-        return False
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return False  # UTF-16 text is full of NUL bytes; decode_source handles it
-    if b"\x00" in head:
-        return True
-    control = len(head) - len(head.translate(None, _CONTROL_BYTES))
-    return control * 10 > len(head) * 3
-
-
 @dataclass(slots=True)
 class _Frame:
     """A directory being listed: its sorted entries and the ignore rules that apply inside it."""
@@ -386,7 +192,10 @@ class _Walker:
         self.root_prefix = root.rstrip(os.sep) + os.sep
         self.max_file_bytes = max_file_bytes
         self.stats = stats
-        self.extra = self._compile(list(extra_ignores), "extra_ignores") if extra_ignores else None
+        self.ignore_files = IgnoreFiles(root_fd, stats.warn)
+        self.extra = (
+            self.ignore_files.compile(list(extra_ignores), "extra_ignores") if extra_ignores else None
+        )
         self.read_contents = read_contents
         # (device, inode) -> the names met so far of a file with several hard links.
         self.links: dict[tuple[int, int], list[str]] = {}
@@ -397,10 +206,10 @@ class _Walker:
         stack: list[_Frame] = []
         try:
             rules: tuple[tuple[str, GitIgnoreSpec], ...] = ()
-            exclude = self._read_ignore_file(".git/info/exclude")
+            exclude = self.ignore_files.read_file(".git/info/exclude")
             if exclude is not None:
                 rules += (("", exclude),)
-            rules += tuple(("", spec) for spec in self._ignore_files_of(self.root_fd, "", root_entries))
+            rules += tuple(("", spec) for spec in self.ignore_files.files_of(self.root_fd, "", root_entries))
             try:
                 info = os.fstat(self.root_fd)
                 ancestors = frozenset({(info.st_dev, info.st_ino)})
@@ -481,14 +290,14 @@ class _Walker:
             entries = _sorted_entries(fd)
             names = {child.name for child in entries}
             if verdict is None and (
-                not _ENVIRONMENT_MARKERS.isdisjoint(names)
-                or (name in BUILD_OUTPUT_DIRECTORIES and not _is_source_package(names))
+                not ENVIRONMENT_MARKERS.isdisjoint(names)
+                or (name in BUILD_OUTPUT_DIRECTORIES and not is_source_package(names))
             ):
                 self.stats.record_skip(IGNORED, relative + "/")
                 return None
             rules = frame.rules
             if not names.isdisjoint(IGNORE_FILES):
-                own = self._ignore_files_of(fd, relative + "/", entries)
+                own = self.ignore_files.files_of(fd, relative + "/", entries)
                 rules = (*rules, *((relative + "/", spec) for spec in own))
             keep = True
             return _Frame(entries, relative + "/", rules, frame.ancestors | {identity}, fd)
@@ -593,7 +402,7 @@ class _Walker:
             self.stats.record_skip(TOO_LARGE, relative)
             return None
         head = data[:HEAD_BYTES]
-        if _looks_binary(head):
+        if looks_binary(head):
             self.stats.record_skip(BINARY, relative)
             return None
         first_line = head.split(b"\n", 1)[0] if head.startswith(b"#!") else None
@@ -646,88 +455,6 @@ class _Walker:
                 return included
         return False
 
-    def _ignore_files_of(
-        self, dir_fd: int, prefix: str, entries: Iterable[os.DirEntry[str]]
-    ) -> list[GitIgnoreSpec]:
-        """The directory's .gitignore, then its .codebaseignore (which wins where both match)."""
-        found = {child.name: child for child in entries if child.name in IGNORE_FILES}
-        specs = []
-        for name in IGNORE_FILES:
-            child = found.get(name)
-            if child is None:
-                continue
-            try:
-                if not child.is_file(follow_symlinks=False):
-                    continue  # like git, which does not follow a symlinked .gitignore
-            except OSError:
-                continue
-            spec = self._ignore_spec(self._read_ignore_bytes(dir_fd, name, prefix + name), prefix + name)
-            if spec is not None:
-                specs.append(spec)
-        return specs
-
-    def _read_ignore_file(self, relative: str) -> GitIgnoreSpec | None:
-        try:
-            data = safe_fs.read_small_regular_file(self.root_fd, relative, limit=MAX_IGNORE_FILE_BYTES)
-        except safe_fs.FileTooLarge as error:
-            self.stats.warn(
-                f"{relative} ignored: {error.size} bytes, over the {MAX_IGNORE_FILE_BYTES}-byte limit"
-            )
-            return None
-        return self._ignore_spec(data, relative)
-
-    def _read_ignore_bytes(self, dir_fd: int, name: str, shown: str) -> bytes | None:
-        try:
-            fd, info = safe_fs.open_regular(name, dir_fd=dir_fd)
-        except OSError:
-            return None
-        try:
-            if info.st_size > MAX_IGNORE_FILE_BYTES:
-                self.stats.warn(
-                    f"{shown} ignored: {info.st_size} bytes, over the {MAX_IGNORE_FILE_BYTES}-byte limit"
-                )
-                return None
-            return safe_fs.read_limited(fd, MAX_IGNORE_FILE_BYTES)
-        except OSError:
-            return None
-        finally:
-            os.close(fd)
-
-    def _ignore_spec(self, data: bytes | None, shown: str) -> GitIgnoreSpec | None:
-        if data is None:
-            return None
-        lines = data.decode("utf-8", "replace").splitlines()
-        return self._compile(lines, shown) if lines else None
-
-    def _compile(self, lines: list[str], shown: str) -> GitIgnoreSpec:
-        """Patterns whose matching could cost more than a few microseconds a path (pathspec compiles
-        them to backtracking regular expressions: `*a*a*a*a*a*b` took a minute a path) are dropped
-        with a warning naming them, and so are patterns past the first MAX_IGNORE_PATTERNS."""
-        kept: list[str] = []
-        for line in lines:
-            pattern = line.strip()
-            if not pattern or pattern.startswith("#"):
-                continue
-            if len(kept) >= MAX_IGNORE_PATTERNS:
-                self.stats.warn(f"{shown}: patterns after the first {MAX_IGNORE_PATTERNS} were ignored")
-                break
-            if _too_complex(pattern):
-                self.stats.warn(f"{shown}: pattern {pattern[:80]!r} ignored: too complex to match safely")
-                continue
-            kept.append(line)
-        return _compile(kept)
-
-
-def _too_complex(pattern: str) -> bool:
-    if len(pattern) > MAX_PATTERN_CHARS:
-        return True
-    segments = pattern.split("/")
-    if sum(1 for segment in segments if segment == "**") > MAX_DOUBLE_STARS:
-        return True
-    return any(
-        segment != "**" and len(_STAR_RUN.findall(segment)) > MAX_STARS_PER_SEGMENT for segment in segments
-    )
-
 
 def _sorted_entries(directory_fd: int) -> list[os.DirEntry[str]]:
     with os.scandir(directory_fd) as iterator:
@@ -752,23 +479,3 @@ def _is_utf8(name: str) -> bool:
     except UnicodeEncodeError:  # surrogate escapes stand for bytes that are not UTF-8
         return False
     return True
-
-
-def _is_source_package(names: set[str]) -> bool:
-    return "__init__.py" in names or any(name.endswith(".go") for name in names)
-
-
-def _compile(lines: Iterable[str]) -> GitIgnoreSpec:
-    lines = list(lines)
-    try:
-        return GitIgnoreSpec.from_lines(lines)
-    except ValueError:
-        # One malformed line must not void the whole file: git skips it and so do we.
-        good = []
-        for line in lines:
-            try:
-                GitIgnoreSpec.from_lines([line])
-            except ValueError:
-                continue
-            good.append(line)
-        return GitIgnoreSpec.from_lines(good)

@@ -136,9 +136,10 @@ class LocalLauncher:
 
     def _spawn_supervisor(self, job: Job) -> None:
         runs = self.settings.database.runs_dir
-        runs.mkdir(parents=True, exist_ok=True)
+        runs.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(runs, 0o700)  # job logs may quote repository content and paths: owner only
         log_path = runs / f"{job.id}.supervisor.log"
-        with open(log_path, "ab") as log_file:
+        with open(log_path, "ab", opener=lambda path, flags: os.open(path, flags, 0o600)) as log_file:
             proc = subprocess.Popen(
                 # -P and a neutral cwd: a checkout of the sources in the caller's working directory
                 # must not shadow the installed package.

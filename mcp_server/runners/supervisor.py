@@ -93,7 +93,8 @@ def supervise(settings: Settings, job_id: uuid.UUID) -> int:
     log_path = runs / f"{job_id}.indexer.log"
     reason_path.unlink(missing_ok=True)
     timeout = job.timeout_seconds or settings.jobs.timeout_seconds
-    with open(log_path, "ab") as log_file:
+    os.chmod(runs, 0o700)  # job logs may quote repository content and paths: owner only
+    with open(log_path, "ab", opener=lambda path, flags: os.open(path, flags, 0o600)) as log_file:
         child = subprocess.Popen(
             [
                 sys.executable,

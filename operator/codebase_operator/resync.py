@@ -24,7 +24,7 @@ from mcp_server.core import lifecycle
 from mcp_server.core.errors import InvalidInput
 from mcp_server.core.jobs import ACTIVE_STATUSES, Job, JobStatus
 from mcp_server.core.lifecycle import Outcome
-from mcp_server.runners.kube_api import Conflict, ObjectRef
+from mcp_server.runners.kube_api import Conflict, KubernetesError, ObjectRef, Unavailable
 
 if TYPE_CHECKING:
     from codebase_operator.reconciler import Reconciler
@@ -223,7 +223,8 @@ class Resync:
             r.publish(row.id, body=request, waiting_message=message)
 
     def _start(self, request: Body, row: Job) -> bool:
-        """Create the Job of a pending row; True when the Job exists afterwards."""
+        """Create the Job of a pending row; True when the Job exists afterwards, or when the
+        request's status already says why it cannot (the API refused it)."""
         r = self.r
         if not r.is_leader():
             return False  # lost the Lease during this pass: the new leader decides
@@ -250,6 +251,14 @@ class Resync:
             created = True
         except Conflict:
             created = False  # made before a restart, or by a racing event: the same Job
+        except Unavailable:
+            raise
+        except KubernetesError as exc:
+            # Refused (RBAC, an admission webhook, a quota on Jobs): say so on the request rather
+            # than "queued", and let the other requests of this pass be admitted.
+            jl.warning("cannot create its Job: %s", exc)
+            r.publish(row.id, body=request, waiting_message=f"cannot create the Job {name}: {exc}")
+            return True
         r.jobs.set_kubernetes_names(row.id, job_name=name)
         if created:
             r.metrics.jobs_created.inc()

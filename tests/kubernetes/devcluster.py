@@ -227,7 +227,8 @@ class OperatorProcess:
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, *, timeout: float = 60) -> OperatorProcess:
+    def start(self, *, timeout: float = 120) -> OperatorProcess:
+        # 120 s: on a loaded shared machine importing kopf, the client and SQLAlchemy takes a while.
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [str(CODEBASE_MCP), "operator", "--namespace", self.namespace, "--test-hooks"],

@@ -22,12 +22,14 @@ import pytest
 import yaml
 from devcluster import DevCluster
 from helm_chart import (
+    CHART,
     EVERYTHING_ON,
     EXTERNAL_URL,
     PODS_MIGRATE,
     RELEASE,
     Tools,
     extract_tools,
+    helm,
     objects,
     one,
     pod_specs,
@@ -327,3 +329,49 @@ def test_migration_command_brings_a_fresh_database_to_head(
         assert database.current_revision(engine) == database.head_revision(engine)
     finally:
         engine.dispose()
+
+
+@pytest.mark.kubernetes
+@pytest.mark.timeout(300)
+def test_releases_install_beside_a_crd_they_do_not_own(
+    cluster: DevCluster, tools: Tools, chart_namespace: str
+) -> None:
+    """The session applied the CRD with kubectl (as `deploy/base` users and a first release's
+    kept CRD leave it): two releases in two namespaces install anyway and say they use it."""
+    other = f"chart-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", other)
+    installed: list[tuple[str, str]] = []
+    try:
+        for release, namespace in (("first", chart_namespace), ("second", other)):
+            proc = helm(
+                tools,
+                "install",
+                release,
+                str(CHART),
+                "-n",
+                namespace,
+                "--no-hooks",
+                "--set",
+                "database.url=postgresql://u:p@db.invalid/x",
+                "--kubeconfig",
+                str(cluster.kubeconfig),
+                check=False,
+            )
+            assert proc.returncode == 0, proc.stderr
+            installed.append((release, namespace))
+            assert "already existed" in proc.stdout
+        crd = cluster.kubectl("get", "crd", "indexingrequests.codebase-mcp.dev", "-o", "json").stdout
+        assert "meta.helm.sh/release-name" not in crd  # nobody took it over
+    finally:
+        for release, namespace in installed:
+            helm(
+                tools,
+                "uninstall",
+                release,
+                "-n",
+                namespace,
+                "--kubeconfig",
+                str(cluster.kubeconfig),
+                check=False,
+            )
+        cluster.delete_namespace(other)

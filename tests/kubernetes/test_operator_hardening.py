@@ -293,3 +293,46 @@ def test_a_resource_quota_that_blocks_pods_fails_the_job_within_seconds_and_free
         j["metadata"]["name"] for j in kube.list_jobs(namespace, label_selector="")
     }
     assert uuid.UUID(status_of(kube, namespace, "blocked")["jobId"]) == blocked.id
+
+
+# --- 5. git sources ------------------------------------------------------------------------------------
+
+SECRET_TOKEN = "ghp_NeverInTheSpecRowOrLog"
+
+
+def test_a_git_request_with_a_credentials_secret_and_a_commit_sha_runs_and_the_token_goes_nowhere(
+    cluster: DevCluster, namespace: str, kube: Any, store: JobStore, start_operator: Any
+) -> None:
+    cluster.kubectl(
+        "create", "secret", "generic", "repo-token", "-n", namespace, f"--from-literal=token={SECRET_TOKEN}"
+    )
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    operator = start_operator()
+    git = {"url": "file:///srv/git/app.git", "ref": sha, "secretRef": {"name": "repo-token"}}
+    kube.create_indexing_request(namespace, indexing_request("private", {"source": {"git": git}}))
+    row = wait_row(store, namespace, "private", JobStatus.COMPLETED, operator, timeout=60)
+    assert (row.source_git_url, row.source_git_ref) == ("file:///srv/git/app.git", sha)
+    (job,) = jobs_for(kube, namespace, row.id)
+    pod = job["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["initContainers"]] == ["clone"]
+    assert ["--ref", sha] == pod["initContainers"][0]["command"][7:9]
+    text = (
+        yaml.safe_dump(job)
+        + repr(row)
+        + operator.log_text()
+        + yaml.safe_dump(status_of(kube, namespace, "private"))
+    )
+    assert SECRET_TOKEN not in text
+
+
+def test_the_api_server_refuses_git_urls_that_carry_credentials(namespace: str, kube: Any) -> None:
+    for url in (f"https://x:{SECRET_TOKEN}@github.com/a/b.git", f"https://{SECRET_TOKEN}@github.com/a/b.git"):
+        with pytest.raises(KubernetesError, match="must not carry credentials") as refused:
+            kube.create_indexing_request(
+                namespace, indexing_request("leaky", {"source": {"git": {"url": url}}})
+            )
+        assert "422" in str(refused.value)
+    # An ssh user name is not a credential.
+    kube.create_indexing_request(
+        namespace, indexing_request("ssh-user", {"source": {"git": {"url": "ssh://git@github.com/a/b.git"}}})
+    )

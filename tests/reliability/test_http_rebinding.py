@@ -24,7 +24,7 @@ from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 from reliability.support import wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
 INITIALIZE = {
     "jsonrpc": "2.0",
@@ -72,7 +72,7 @@ def _server(*args: str, env: dict[str, str] | None = None) -> Iterator[int]:
             except httpx.HTTPError:
                 return False
 
-        wait_for(listening, timeout=60, interval=0.2, what="the HTTP server to listen")
+        wait_for(listening, timeout=150, interval=0.2, what="the HTTP server to listen")
         yield port
     finally:
         proc.terminate()

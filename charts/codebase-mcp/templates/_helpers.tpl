@@ -157,3 +157,21 @@ imagePullSecrets:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
+
+{{/* Host names the HTTP server answers to besides loopback: its Service's names, then server.allowedHosts. */}}
+{{- define "codebase-mcp.allowedHosts" -}}
+{{- $svc := printf "%s-server" (include "codebase-mcp.fullname" .) -}}
+{{- $ns := .Release.Namespace -}}
+{{- concat (list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns)) .Values.server.allowedHosts | join "," -}}
+{{- end }}
+
+{{- /* "true" when the IndexingRequest CRD does not exist yet or belongs to this release (lookup
+is empty under `helm template`, so rendering without a cluster always includes it). */ -}}
+{{- define "codebase-mcp.crdIsOurs" -}}
+{{- $existing := lookup "apiextensions.k8s.io/v1" "CustomResourceDefinition" "" "indexingrequests.codebase-mcp.dev" }}
+{{- if not $existing }}true
+{{- else }}
+{{- $annotations := dig "metadata" "annotations" (dict) $existing }}
+{{- and (eq (get $annotations "meta.helm.sh/release-name") .Release.Name) (eq (get $annotations "meta.helm.sh/release-namespace") .Release.Namespace) }}
+{{- end }}
+{{- end }}

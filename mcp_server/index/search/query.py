@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from mcp_server.core.errors import InvalidInput
+from mcp_server.index.search import glob_policy
 
 SearchMode = Literal["hybrid", "semantic", "lexical"]
 SEARCH_MODES: tuple[str, ...] = ("hybrid", "semantic", "lexical")
@@ -48,6 +49,7 @@ def glob_to_regex(pattern: str) -> str:
     """
     if not any(ch in _GLOB_CHARS for ch in pattern):
         return "^" + re.escape(pattern.rstrip("/")) + "(/|$)"
+    glob_policy.check_glob(pattern)
     out = ["^"] if "/" in pattern.rstrip("/") else ["^(.*/)?"]
     i = 0
     while i < len(pattern):
@@ -68,10 +70,7 @@ def glob_to_regex(pattern: str) -> str:
             end = pattern.find("]", i + 2)
             if end == -1:
                 raise InvalidInput(f"path glob {pattern[:100]!r} has a '[' without its ']'")
-            body = pattern[i + 1 : end]
-            if body.startswith("!"):
-                body = "^" + body[1:]
-            out.append("[" + body.replace("\\", "\\\\") + "]")
+            out.append(glob_policy.bracket_to_regex(pattern[i + 1 : end], pattern))
             i = end
         else:
             out.append(re.escape(ch))
@@ -124,6 +123,8 @@ def validate_search_args(
         not isinstance(path, str) or not path or len(path) > 1000 or "\x00" in path or path.startswith("/")
     ):
         raise InvalidInput("path must be a repository-relative glob or prefix such as 'src/**/*.py'")
+    if path is not None:
+        glob_to_regex(path)  # raises InvalidInput for a glob too complex or malformed
     if not _is_int(context_lines) or not 0 <= context_lines <= MAX_CONTEXT_LINES:
         raise InvalidInput(f"context_lines must be an integer from 0 to {MAX_CONTEXT_LINES}")
     if not _is_int(max_chars) or not MIN_MAX_CHARS <= max_chars <= MAX_MAX_CHARS:

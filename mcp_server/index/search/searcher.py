@@ -10,14 +10,16 @@ much of the query the best lexical hit covers; bench/quality/NOTES.md has the me
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DataError, OperationalError
 
-from mcp_server.core.errors import EmbeddingModelMismatch
+from mcp_server.core.errors import EmbeddingModelMismatch, InvalidInput, SearchTimeout
 from mcp_server.embeddings.base import Embedder
 from mcp_server.index import repositories
 from mcp_server.index.search.identifiers import definitions_first, query_identifiers
@@ -41,8 +43,17 @@ from mcp_server.index.search.retrieval import Retriever, Scope
 
 
 class Searcher:
-    def __init__(self, engine: Engine, embedder: Embedder, *, exact_identifiers: bool = True) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        embedder: Embedder,
+        *,
+        exact_identifiers: bool = True,
+        statement_timeout_ms: int = 5000,
+    ) -> None:
         self._engine = engine
+        # Every statement of a search is stopped past this (CODEBASE_SEARCH_TIMEOUT_MS).
+        self.statement_timeout_ms = statement_timeout_ms
         self.exact_identifiers = exact_identifiers  # False: the baseline the benchmarks compare with
         self._embedder = embedder
         self.fusion = fusion_for(embedder)
@@ -76,7 +87,8 @@ class Searcher:
         )
         filters = SearchFilters(language, path, parse_file_types(file_type))
         empty = SearchResponse([], 0, project_id, mode, 0.0)
-        with self._engine.connect() as conn:
+        with self._engine.connect() as conn, _bounded(self.statement_timeout_ms):
+            conn.execute(text(f"SET LOCAL statement_timeout = {int(self.statement_timeout_ms)}"))
             # A plan costed high enough for JIT compilation would spend more time compiling than running.
             conn.execute(text("SET LOCAL jit = off"))
             model = conn.execute(
@@ -135,3 +147,19 @@ class Searcher:
         if not results and mode == "lexical":
             why = "no indexed chunk in scope holds the query's words; try mode='hybrid' or other words"
         return finish(SearchResponse(results, len(results), project_id, mode, 0.0, truncated, why), started)
+
+
+@contextlib.contextmanager
+def _bounded(timeout_ms: int) -> Iterator[None]:
+    """The database's refusals of a search, as the caller's errors."""
+    try:
+        yield
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) == "57014":  # query_canceled: the statement timeout
+            raise SearchTimeout(
+                f"the search took longer than {timeout_ms} ms and was stopped; narrow it with a more "
+                "specific query, a path, language or file_type filter"
+            ) from None
+        raise
+    except DataError as exc:  # e.g. a regular expression PostgreSQL refuses
+        raise InvalidInput(f"invalid search filter: {str(exc.orig).strip().splitlines()[0]}") from None
