@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import Engine
+
+from mcp_server.db import database
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -25,6 +28,12 @@ print(json.dumps({"revision": current_revision(engine), "data_directory": postma
 """
 
 
+@pytest.fixture(scope="module")
+def head(engine: Engine) -> str:
+    """The newest migration: what every probe must find applied."""
+    return database.head_revision(engine)
+
+
 def _start_probes(home: Path, count: int) -> list[subprocess.Popen[str]]:
     env = {**os.environ, "CODEBASE_MCP_HOME": str(home)}
     return [
@@ -35,7 +44,7 @@ def _start_probes(home: Path, count: int) -> list[subprocess.Popen[str]]:
     ]
 
 
-def test_three_processes_starting_at_once_share_one_migrated_server(tmp_path: Path) -> None:
+def test_three_processes_starting_at_once_share_one_migrated_server(tmp_path: Path, head: str) -> None:
     home = tmp_path / "home"
     procs = _start_probes(home, 3)
     outputs = []
@@ -43,11 +52,11 @@ def test_three_processes_starting_at_once_share_one_migrated_server(tmp_path: Pa
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
         outputs.append(json.loads(out.strip().splitlines()[-1]))
-    assert {o["revision"] for o in outputs} == {"0001"}
+    assert {o["revision"] for o in outputs} == {head}
     assert {o["data_directory"] for o in outputs} == {str((home / "pgdata").resolve())}
 
 
-def test_an_emptied_holder_list_left_by_a_killed_process_is_repaired(tmp_path: Path) -> None:
+def test_an_emptied_holder_list_left_by_a_killed_process_is_repaired(tmp_path: Path, head: str) -> None:
     home = tmp_path / "home"
     (first,) = _start_probes(home, 1)
     assert first.wait(timeout=120) == 0
@@ -56,4 +65,4 @@ def test_an_emptied_holder_list_left_by_a_killed_process_is_repaired(tmp_path: P
     (second,) = _start_probes(home, 1)
     out, err = second.communicate(timeout=120)
     assert second.returncode == 0, err
-    assert json.loads(out.strip().splitlines()[-1])["revision"] == "0001"
+    assert json.loads(out.strip().splitlines()[-1])["revision"] == head

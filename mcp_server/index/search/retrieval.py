@@ -149,7 +149,11 @@ class Retriever:
                 + " FROM chunks c WHERE c.id = :id"
             ),
             {"id": ranking[0][0], **{f"t{i}": _tsquery_literal(t) for i, (t, _, _) in enumerate(terms)}},
-        ).one()
+        ).one_or_none()
+        if matched is None:
+            # Each statement reads the latest commit: a run that published meanwhile has deleted
+            # the rows it replaced. The ranking stays (presentation skips vanished rows).
+            return ranking, 0.0
         total = sum(weight for _, weight, _ in terms)
         found = sum(weight for (_, weight, _), hit in zip(terms, matched, strict=True) if hit)
         return ranking, found / total if total > 0 else 0.0
