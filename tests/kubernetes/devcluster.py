@@ -223,6 +223,8 @@ class OperatorProcess:
             "OPERATOR_HEALTH_PORT": str(self.health_port),
             "INDEXER_IMAGE": "codebase-mcp:test",
             "JOB_TTL_SECONDS_AFTER_FINISHED": "600",
+            # A restarted operator waits for the killed one's Lease to expire: keep that short.
+            "OPERATOR_LEASE_SECONDS": "4",
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None
