@@ -167,7 +167,9 @@ class JobWatcher(threading.Thread):
 
     def run(self) -> None:
         try:
-            self._follow()
+            # The API server ends a watch after timeout_seconds; a slow run outlives one stream.
+            while not self.stopped:
+                self._follow()
         except BaseException as exc:  # the stream breaks when stopped; before that it is a failure
             if not self.stopped:
                 self.error = exc
@@ -181,6 +183,7 @@ class JobWatcher(threading.Thread):
             timeout_seconds=120,
         ):
             job = event["object"]
+            self.resource_version = job.metadata.resource_version
             labels = job.metadata.labels or {}
             job_id = labels.get(JOB_ID_LABEL)
             finished = any(
