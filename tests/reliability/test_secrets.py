@@ -47,7 +47,10 @@ def _leaks(where: str, text_: str | bytes | None) -> list[str]:
     if text_ is None:
         return []
     value = text_.decode("utf-8", "replace") if isinstance(text_, bytes) else text_
-    return [f"{secret} in {where}" for secret in SECRETS if secret in value]
+    return [f"{secret} in {where}" for secret in (*SECRETS, *_EXTRA_SECRETS) if secret in value]
+
+
+_EXTRA_SECRETS: list[str] = []  # the embedded database's real password, once a test has read it
 
 
 def _cli(*args: str, env: dict[str, str], timeout: float = 90) -> subprocess.CompletedProcess[bytes]:
@@ -76,9 +79,17 @@ def test_an_unreachable_database_is_reported_without_its_password(settings: Sett
 
 @pytest.fixture
 def secret_environment(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """The embedded database reached through a DATABASE_URL with a password (it trusts local
-    connections, so any password works), and an HTTP embedder whose key and URL carry secrets."""
-    url = make_url(database_url(settings)).set(password=DB_PASSWORD).render_as_string(hide_password=False)
+    """The embedded database reached through a DATABASE_URL that carries its password (the real
+    one, read from its passfile: the embedded server checks passwords), and an HTTP embedder whose
+    key and URL carry secrets. The real password joins the secrets searched for."""
+    url_object = make_url(database_url(settings))
+    passfile = Path(str(url_object.query["passfile"]))
+    password = passfile.read_text().strip().splitlines()[-1].rsplit(":", 1)[1]
+    url_object = url_object.set(
+        password=password, query={k: v for k, v in url_object.query.items() if k != "passfile"}
+    )
+    url = url_object.render_as_string(hide_password=False)
+    _EXTRA_SECRETS[:] = [password]
     env = {
         "DATABASE_URL": url,
         "EMBEDDING_BACKEND": "openai",
