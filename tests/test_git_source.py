@@ -158,3 +158,13 @@ def test_an_ssh_source_needs_the_hosts_key_in_the_secret(tmp_path: Path) -> None
     assert "StrictHostKeyChecking=yes" in env["GIT_SSH_COMMAND"]
     key = tmp_path / "id"
     assert oct(key.stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_missing_repository_is_reported_in_gits_words_not_its_closing_advice(tmp_path: Path) -> None:
+    """Seen on the real node: git's last line is advice ("... and the repository exists.")."""
+    missing = tmp_path / "no-such-repository.git"
+    with pytest.raises(InvalidInput) as caught:
+        git_source.clone(f"file://{missing}", None, tmp_path)
+    message = str(caught.value)
+    assert f"git could not fetch file://{missing}: fatal: " in message, message
+    assert "repository exists" not in message

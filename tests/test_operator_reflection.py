@@ -155,6 +155,16 @@ def test_pending_too_long_counts_from_pod_creation() -> None:
     assert not reflection.pending_too_long(pod("Running", created=NOW - timedelta(hours=1)), 300, NOW)
 
 
+@pytest.mark.parametrize("reason", ["ErrImageNeverPull", "InvalidImageName"])
+def test_a_pod_that_can_never_start_is_given_up_at_once_with_the_kubelets_reason(reason: str) -> None:
+    young = pod("Pending", waiting=reason, created=NOW - timedelta(seconds=2))
+    assert reflection.pending_too_long(young, 300, NOW)
+    text = reflection.stuck_pending_reason(young, 300)
+    assert f"cannot start ({reason}: {reason} details)" in text and "300 s" not in text
+    # A pull that failed may succeed on the next try: that one waits for the timeout.
+    assert not reflection.pending_too_long(pod("Pending", waiting="ImagePullBackOff", created=NOW), 300, NOW)
+
+
 def row(status: JobStatus, **values: Any) -> Job:
     base = Job(
         id=uuid.UUID(int=7),

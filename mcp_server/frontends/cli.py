@@ -389,10 +389,9 @@ def cmd_indexer(settings: Settings, args: argparse.Namespace) -> int:
     if termination_log is None:
         import os
 
-        parent_ok = os.access(os.path.dirname(DEFAULT_TERMINATION_LOG), os.W_OK)
-        termination_log = (
-            DEFAULT_TERMINATION_LOG if parent_ok and os.path.exists(DEFAULT_TERMINATION_LOG) else None
-        )
+        # The file itself, not its directory: in a pod the kubelet mounts /dev/termination-log
+        # writable for the container's user, while /dev stays root's.
+        termination_log = DEFAULT_TERMINATION_LOG if os.access(DEFAULT_TERMINATION_LOG, os.W_OK) else None
     if args.indexer_command == "clone":
         return clone_source(
             args.url,

@@ -39,6 +39,11 @@ STUCK_WAITING_REASONS = frozenset(
     }
 )
 
+# Of those, the ones no wait can cure: the kubelet never pulls an image it is told never to pull,
+# and a malformed name stays malformed. Such a pod fails its job at once, not after
+# POD_PENDING_TIMEOUT_SECONDS (ErrImagePull and ImagePullBackOff may be a registry's hiccup).
+FINAL_WAITING_REASONS = frozenset({"ErrImageNeverPull", "InvalidImageName"})
+
 Body = Mapping[str, Any]
 
 
@@ -188,12 +193,18 @@ def stuck_pending_reason(pod: Body, timeout_seconds: int) -> str:
         why = "no container started"
     else:
         why = problem[0] + (f": {problem[1]}" if problem[1] else "")
+    if problem is not None and problem[0] in FINAL_WAITING_REASONS:
+        return f"the indexer pod {name} cannot start ({why})"
     return f"the indexer pod {name} stayed Pending for more than {timeout_seconds} s ({why})"
 
 
 def pending_too_long(pod: Body, timeout_seconds: int, now: datetime) -> bool:
+    """A Pending pod to give up on: waiting longer than the timeout, or for what never comes."""
     if pod_phase(pod) != "Pending" or (pod.get("metadata") or {}).get("deletionTimestamp"):
         return False
+    problem = waiting_problem(pod)
+    if problem is not None and problem[0] in FINAL_WAITING_REASONS:
+        return True
     created = parse_time((pod.get("metadata") or {}).get("creationTimestamp"))
     return created is not None and (now - created).total_seconds() > timeout_seconds
 

@@ -111,6 +111,10 @@ initContainers:
     env:
       - name: HOST
         value: {{ include "codebase-mcp.fullname" $ }}-postgresql
+      # The pod's uid (10001) has no passwd entry in the database image: without a user name
+      # libpq cannot make one up, and pg_isready answers "no attempt" forever.
+      - name: PGUSER
+        value: {{ $.Values.postgresql.auth.username | quote }}
     securityContext:
       {{- toYaml $.Values.containerSecurityContext | nindent 6 }}
     resources:
