@@ -46,6 +46,9 @@ bridge_ip=10.244.0.1
 real_node_label=codebase-mcp.dev/real-node
 pause_image=localhost/codebase-mcp-pause:3.10
 forward_chain=CBM-REAL-NODE-FORWARD
+# containerd's content and snapshots outlive the cluster, so an `up` finds the images of
+# deploy/dev/images.sh already imported (its state, sockets and containers do not).
+containerd_root=${CODEBASE_MCP_CONTAINERD_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/codebase-mcp/containerd}
 # Sysctls the kubelet or the bridge plugin set; their old values are restored.
 host_sysctls=(net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables net.bridge.bridge-nf-call-ip6tables
               net.ipv4.conf.all.route_localnet vm.overcommit_memory vm.panic_on_oom kernel.panic
@@ -407,7 +410,7 @@ write_node_configs() {
   # imagePullPolicy Never or IfNotPresent with imported images).
   cat > "$state/containerd/config.toml" <<EOF
 version = 2
-root = "$state/containerd/root"
+root = "$containerd_root"
 state = "$state/containerd/state"
 [grpc]
   address = "$sock"
@@ -550,6 +553,7 @@ PY
 start_real_node() {
   local bin=$1 sock=$state/containerd/containerd.sock
   [[ -x $bin/pause ]] || die "$bin/pause missing: build.sh builds it when gcc is installed"
+  mkdir -p "$containerd_root"
   local kubectl=("$bin/kubectl" --kubeconfig="$state/kubeconfig")
   write_node_configs "$bin"
   start containerd "$(command -v containerd)" --config "$state/containerd/config.toml" --log-level warn

