@@ -48,7 +48,7 @@ print(
     f"start_indexing_background answered in {f.get('start_answer_s')} s, "
     f"{f.get('mission_files')} files / {f.get('mission_chunks')} chunks indexed in a real pod in "
     f"{f.get('mission_index_s')} s ({f.get('live_statuses')} live statuses), "
-    f"search {f.get('mission_search_s')} s, kubectl-applied git request {f.get('applied_git_s')} s, "
+    f"search {f.get('mission_search_s')} s, kubectl-applied request {f.get('applied_path_s')} s, "
     f"unpullable image failed after {f.get('unpullable_failed_s')} s"
 )
 PY

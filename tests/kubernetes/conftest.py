@@ -30,6 +30,7 @@ UP_TIMEOUT_SECONDS = float(os.environ.get("CODEBASE_MCP_K8S_UP_TIMEOUT", "3600")
 
 
 def real_node_wanted() -> bool:
+    """CI always wants one; elsewhere CODEBASE_MCP_REAL_NODE=1 asks (scripts/test sets it)."""
     ci = os.environ.get("CI", "").lower() == "true"
     return ci or os.environ.get("CODEBASE_MCP_REAL_NODE", "").lower() in ("1", "true")
 

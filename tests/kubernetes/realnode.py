@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -37,7 +36,6 @@ IMAGES_SH = ROOT / "deploy" / "dev" / "images.sh"
 CHART = ROOT / "charts" / "codebase-mcp"
 RELEASE = "codebase-mcp"  # so every object is named codebase-mcp-<component>
 WORKSPACE_MOUNT = "/workspace"
-INDEXER_UID = 10001  # the chart's podSecurityContext.runAsUser
 
 ON_THE_REAL_NODE: dict[str, Any] = {
     "nodeSelector": {REAL_NODE_LABEL: "true"},
@@ -66,13 +64,6 @@ def host_directory(prefix: str) -> Path:
     path = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
     path.chmod(0o755)
     return path
-
-
-def chown_tree(path: Path, uid: int) -> None:
-    for dirpath, _dirnames, filenames in os.walk(path):
-        os.chown(dirpath, uid, uid)
-        for name in filenames:
-            os.chown(os.path.join(dirpath, name), uid, uid)
 
 
 def make_readable(path: Path) -> None:
@@ -311,25 +302,6 @@ def write_repository(path: Path, *, files: int, marker: str) -> None:
                 "",
             ]
         (package / f"module_{i}.py").write_text("\n".join(body))
-
-
-def git(*args: str, cwd: Path) -> None:
-    subprocess.run(
-        ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid", *args],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-
-
-def bare_repository(source: Path, target: Path) -> None:
-    """A bare clone of `source` (committed on branch main) at `target`, for a file:// git source."""
-    git("init", "--quiet", "--initial-branch=main", cwd=source)
-    git("add", "--all", cwd=source)
-    git("commit", "--quiet", "-m", "generated", cwd=source)
-    git("clone", "--quiet", "--bare", str(source), str(target), cwd=source.parent)
-    shutil.rmtree(source / ".git")
 
 
 def wait_until(check: Any, *, timeout: float, message: Any, interval: float = 0.2) -> Any:

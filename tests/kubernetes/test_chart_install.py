@@ -109,7 +109,13 @@ def test_every_rendered_object_passes_the_api_servers_validation(
 def test_every_pod_template_is_admitted_under_the_restricted_profile(
     cluster: DevCluster, tools: Tools, tmp_path: Path, chart_namespace: str, values: dict[str, Any]
 ) -> None:
-    for name, spec in pod_specs(objects(render(tools, tmp_path, chart_namespace, values))):
+    rendered = objects(render(tools, tmp_path, chart_namespace, values))
+    # The ServiceAccounts first, as in an install: with a real node the API server runs the
+    # ServiceAccount admission plugin, which refuses a pod whose account does not exist.
+    accounts = [doc for doc in rendered if doc.get("kind") == "ServiceAccount"]
+    if accounts:
+        cluster.kubectl("apply", "-n", chart_namespace, "-f", "-", input=yaml.safe_dump_all(accounts))
+    for name, spec in pod_specs(rendered):
         # A StatefulSet's claim templates become volumes of its pods; any volume will do here.
         volumes = list(spec.get("volumes", []))
         known = {v["name"] for v in volumes}
