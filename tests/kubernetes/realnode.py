@@ -29,7 +29,7 @@ from fastmcp.client.transports import StreamableHttpTransport
 from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, Engine
 
-from mcp_server.jobs import JobStore
+from mcp_server.core.jobs import JobStore
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES_SH = ROOT / "deploy" / "dev" / "images.sh"

@@ -36,7 +36,7 @@ from realnode import (
     write_repository,
 )
 
-from mcp_server.jobs import JobStatus
+from mcp_server.core.jobs import JobStatus
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.timeout(900)]
 
