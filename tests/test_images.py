@@ -180,6 +180,53 @@ def test_the_indexer_image_leaves_out_the_server_operator_and_bundled_database()
     assert {requirements.requirement_name(r) for r in everything} > names
 
 
+def _third_party_imports(package: Path) -> dict[str, str]:
+    """Top-level module name -> one file importing it, for every import outside the standard
+    library and this project in the package's sources."""
+    import ast
+
+    found: dict[str, str] = {}
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top not in {"mcp_server", "codebase_operator"}:
+                    found.setdefault(top, str(path.relative_to(ROOT)))
+    return found
+
+
+def test_every_module_the_code_imports_is_a_declared_dependency() -> None:
+    """An import that works here only because some dependency pulls the module in breaks the
+    images, which install exactly pyproject's list (found on the real node: psutil)."""
+    from importlib.metadata import packages_distributions
+
+    sys.path.insert(0, str(ROOT / "deploy" / "images"))
+    try:
+        import requirements
+    finally:
+        sys.path.pop(0)
+    declared = {
+        requirements.requirement_name(r)
+        for r in requirements.requirements("server", str(ROOT / "pyproject.toml"))
+    }
+    distributions = packages_distributions()
+    undeclared = {}
+    for package in (ROOT / "mcp_server", ROOT / "operator" / "codebase_operator"):
+        for module, where in _third_party_imports(package).items():
+            # fastmcp the module ships in fastmcp-slim, which the `fastmcp` distribution installs.
+            names = {requirements.requirement_name(d) for d in distributions.get(module, [module])}
+            names = {"fastmcp" if name == "fastmcp-slim" else name for name in names}
+            if not names & declared:
+                undeclared[module] = (where, sorted(names))
+    assert undeclared == {}
+
+
 def test_entrypoint_and_cmd_are_codebase_mcp_commands(image: str) -> None:
     _, stages = parse(DOCKERFILES[image])
     runtime = stages[-1]

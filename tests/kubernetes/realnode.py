@@ -212,8 +212,12 @@ class Release:
         """Each tool call's structured result, over one streamable HTTP session with the bearer token."""
 
         async def run() -> list[dict[str, Any]]:
+            # The Service's cluster DNS name as Host, as an in-cluster client sends it (the server
+            # answers only to names the chart allows; this machine's resolver does not know the
+            # cluster's names, so the connection goes to the Service's IP).
+            host = f"{RELEASE}-server.{self.namespace}.svc"
             transport = StreamableHttpTransport(
-                self.server_url, headers={"Authorization": f"Bearer {self.token}"}
+                self.server_url, headers={"Authorization": f"Bearer {self.token}", "Host": host}
             )
             async with Client(transport, timeout=60) as client:
                 results = []

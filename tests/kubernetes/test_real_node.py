@@ -186,7 +186,7 @@ def test_an_mcp_client_indexes_a_workspace_repository_in_a_real_pod_and_searches
 
     wait_until(finished, timeout=600, interval=0.3, message=lambda: f"job {job_id} to finish: {seen}")
     row = store.get(job_id)
-    assert row.status is JobStatus.COMPLETED, row
+    assert row.status is JobStatus.COMPLETED, (row.error_message, release.describe_pods())
     assert seen == ["pending", "running", "completed"], seen
     assert row.files_indexed == BIG_FILES and row.chunks_created >= BIG_FILES
     # Counters moved while it ran: some status said running with part of the files seen.
