@@ -164,12 +164,18 @@ def test_runtime_stage_is_non_root_and_holds_only_the_venv_and_the_package(image
         assert setting in env, f"{image}: ENV lacks {setting}"
 
 
-def test_the_indexer_image_leaves_out_the_server_operator_and_bundled_database() -> None:
+def _requirements_module():  # type: ignore[no-untyped-def]
+    """deploy/images/requirements.py, which is a script, not a package."""
     sys.path.insert(0, str(ROOT / "deploy" / "images"))
     try:
         import requirements
     finally:
         sys.path.pop(0)
+    return requirements
+
+
+def test_the_indexer_image_leaves_out_the_server_operator_and_bundled_database() -> None:
+    requirements = _requirements_module()
     names = {
         requirements.requirement_name(r)
         for r in requirements.requirements("indexer", str(ROOT / "pyproject.toml"))
@@ -206,11 +212,7 @@ def test_every_module_the_code_imports_is_a_declared_dependency() -> None:
     images, which install exactly pyproject's list (found on the real node: psutil)."""
     from importlib.metadata import packages_distributions
 
-    sys.path.insert(0, str(ROOT / "deploy" / "images"))
-    try:
-        import requirements
-    finally:
-        sys.path.pop(0)
+    requirements = _requirements_module()
     declared = {
         requirements.requirement_name(r)
         for r in requirements.requirements("server", str(ROOT / "pyproject.toml"))
@@ -254,3 +256,27 @@ def test_hadolint_finds_nothing(image: str) -> None:
         [HADOLINT, str(DOCKERFILES[image])], capture_output=True, text=True, timeout=60, check=False
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_images_keep_exactly_the_grammars_the_indexer_parses_with() -> None:
+    from mcp_server.indexer.languages import DATA_LANGUAGES, SYNTAX_RULES
+
+    used = {rules.grammar for rules in SYNTAX_RULES.values()} | set(DATA_LANGUAGES)
+    assert used == _requirements_module().GRAMMARS
+
+
+def test_pruning_deletes_only_unused_grammars(tmp_path: Path) -> None:
+    requirements = _requirements_module()
+    bindings = tmp_path / "venv/lib/python3.11/site-packages/tree_sitter_language_pack/bindings"
+    bindings.mkdir(parents=True)
+    for name in (*requirements.GRAMMARS, "agda", "cobol"):
+        (bindings / f"{name}.abi3.so").write_bytes(b"")
+    (bindings / "__init__.py").write_text("")
+    assert requirements.prune_grammars(str(tmp_path / "venv")) == ["agda", "cobol"]
+    left = {p.name for p in bindings.iterdir()}
+    assert left == {"__init__.py", *(f"{g}.abi3.so" for g in requirements.GRAMMARS)}
+
+
+def test_every_grammar_the_images_keep_loads_from_this_venv() -> None:
+    """What the image build runs after pruning (here, in the test venv, nothing pruned)."""
+    _requirements_module().check_grammars(sys.prefix)
