@@ -224,7 +224,7 @@ def clone(
 
 
 def _run_all(commands: Sequence[Sequence[str]], env: dict[str, str]) -> str | None:
-    """Run the commands in order; the last line git printed on the first failure, else None."""
+    """Run the commands in order; git's reason for the first failure, else None."""
     for command in commands:
         try:
             proc = subprocess.run(
@@ -240,5 +240,8 @@ def _run_all(commands: Sequence[Sequence[str]], env: dict[str, str]) -> str | No
         if proc.returncode != 0:
             lines = [ln for ln in redact(proc.stderr or proc.stdout).strip().splitlines() if ln.strip()]
             fatal = [ln for ln in lines if ln.startswith(("fatal:", "error:", "ssh:"))]
-            return (fatal or lines or [f"exit code {proc.returncode}"])[-1][:500]
+            # The first such line says why ("... does not appear to be a git repository"); the
+            # ones after it are consequences ("Could not read from remote repository.", which
+            # alone would read as a network error) and advice.
+            return (fatal or lines or [f"exit code {proc.returncode}"])[0][:500]
     return None
