@@ -19,6 +19,8 @@ _HOME = Path(tempfile.mkdtemp(prefix="codebase-mcp-test-"))
 os.environ["CODEBASE_MCP_HOME"] = str(_HOME)
 os.environ.pop("DATABASE_URL", None)
 os.environ.setdefault("CODEBASE_INDEXER_WORKERS", "2")
+# No lingering database or CLI helper outlives a test unless the test asks for one.
+os.environ.setdefault("CODEBASE_LINGER_SECONDS", "0")
 
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402

@@ -62,6 +62,14 @@ class DatabaseSettings(_Group):
     home: Path = Field(default_factory=_default_home, validation_alias="CODEBASE_MCP_HOME")
     """Where the embedded database, job logs and state live."""
 
+    linger_seconds: int = Field(
+        default=600, ge=0, le=7 * 24 * 3600, validation_alias="CODEBASE_LINGER_SECONDS"
+    )
+    """The embedded PostgreSQL and the CLI's helper process keep running this long after their last
+    use, so the next command answers at once (0: stop with the last user; `codebase-mcp db stop`
+    stops both now).
+    """
+
     @field_validator("home")
     @classmethod
     def _home_absolute(cls, value: Path) -> Path:

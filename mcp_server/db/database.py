@@ -26,7 +26,7 @@ from sqlalchemy.exc import OperationalError
 
 from mcp_server.core.errors import ConfigurationError, DatabaseUnavailable
 from mcp_server.core.settings import Settings
-from mcp_server.db import embedded
+from mcp_server.db import embedded, lifetime, revisions
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,9 @@ def database_url(settings: Settings) -> str:
         if not url.drivername.startswith("postgresql"):
             raise ConfigurationError(f"DATABASE_URL: only PostgreSQL is supported, got {url.drivername!r}")
         return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    return _start_embedded(settings.database.pgdata_dir)
+    embedded_url = _start_embedded(settings.database.pgdata_dir)
+    lifetime.keep_alive(settings.database.pgdata_dir, settings.database.linger_seconds)
+    return embedded_url
 
 
 def is_embedded(settings: Settings) -> bool:
@@ -189,6 +191,9 @@ def _alembic_config(engine: Engine) -> Any:
 
 
 def head_revision(engine: Engine) -> str:
+    cheap = revisions.head_from_files()
+    if cheap is not None:
+        return cheap
     from alembic.script import ScriptDirectory
 
     script = ScriptDirectory.from_config(_alembic_config(engine))
