@@ -416,23 +416,27 @@ def test_the_navigation_tools_answer_and_refuse_through_mcp(
         async with Client(server) as client:
             names = {tool.name for tool in await client.list_tools()}
             assert {"find_definition", "find_references", "get_file_outline", "read_code"} <= names
-            repos = (await client.call_tool("list_repositories", {})).data
+            repos = (await client.call_tool("list_repositories", {})).structured_content
             assert {r["name"] for r in repos["repositories"]} == {"app", "vendored"}
-            found = (await client.call_tool("find_definition", {"symbol": "PasswordHasher.encode"})).data
+            found = (
+                await client.call_tool("find_definition", {"symbol": "PasswordHasher.encode"})
+            ).structured_content
             assert found["definitions"][0]["file_path"] == "auth/hashers.py"
             uses = await client.call_tool(
                 "find_references", {"symbol": "make_password", "repository": "vendored"}
             )
-            assert [f["file_path"] for f in uses.data["files"]] == ["hashers.py"]
-            outline = (await client.call_tool("get_file_outline", {"file_path": "web/routes.ts"})).data
+            assert [f["file_path"] for f in uses.structured_content["files"]] == ["hashers.py"]
+            outline = (
+                await client.call_tool("get_file_outline", {"file_path": "web/routes.ts"})
+            ).structured_content
             assert "URLResolver" in {n["name"] for n in outline["outline"]}
             span = await client.call_tool(
                 "read_code", {"file_path": "hashers.py", "start_line": 1, "end_line": 1}
             )
-            assert span.data["content"] == "def make_password(p):\n"
+            assert span.structured_content["content"] == "def make_password(p):\n"
             hit = (
                 await client.call_tool("search_code", {"query": "make_password", "repository": "app"})
-            ).data
+            ).structured_content
             assert hit["results"][0]["file_path"] == "auth/hashers.py"
             for tool, arguments, message in [
                 (

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import hmac
 import logging
+import threading
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 import anyio
 import fastmcp
-from fastmcp import FastMCP
+from fastmcp import Context, FastMCP
 from fastmcp.exceptions import ToolError
 from fastmcp.server.auth import AccessToken, TokenVerifier
 from pydantic import Field
@@ -25,6 +26,8 @@ from starlette.responses import PlainTextResponse, Response
 
 from mcp_server.core.errors import CodebaseMCPError, ConfigurationError
 from mcp_server.core.settings import Settings
+from mcp_server.core.version import package_version
+from mcp_server.frontends import tool_contract as contract
 from mcp_server.frontends.http_guard import MIN_REMOTE_TOKEN_BYTES, HttpGuard
 from mcp_server.frontends.operations import CodebaseService
 from mcp_server.index.search import DEFAULT_CONTEXT_LINES, DEFAULT_MAX_CHARS
@@ -57,6 +60,42 @@ async def _call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         raise ToolError("internal error in codebase-mcp; see the server log for details") from None
 
 
+TERMINAL_STATES = frozenset({"completed", "failed", "cancelled"})
+FOLLOW_POLL_SECONDS = 1.0
+MAX_FOLLOW_SECONDS = 3600
+
+
+async def follow_job(svc: CodebaseService, ctx: Context, job_id: str, timeout_seconds: int) -> dict[str, Any]:
+    """Poll a job until it ends or `timeout_seconds` pass, reporting MCP progress as it moves.
+
+    Progress is the job's percent over the whole run (0-100); the protocol wants each notification
+    to increase, so an unchanged or lower estimate sends nothing. A client that sent no progress
+    token gets no notifications (FastMCP drops them), only the final result.
+    """
+    if isinstance(timeout_seconds, bool) or not isinstance(timeout_seconds, int):
+        raise ToolError("timeout_seconds must be an integer")
+    if not 1 <= timeout_seconds <= MAX_FOLLOW_SECONDS:
+        raise ToolError(f"timeout_seconds must be from 1 to {MAX_FOLLOW_SECONDS}")
+    deadline = anyio.current_time() + timeout_seconds
+    reported = -1.0
+    while True:
+        status = await _call(svc.get_status, job_id)
+        percent = float(status["percent"] or 0.0)
+        if percent > reported:
+            reported = percent
+            await ctx.report_progress(progress=percent, total=100.0, message=_progress_line(status))
+        if status["status"] in TERMINAL_STATES or anyio.current_time() >= deadline:
+            return status
+        await anyio.sleep(min(FOLLOW_POLL_SECONDS, max(0.0, deadline - anyio.current_time())))
+
+
+def _progress_line(status: dict[str, Any]) -> str:
+    total = status["files_total"]
+    files = f"{status['files_seen']}/{total if total is not None else '?'} files"
+    eta = f", about {status['eta_seconds']:.0f} s left" if status["eta_seconds"] is not None else ""
+    return f"{status['phase'] or status['status']}: {files}, {status['chunks_created']} chunks{eta}"
+
+
 class BearerTokenVerifier(TokenVerifier):
     """Accepts exactly one shared token (CODEBASE_MCP_AUTH_TOKEN), compared in constant time."""
 
@@ -82,9 +121,15 @@ def build_server(
 ) -> FastMCP:
     svc = service or CodebaseService(settings)
     auth = BearerTokenVerifier(auth_token) if auth_token else None
-    mcp: FastMCP = FastMCP("codebase-mcp", instructions=INSTRUCTIONS, mask_error_details=True, auth=auth)
+    mcp: FastMCP = FastMCP(
+        "codebase-mcp",
+        version=package_version(),
+        instructions=INSTRUCTIONS,
+        mask_error_details=True,
+        auth=auth,
+    )
 
-    @mcp.tool
+    @mcp.tool(annotations=contract.STARTS_JOB)
     async def start_indexing_background(
         repo_path: Annotated[str, Field(description="Absolute path of the repository directory to index.")],
         project_id: Annotated[
@@ -101,28 +146,44 @@ def build_server(
                 "reason, largest directories, bytes, estimated time)."
             ),
         ] = False,
-    ) -> dict[str, Any]:
+    ) -> contract.JobStarted:
         """Start indexing a repository in the background and return its job_id at once.
 
         Poll get_indexing_status(job_id) for progress. If the repository is already being indexed
         in that project, the running job's id is returned instead of starting a second one.
         The previous index stays searchable until the new one is complete."""
         if dry_run:
-            return await _call(svc.plan_indexing, repo_path)
-        return await _call(svc.start_indexing, repo_path, project_id, force_reindex)
+            return cast(contract.JobStarted, await _call(svc.plan_indexing, repo_path))
+        return cast(
+            contract.JobStarted, await _call(svc.start_indexing, repo_path, project_id, force_reindex)
+        )
 
-    @mcp.tool
+    @mcp.tool(annotations=contract.reads("Indexing job status"))
     async def get_indexing_status(
         job_id: Annotated[str, Field(description="The job_id returned by start_indexing_background.")],
         project_id: Annotated[
             str | None, Field(description="Optionally, the project the job must belong to.")
         ] = None,
-    ) -> dict[str, Any]:
+    ) -> contract.JobInfo:
         """Report an indexing job: status (pending, running, completed, failed, cancelled), files and
         chunks so far, the current phase, percent done and ETA, and the error message if it failed."""
-        return await _call(svc.get_status, job_id, project_id)
+        return cast(contract.JobInfo, await _call(svc.get_status, job_id, project_id))
 
-    @mcp.tool
+    @mcp.tool(annotations=contract.reads("Wait for an indexing job"))
+    async def wait_for_indexing(
+        ctx: Context,
+        job_id: Annotated[str, Field(description="The job_id returned by start_indexing_background.")],
+        timeout_seconds: Annotated[
+            int, Field(description="Return after this many seconds even if the job is still going (1-3600).")
+        ] = 300,
+    ) -> contract.JobInfo:
+        """Wait for an indexing job to finish, sending MCP progress notifications (percent of the whole
+        run, with the phase and counts as the message) while it runs, and return its final status, or its
+        current status after timeout_seconds. Clients without progress support can poll
+        get_indexing_status instead."""
+        return cast(contract.JobInfo, await follow_job(svc, ctx, job_id, timeout_seconds))
+
+    @mcp.tool(annotations=contract.reads("Search code"))
     async def search_code(
         query: Annotated[
             str,
@@ -165,75 +226,89 @@ def build_server(
             Field(description="Cap on the characters of code in the response; later results are cut first."),
         ] = DEFAULT_MAX_CHARS,
         repository: Annotated[str | None, Field(description=_REPOSITORY)] = None,
-    ) -> dict[str, Any]:
+    ) -> contract.SearchResults:
         """Search indexed code. Returns the best-matching functions, classes and blocks, at most one
         per region of a file, with file path (relative to the repository), line range, symbol, kind,
         language, content, a few lines of context before and after, and score. A query that names an
         identifier (snake_case, camelCase, Class.method, pkg.func, mod::item) gets the chunks that
         define it first. `truncated` is true when max_chars shortened the response; `note` says why
         an empty result is empty."""
-        return await _call(
-            svc.search,
-            query,
-            project_id,
-            limit,
-            language,
-            path,
-            mode,
-            file_type=file_type,
-            concise=concise,
-            context_lines=context_lines,
-            max_chars=max_chars,
-            repository=repository,
+        return cast(
+            contract.SearchResults,
+            await _call(
+                svc.search,
+                query,
+                project_id,
+                limit,
+                language,
+                path,
+                mode,
+                file_type=file_type,
+                concise=concise,
+                context_lines=context_lines,
+                max_chars=max_chars,
+                repository=repository,
+            ),
         )
 
-    @mcp.tool
+    @mcp.tool(annotations=contract.reads("Find where a symbol is defined"))
     async def find_definition(
         symbol: Annotated[str, Field(description=_SYMBOL)],
         project_id: Annotated[str | None, Field(description=_PROJECT)] = None,
         repository: Annotated[str | None, Field(description=_REPOSITORY)] = None,
         language: Annotated[str | None, Field(description="Only this language, e.g. 'python'.")] = None,
         limit: Annotated[int, Field(description="At most this many definitions, 1-50.")] = 10,
-    ) -> dict[str, Any]:
+    ) -> contract.Definitions:
         """Where a symbol is defined: file, line range, kind, signature and the definition's text,
         best match first (exact qualified name, then other definitions and overloads)."""
-        return await _call(svc.find_definition, symbol, project_id, repository, language, limit)
+        return cast(
+            contract.Definitions,
+            await _call(svc.find_definition, symbol, project_id, repository, language, limit),
+        )
 
-    @mcp.tool
+    @mcp.tool(annotations=contract.reads("Find where a symbol is used"))
     async def find_references(
         symbol: Annotated[str, Field(description=_SYMBOL)],
         project_id: Annotated[str | None, Field(description=_PROJECT)] = None,
         repository: Annotated[str | None, Field(description=_REPOSITORY)] = None,
         language: Annotated[str | None, Field(description="Only this language, e.g. 'python'.")] = None,
         limit: Annotated[int, Field(description="At most this many lines, 1-1000.")] = 200,
-    ) -> dict[str, Any]:
+    ) -> contract.References:
         """Where a symbol's name is used as an identifier (calls, imports, attribute uses; not in
         comments or strings), grouped by file, each line with its enclosing symbol: who calls X.
         Matched by name (the last part of a qualified name), not by type."""
-        return await _call(svc.find_references, symbol, project_id, repository, language, limit)
+        return cast(
+            contract.References,
+            await _call(svc.find_references, symbol, project_id, repository, language, limit),
+        )
 
-    @mcp.tool
+    @mcp.tool(annotations=contract.reads("Outline of a file"))
     async def get_file_outline(
         file_path: Annotated[str, Field(description=_FILE_PATH)],
         repository: Annotated[str | None, Field(description=_REPOSITORY)] = None,
         project_id: Annotated[str | None, Field(description=_PROJECT)] = None,
-    ) -> dict[str, Any]:
+    ) -> contract.FileOutline:
         """The definitions of one indexed file as a tree, with line ranges, kinds and signatures."""
-        return await _call(svc.get_file_outline, file_path, repository, project_id)
+        return cast(
+            contract.FileOutline, await _call(svc.get_file_outline, file_path, repository, project_id)
+        )
 
-    @mcp.tool
+    @mcp.tool(annotations=contract.reads("Read indexed lines"))
     async def read_code(
         file_path: Annotated[str, Field(description=_FILE_PATH)],
         start_line: Annotated[int, Field(description="First line, from 1.")],
         end_line: Annotated[int, Field(description="Last line (at most 1,000 lines at once).")],
         repository: Annotated[str | None, Field(description=_REPOSITORY)] = None,
         project_id: Annotated[str | None, Field(description=_PROJECT)] = None,
-    ) -> dict[str, Any]:
+    ) -> contract.CodeLines:
         """Lines of an indexed file as they were indexed, with the file's content hash: widen a search
         hit without reading the file system."""
-        return await _call(svc.read_code, file_path, start_line, end_line, repository, project_id)
+        return cast(
+            contract.CodeLines,
+            await _call(svc.read_code, file_path, start_line, end_line, repository, project_id),
+        )
 
-    @mcp.tool
+    @mcp.tool(annotations=contract.reads("List indexing jobs"))
     async def list_indexing_jobs(
         status: Annotated[
             Literal["pending", "running", "completed", "failed", "cancelled"] | None,
@@ -241,35 +316,35 @@ def build_server(
         ] = None,
         project_id: Annotated[str | None, Field(description="Only jobs of this project.")] = None,
         limit: Annotated[int, Field(description="At most this many jobs, newest first (1-200).")] = 20,
-    ) -> dict[str, Any]:
+    ) -> contract.JobList:
         """List recent indexing jobs, newest first."""
-        return await _call(svc.list_jobs, status, project_id, limit)
+        return cast(contract.JobList, await _call(svc.list_jobs, status, project_id, limit))
 
-    @mcp.tool
+    @mcp.tool(annotations=contract.reads("List indexed repositories"))
     async def list_repositories(
         project_id: Annotated[
             str | None, Field(description="Only repositories of this project (default: all projects).")
         ] = None,
-    ) -> dict[str, Any]:
+    ) -> contract.RepositoryList:
         """List indexed repositories: file and chunk counts, when each was last synced, whether
         it is watched and has edits not yet indexed, and the embedding model."""
-        return await _call(svc.list_repositories, project_id)
+        return cast(contract.RepositoryList, await _call(svc.list_repositories, project_id))
 
-    @mcp.tool
+    @mcp.tool(annotations=contract.DELETES_REPOSITORY)
     async def delete_repository(
         repo_path: Annotated[str, Field(description="The repository as list_repositories shows it.")],
         project_id: Annotated[str | None, Field(description="Its project; default 'default'.")] = None,
-    ) -> dict[str, Any]:
+    ) -> contract.RepositoryDeleted:
         """Delete an indexed repository and everything indexed from it (refused while a job indexes
         it). The files on disk are not touched."""
-        return await _call(svc.delete_repository, repo_path, project_id)
+        return cast(contract.RepositoryDeleted, await _call(svc.delete_repository, repo_path, project_id))
 
-    @mcp.tool
+    @mcp.tool(annotations=contract.CANCELS_JOB)
     async def cancel_indexing_job(
         job_id: Annotated[str, Field(description="The job to cancel.")],
-    ) -> dict[str, Any]:
+    ) -> contract.JobCancelled:
         """Cancel a pending or running indexing job. The repository's previous index stays searchable."""
-        return await _call(svc.cancel_job, job_id)
+        return cast(contract.JobCancelled, await _call(svc.cancel_job, job_id))
 
     @mcp.custom_route("/healthz", methods=["GET"])
     async def healthz(request: Request) -> Response:
@@ -284,25 +359,42 @@ def build_server(
     return mcp
 
 
-def run_server(settings: Settings, *, transport: str, host: str | None, port: int | None) -> None:
-    service = CodebaseService(settings)
-    # Fail fast on a bad database or configuration, and repair what a crash left behind.
-    service.reconcile()
-    if not settings.jobs.allowed_roots:
-        log.warning(
-            "CODEBASE_ALLOWED_ROOTS is not set: any directory this user can read may be indexed "
-            "(except /, system directories and the home directory itself); set it to the directories "
-            "that hold your repositories"
-        )
+def _reconcile_in_background(settings: Settings, service: CodebaseService) -> None:
+    try:
+        service.reconcile()
+    except Exception as exc:  # the first tool call reports it to the client, worded for a person
+        log.warning("could not reconcile jobs at start: %s", exc)
+        return
+    _start_watching(settings, service)
+
+
+def _start_watching(settings: Settings, service: CodebaseService) -> None:
     if settings.jobs.watch:
         from mcp_server.runners.watch import WatchAll
 
         WatchAll(
             settings=settings, engine=service.engine, embedder=service.embedder, rescan_seconds=5.0
         ).start()
+
+
+def run_server(settings: Settings, *, transport: str, host: str | None, port: int | None) -> None:
+    service = CodebaseService(settings)
+    if not settings.jobs.allowed_roots:
+        log.warning(
+            "CODEBASE_ALLOWED_ROOTS is not set: any directory this user can read may be indexed "
+            "(except /, system directories and the home directory itself); set it to the directories "
+            "that hold your repositories"
+        )
     if transport == "stdio":
+        # A stdio client waits for `initialize`; starting or joining the database first cost it
+        # seconds. Repair what a crash left behind (then start watching) in the background; tools
+        # connect on first use.
+        threading.Thread(target=_reconcile_in_background, args=(settings, service), daemon=True).start()
         build_server(settings, service).run(transport="stdio", show_banner=False)
         return
+    # HTTP (a deployment): fail fast on a bad database or configuration, before taking traffic.
+    service.reconcile()
+    _start_watching(settings, service)
     bind_host = host or settings.http.host
     token = settings.http.auth_token.get_secret_value() if settings.http.auth_token else None
     if bind_host not in LOOPBACK_HOSTS and not token:
