@@ -229,6 +229,16 @@ def test_every_module_the_code_imports_is_a_declared_dependency() -> None:
     assert undeclared == {}
 
 
+def test_the_server_and_operator_images_install_the_kubernetes_extra() -> None:
+    requirements = _requirements_module()
+    for image in ("server", "operator"):
+        names = {
+            requirements.requirement_name(r)
+            for r in requirements.requirements(image, str(ROOT / "pyproject.toml"))
+        }
+        assert {"kopf", "kubernetes"} <= names, image
+
+
 def test_entrypoint_and_cmd_are_codebase_mcp_commands(image: str) -> None:
     _, stages = parse(DOCKERFILES[image])
     runtime = stages[-1]

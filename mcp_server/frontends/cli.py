@@ -18,7 +18,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from mcp_server.core.errors import CodebaseMCPError, InvalidInput, InvalidTransition
+from mcp_server.core.errors import CodebaseMCPError, ConfigurationError, InvalidInput, InvalidTransition
 from mcp_server.core.settings import (
     DEFAULT_PROJECT_ID,
     DatabaseSettings,
@@ -405,7 +405,12 @@ def cmd_indexer(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_operator(settings: Settings, args: argparse.Namespace) -> int:
-    from codebase_operator.main import run_operator
+    try:
+        from codebase_operator.main import run_operator
+    except ImportError as exc:  # kopf and the Kubernetes client are the [kubernetes] extra
+        from mcp_server.runners.kube_api import KUBERNETES_EXTRA_MISSING
+
+        raise ConfigurationError(KUBERNETES_EXTRA_MISSING) from exc
 
     exit_code: int = run_operator(
         settings, namespace=args.namespace, all_namespaces=args.all_namespaces, test_hooks=args.test_hooks

@@ -37,6 +37,11 @@ DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 30.0)
 Body = dict[str, Any]
 
 
+KUBERNETES_EXTRA_MISSING = (
+    "the Kubernetes client is not installed (it is an optional extra): pip install 'codebase-mcp[kubernetes]'"
+)
+
+
 class KubernetesError(LauncherError):
     """The Kubernetes API refused or failed a request."""
 
@@ -82,7 +87,10 @@ class ObjectRef:
 
 def load_configuration(kubeconfig: str | None = None) -> Any:
     """In-cluster credentials when running in a pod, else KUBECONFIG (or ~/.kube/config)."""
-    from kubernetes import client, config
+    try:
+        from kubernetes import client, config
+    except ImportError:
+        raise KubernetesError(KUBERNETES_EXTRA_MISSING) from None
 
     configuration = client.Configuration()
     try:
