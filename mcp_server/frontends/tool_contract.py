@@ -172,6 +172,8 @@ class RepositoryInfo(TypedDict):
     repository: Annotated[str, Field(description="The repository's root path (or git URL).")]
     files: int
     chunks: int
+    size_bytes: Annotated[int, Field(description="Bytes of the indexed files.")]
+    languages: Annotated[dict[str, int], Field(description="Files per language, most first.")]
     embedding_model: str | None
     last_synced_at: str | None
     changes_pending: bool | None

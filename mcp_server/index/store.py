@@ -288,7 +288,8 @@ class IndexStore:
                     conn.commit()
 
     def repositories(self, *, project_id: str | None = None) -> list[dict[str, object]]:
-        """Every repository with a published generation: its counts, last sync and model."""
+        """Every repository with a published generation: its counts, bytes and files per language
+        (most files first), last sync and model."""
         with self._engine.connect() as conn:
             rows = conn.execute(
                 text(
@@ -303,7 +304,25 @@ class IndexStore:
                 ),
                 {"p": project_id},
             ).mappings()
-            return [dict(row) for row in rows]
+            listed = [dict(row) for row in rows]
+            per_repo: dict[object, list[Any]] = {}
+            for row in conn.execute(
+                text(
+                    "SELECT f.repository_id, coalesce(f.language, 'text') AS language, count(*) AS n, "
+                    " sum(f.size_bytes) AS bytes "
+                    "FROM files f JOIN repositories r ON r.id = f.repository_id "
+                    "WHERE f.gen_from <= r.active_generation AND r.active_generation < f.gen_to "
+                    " AND (CAST(:p AS text) IS NULL OR r.project_id = :p) "
+                    "GROUP BY f.repository_id, 2 ORDER BY 3 DESC"
+                ),
+                {"p": project_id},
+            ).mappings():
+                per_repo.setdefault(row["repository_id"], []).append(row)
+        for repo in listed:
+            langs = per_repo.get(repo["id"], [])
+            repo["size_bytes"] = sum(int(lang["bytes"] or 0) for lang in langs)
+            repo["languages"] = {str(lang["language"]): int(lang["n"]) for lang in langs}
+        return listed
 
     def delete_repository(self, *, project_id: str, root_path: str) -> bool:
         """Remove a repository and all its rows (files and chunks go with it); False if unknown."""

@@ -202,6 +202,9 @@ _INTERPRETERS: dict[str, str] = {
 }
 
 
+_KNOWN_LANGUAGES = frozenset(_EXTENSIONS.values()) | frozenset(_FILENAMES.values())
+
+
 def language_for_path(relative_path: str, first_line: bytes | None = None) -> str | None:
     """The language of a file from its name, or from its ``#!`` line when the name says nothing.
 
@@ -221,6 +224,40 @@ def language_for_path(relative_path: str, first_line: bytes | None = None) -> st
     if first_line is not None:
         return language_from_shebang(first_line)
     return None
+
+
+# Names people type for a language that are neither our label, an extension nor an interpreter.
+_LANGUAGE_ALIASES: dict[str, str] = {
+    "golang": "go",
+    "c++": "cpp",
+    "cplusplus": "cpp",
+    "c#": "csharp",
+    "c-sharp": "csharp",
+    "c_sharp": "csharp",
+    "shell": "bash",
+    "objective-c": "objc",
+    "objectivec": "objc",
+    "docker": "dockerfile",
+    "make": "makefile",
+    "protobuf": "proto",
+    "terraform": "hcl",
+    "node": "javascript",
+}
+
+
+def canonical_language(name: str) -> str:
+    """The label stored in the index for a language as a person writes it: case-insensitive, with
+    common names and extensions ("Python", "py", "ts", "golang", "c++", "yml") mapped to it.
+    Unknown names come back lowercased, so a filter on them finds nothing rather than failing."""
+    lowered = name.strip().lower()
+    if lowered in _KNOWN_LANGUAGES:
+        return lowered
+    return (
+        _LANGUAGE_ALIASES.get(lowered)
+        or _EXTENSIONS.get("." + lowered.lstrip("."))
+        or _INTERPRETERS.get(lowered)
+        or lowered
+    )
 
 
 def language_from_shebang(first_line: bytes) -> str | None:
