@@ -83,3 +83,13 @@ def test_a_database_at_the_symbol_table_revision_upgrades_to_head(
     database.upgrade(scratch_engine)
     assert database.current_revision(scratch_engine) == database.head_revision(scratch_engine)
     assert "term_stats" in inspect(scratch_engine).get_table_names()
+
+
+def test_the_head_read_from_the_files_is_alembics_single_head(engine: Engine) -> None:
+    from alembic.script import ScriptDirectory
+
+    from mcp_server.db import revisions
+
+    script = ScriptDirectory.from_config(database._alembic_config(engine))
+    assert script.get_heads() == ["0004_progress_estimate"]
+    assert revisions.head_from_files() == script.get_current_head()

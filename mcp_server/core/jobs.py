@@ -22,7 +22,7 @@ import builtins
 import enum
 import uuid
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Select, Text, and_, case, delete, func, literal, or_, select, text, update
@@ -108,6 +108,8 @@ class Job:
     k8s_namespace: str | None
     k8s_name: str | None
     k8s_job_name: str | None
+    progress_fraction: float | None
+    remaining_seconds: float | None
 
     @classmethod
     def from_row(cls, row: RowMapping) -> Job:
@@ -117,17 +119,27 @@ class Job:
 
     @property
     def percent(self) -> float | None:
-        """Share of the walked files processed so far; None until the walk knows the total."""
+        """Share of the whole run done: the indexer's estimate over every phase (so 100 only once the
+        job completed); from files alone for rows an older indexer wrote; None until known."""
         if self.status is JobStatus.COMPLETED:
             return 100.0
+        if self.progress_fraction is not None:
+            # Never 100 before the runner has recorded the end: the last step is still to come.
+            return round(min(99.9, 100.0 * self.progress_fraction), 1)
         if not self.files_total:
             return None
         return round(min(100.0, 100.0 * self.files_seen / self.files_total), 1)
 
     @property
     def eta_seconds(self) -> float | None:
-        """Remaining time extrapolated from the rate so far; None when it cannot be estimated."""
-        if self.status is not JobStatus.RUNNING or self.started_at is None or not self.files_total:
+        """Seconds left: the indexer's estimate, counted down since it reported; else extrapolated
+        from the file rate; None when it cannot be estimated."""
+        if self.status is not JobStatus.RUNNING:
+            return None
+        if self.remaining_seconds is not None:
+            since = max(0.0, (datetime.now(UTC) - self.updated_at).total_seconds())
+            return round(max(1.0, self.remaining_seconds - since), 1)
+        if self.started_at is None or not self.files_total:
             return None
         if self.files_seen <= 0:
             return None
@@ -363,6 +375,8 @@ class JobStore:
         files_indexed: int | None = None,
         files_skipped: int | None = None,
         chunks_created: int | None = None,
+        progress_fraction: float | None = None,
+        remaining_seconds: float | None = None,
     ) -> bool:
         """Record progress; returns False when the job is no longer running (cancelled, failed),
         which tells the indexer to stop."""
@@ -375,6 +389,8 @@ class JobStore:
             ("files_indexed", files_indexed),
             ("files_skipped", files_skipped),
             ("chunks_created", chunks_created),
+            ("progress_fraction", progress_fraction),
+            ("remaining_seconds", remaining_seconds),
         ):
             if value is not None:
                 values[name] = value

@@ -71,6 +71,10 @@ indexing_jobs = Table(
     Column("k8s_namespace", Text),
     Column("k8s_name", Text),  # the IndexingRequest's name (Kubernetes launcher / operator)
     Column("k8s_job_name", Text),
+    # The indexer's estimate over every phase (walk, parse, embed, write, vector index): the share
+    # done and the seconds left when it last reported (migration 0004_progress_estimate).
+    Column("progress_fraction", Float),
+    Column("remaining_seconds", Float),
     CheckConstraint(
         "status IN ('pending', 'running', 'completed', 'failed', 'cancelled')",
         name="indexing_jobs_status_check",

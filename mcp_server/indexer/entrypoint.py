@@ -114,8 +114,13 @@ def run_job(
             files_indexed=counters.files_indexed,
             files_skipped=counters.files_skipped,
             chunks_created=counters.chunks_created,
+            progress_fraction=counters.progress_fraction,
+            remaining_seconds=counters.remaining_seconds,
         )
 
+    # The row says the indexer is at work before the slow part of its start (the embedding model,
+    # the repository's state in the index).
+    jobs.update_progress(job_id, phase=JobPhase.SCANNING, message="starting the indexer")
     with ExitStack() as stack:
         try:
             if job.source_git_url and checkout is not None:

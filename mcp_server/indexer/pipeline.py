@@ -38,11 +38,20 @@ from mcp_server.indexer.walker import IGNORED, WalkStats, walk_repository
 log = logging.getLogger(__name__)
 
 EMBED_BATCH_CHUNKS = 1024
+# The first batch is small: its time is the run's first measure of the embedder's speed, which the
+# ETA needs long before 1,024 chunks have piled up (with a transformer, minutes before).
+FIRST_EMBED_BATCH_CHUNKS = 64
 FILES_PER_TASK = 16
 DEFAULT_PACK_LINES = 40
 # Up to this many changed files are parsed in the coordinating process before a pool is started.
 INLINE_PARSE_FILES = 32
 PROGRESS_INTERVAL_SECONDS = 0.5
+# The estimate's priors, used until the run has measured its own rates: the static embedder's
+# speed, and the HNSW build cost design notes section 4 measured (26.8 s per 100,000 256-d vectors
+# on 2 cores), scaled by dimension.
+PRIOR_SECONDS_PER_CHUNK = 1 / 1500
+HNSW_SECONDS_PER_CHUNK_256D = 26.8 / 100_000
+PUBLISH_SECONDS = 0.5
 
 
 class RunCancelled(Exception):
@@ -65,7 +74,11 @@ class RunCounters:
     tokens_redacted: int = 0
     files_redacted: int = 0
     chunks_created: int = 0
+    chunks_embedded: int = 0
     phase: JobPhase = JobPhase.SCANNING
+    # The whole run's estimate (walk, parse, embed, write, vector index): share done, seconds left.
+    progress_fraction: float | None = None
+    remaining_seconds: float | None = None
     skipped_reasons: dict[str, int] = field(default_factory=dict)
     # What the summary must mention besides counts (an ignore file not used, a file parsed by lines).
     warnings: list[str] = field(default_factory=list)
@@ -232,6 +245,11 @@ class IndexRun:
         self._pending_chunks = 0
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-writer")
         self._write: Future[int] | None = None
+        self._started = time.monotonic()
+        self._loop_started: float | None = None
+        self._tail_started: float | None = None
+        self._tail_estimate = PUBLISH_SECONDS
+        self._bulk = False
 
     # --- progress ------------------------------------------------------------------------------
 
@@ -240,8 +258,58 @@ class IndexRun:
         if not force and now - self._last_progress < PROGRESS_INTERVAL_SECONDS:
             return
         self._last_progress = now
+        self._estimate()
         if self.progress is not None and not self.progress(self.counters, message):
             raise RunCancelled("the job is no longer running")
+
+    def _hnsw_seconds(self, chunks: float) -> float:
+        if not self._bulk:
+            return 0.0  # incremental runs insert their rows into the existing graph as they write
+        return chunks * HNSW_SECONDS_PER_CHUNK_256D * self.embedder.dimension / 256
+
+    def _estimate(self) -> None:
+        """Seconds left and share done over every phase, from the rates this run has measured.
+
+        Remaining = files left x time per file outside embedding (read, hash, parse, write waits)
+        + chunks left to embed x time per chunk + the tail (publish, and for a bulk run the vector
+        index build, proportional to the chunks). Until the walk has counted the files nothing is
+        claimed; the share is elapsed / (elapsed + remaining), so percent and ETA always agree.
+        """
+        c = self.counters
+        now = time.monotonic()
+        elapsed = now - self._started
+        if self._tail_started is not None:
+            remaining = max(0.2, self._tail_estimate - (now - self._tail_started))
+        elif c.files_total is None or self._loop_started is None or c.files_seen == 0:
+            return
+        else:
+            embed_seconds = c.seconds.get("embedding", 0.0)
+            loop_seconds = max(0.0, now - self._loop_started - embed_seconds)
+            remaining_files = max(0, c.files_total - c.files_seen)
+            chunks_known = c.chunks_embedded + self._pending_chunks
+            chunks_left = self._pending_chunks + chunks_known / c.files_seen * remaining_files
+            per_chunk = embed_seconds / c.chunks_embedded if c.chunks_embedded else PRIOR_SECONDS_PER_CHUNK
+            tail = PUBLISH_SECONDS + self._hnsw_seconds(chunks_known + chunks_left)
+            remaining = remaining_files * loop_seconds / c.files_seen + chunks_left * per_chunk + tail
+        c.remaining_seconds = round(remaining, 1)
+        c.progress_fraction = round(elapsed / (elapsed + remaining), 4) if elapsed + remaining > 0 else 0.0
+
+    def _begin_tail(self, message: str) -> None:
+        """From here on only publishing and the vector index build are left; tell the job so.
+
+        Never raises (it runs where the vector index must still be rebuilt): a cancel is noticed
+        by the runner, which stops this process.
+        """
+        if self._tail_started is None:
+            self._tail_started = time.monotonic()
+            self._tail_estimate = PUBLISH_SECONDS + self._hnsw_seconds(self.counters.chunks_embedded)
+        self.counters.phase = JobPhase.WRITING
+        self._estimate()
+        if self.progress is not None:
+            try:
+                self.progress(self.counters, message)
+            except Exception:
+                log.warning("could not record progress", exc_info=True)
 
     # --- the run -------------------------------------------------------------------------------
 
@@ -258,12 +326,15 @@ class IndexRun:
         # A first index or a forced one writes most rows anew: build the vector graph once at the
         # end. An incremental run inserts its few changed chunks into the existing graph.
         bulk = self.force or not state.live
+        self._bulk = bulk
         if bulk:
             self.store.drop_vector_index(self.project_id, dimension)
         try:
             counters = self._run(state)
         finally:
             self._writer.shutdown(wait=True, cancel_futures=True)
+            if bulk:
+                self._begin_tail("building the vector index")
             started = time.perf_counter()
             self.store.ensure_vector_index(self.project_id, dimension)
             self.counters.add_time("vector index", started)
@@ -302,9 +373,27 @@ class IndexRun:
         def consume(item: Future[list[_Result]] | list[_Result]) -> None:
             for result in item.result() if isinstance(item, Future) else item:
                 self._count_and_absorb(result, state, seen_paths)
-            if self._pending_chunks >= EMBED_BATCH_CHUNKS:
+            batch_chunks = EMBED_BATCH_CHUNKS if self.counters.chunks_embedded else FIRST_EMBED_BATCH_CHUNKS
+            if self._pending_chunks >= batch_chunks:
                 self._flush(state)
 
+        # A first, count-only walk (it reads no contents: a fraction of a second for thousands of
+        # files), so the total, the percent and the ETA are known from the start instead of after
+        # the last file. The real walk below streams contents and has the last word on the total.
+        # A watch-mode sync (changed_paths) skips it: it reads only the few files that changed.
+        if self.changed_paths is None:
+            counted = 0
+            count_only = walk_repository(
+                self.root,
+                max_file_bytes=self.max_file_bytes,
+                extra_ignores=self.extra_ignores,
+                stats=WalkStats(),
+            )
+            for _source in count_only:
+                counted += 1
+                self._report(f"found {counted} files so far")
+            c.files_total = counted
+        self._loop_started = time.monotonic()
         walked = 0
         walk_stats = WalkStats()
         try:
@@ -328,8 +417,11 @@ class IndexRun:
                 # Bounded: at most max_pending batches in flight, so memory stays flat.
                 while pending and (len(pending) >= max_pending or _ready(pending[0])):
                     consume(pending.popleft())
-                self._report(f"processed {c.files_seen} of {walked} files found so far")
-            c.files_total = walked
+                if c.files_total is None:
+                    self._report(f"processed {c.files_seen} of {walked} files found so far")
+                else:
+                    self._report(f"processed {c.files_seen} of {c.files_total} files")
+            c.files_total = walked  # the streaming walk's count is the truth
             if batch:
                 submit()
             while pending:
@@ -348,12 +440,13 @@ class IndexRun:
         self._flush(state)
         self._wait_for_write()
 
-        c.phase = JobPhase.WRITING
+        self._begin_tail("publishing the new index generation")
         missing = [k.file_id for path, k in state.live.items() if path not in seen_paths]
         c.files_removed = len(missing)
         self.store.retire(state, file_ids=missing)
         unused_pending = [k.file_id for path, k in state.pending.items() if path not in seen_paths]
         self.store.drop_pending(state, file_ids=unused_pending)
+        # Raises when the job was cancelled meanwhile: a cancelled run never publishes.
         self._report("publishing the new index generation", force=True)
         started = time.perf_counter()
         try:
@@ -492,12 +585,17 @@ class IndexRun:
         ]
         c.phase = JobPhase.EMBEDDING
         self._report(f"embedding {len(texts)} chunks", force=True)
+        if texts and not c.chunks_embedded:
+            # Load the model (or reach the server) first, so that the first batch's time measures
+            # the embedder's speed and not its start-up: the ETA is built on it.
+            self.embedder.embed_query("warm-up")
         started = time.perf_counter()
         if texts:
             vectors = self.embedder.embed_documents(texts)
         else:
             vectors = np.zeros((0, self.embedder.dimension), dtype=np.float32)
         c.add_time("embedding", started)
+        c.chunks_embedded += len(texts)
         # The database does the write while this process embeds the next batch (one in flight).
         self._wait_for_write()
         writes, replaced = self._pending_writes, self._pending_replaced
