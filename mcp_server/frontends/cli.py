@@ -258,19 +258,21 @@ def _absolute(path: str) -> str:
 
 
 def _wait_with_progress(svc: Any, job_id: str) -> dict[str, Any]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
+    # The bar is the job's percent over every phase (files, embedding, writing, vector index), not
+    # files alone, so it reaches the end only when the job does.
     columns = (
         TextColumn("[bold blue]{task.fields[phase]:<10}"),
         BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("files"),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[files]} files"),
         TextColumn("{task.fields[chunks]} chunks"),
         TimeElapsedColumn(),
         TextColumn("{task.fields[eta]}"),
     )
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("index", total=None, phase="queued", chunks=0, eta="")
+        task = progress.add_task("index", total=None, phase="queued", files="0/?", chunks=0, eta="")
         last_reconcile = time.monotonic()
         while True:
             if time.monotonic() - last_reconcile > 5:
@@ -279,19 +281,19 @@ def _wait_with_progress(svc: Any, job_id: str) -> dict[str, Any]:
                 last_reconcile = time.monotonic()
             status = svc.get_status(job_id)
             eta = f"ETA {status['eta_seconds']:.0f}s" if status["eta_seconds"] is not None else ""
+            total = status["files_total"]
             progress.update(
                 task,
-                total=status["files_total"],
-                completed=status["files_seen"],
+                total=100 if status["percent"] is not None else None,
+                completed=status["percent"] or 0,
+                files=f"{status['files_seen']}/{total if total is not None else '?'}",
                 phase=status["phase"] or status["status"],
                 chunks=status["chunks_created"],
                 eta=eta,
             )
             if status["status"] in ("completed", "failed", "cancelled"):
                 if status["status"] == "completed":
-                    progress.update(
-                        task, total=status["files_seen"] or 1, completed=status["files_seen"] or 1
-                    )
+                    progress.update(task, total=100, completed=100)
                 return dict(status)
             time.sleep(0.3)
 

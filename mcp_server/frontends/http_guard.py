@@ -19,7 +19,8 @@ validate `Origin`. So, before any request reaches an MCP session:
    expire after CODEBASE_MCP_SESSION_IDLE_SECONDS (the SDK's own timeout, set from the same value).
 
 `/healthz` is exempt from all of it: it reports only "ok" or 503, and Kubernetes probes address the
-pod by IP.
+pod by IP. The web console's routes (`self_authenticating_paths`) skip rule 3 only: they accept the
+bearer token or the HttpOnly cookie of their login form and check either themselves.
 """
 
 from __future__ import annotations
@@ -90,8 +91,15 @@ class HttpGuard:
         max_sessions_per_client: int = 32,
         session_idle_seconds: float = 900.0,
         mcp_path: str = "/mcp",
+        self_authenticating_paths: Sequence[str] = (),
     ) -> None:
         self.app = app
+        self.self_authenticating = frozenset(
+            p for p in self_authenticating_paths if not p.endswith("/") or p == "/"
+        )
+        self.self_authenticating_prefixes = tuple(
+            p for p in self_authenticating_paths if p.endswith("/") and p != "/"
+        )
         self.allowed_hosts = tuple(host_name(h) for h in allowed_hosts if h.strip())
         self.allowed_origins = tuple(o.strip().rstrip("/").lower() for o in allowed_origins if o.strip())
         self._token = token.encode() if token else None
@@ -118,6 +126,9 @@ class HttpGuard:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             return False  # "null" (sandboxed frames, file://) and anything odd
         return is_loopback_name(parts.hostname) or _matches(parts.hostname, self.allowed_hosts)
+
+    def authenticates_itself(self, path: str) -> bool:
+        return path in self.self_authenticating or path.startswith(self.self_authenticating_prefixes)
 
     def _token_ok(self, authorization: str | None) -> bool:
         assert self._token is not None
@@ -155,8 +166,11 @@ class HttpGuard:
             )
             return
         authorization = headers.get(b"authorization")
-        if self._token is not None and not self._token_ok(
-            authorization.decode("latin-1") if authorization is not None else None
+        path = scope.get("path", "")
+        if (
+            self._token is not None
+            and not self.authenticates_itself(path)
+            and not self._token_ok(authorization.decode("latin-1") if authorization is not None else None)
         ):
             await _plain(
                 send,

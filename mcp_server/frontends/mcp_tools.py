@@ -28,7 +28,9 @@ from mcp_server.core.errors import CodebaseMCPError, ConfigurationError
 from mcp_server.core.settings import Settings
 from mcp_server.core.version import package_version
 from mcp_server.frontends import tool_contract as contract
+from mcp_server.frontends.console import CONSOLE_PATHS, register_console
 from mcp_server.frontends.http_guard import MIN_REMOTE_TOKEN_BYTES, HttpGuard
+from mcp_server.frontends.metrics import ServerMetrics
 from mcp_server.frontends.operations import CodebaseService
 from mcp_server.index.search import DEFAULT_CONTEXT_LINES, DEFAULT_MAX_CHARS
 
@@ -128,6 +130,9 @@ def build_server(
         mask_error_details=True,
         auth=auth,
     )
+    metrics = ServerMetrics(svc)
+    mcp.add_middleware(metrics.middleware())
+    register_console(mcp, svc, metrics, auth_token=auth_token)  # `/`, `/jobs`, `/repos`, `/metrics`
 
     @mcp.tool(annotations=contract.STARTS_JOB)
     async def start_indexing_background(
@@ -414,6 +419,8 @@ def run_server(settings: Settings, *, transport: str, host: str | None, port: in
         allowed_hosts=settings.http.allowed_hosts,
         allowed_origins=settings.http.allowed_origins,
         token=token,
+        # The console's routes take the bearer token or its login cookie (they check either).
+        self_authenticating_paths=CONSOLE_PATHS,
         max_sessions_per_client=settings.http.max_sessions_per_client,
         session_idle_seconds=settings.http.session_idle_seconds,
     )
