@@ -284,3 +284,22 @@ def test_every_settings_variable_changes_the_helpers_socket() -> None:
     ]
     escaped = [v for v in variables if not v.startswith(quick.SETTINGS_PREFIXES)]
     assert not escaped, f"add their prefixes to quick.SETTINGS_PREFIXES: {escaped}"
+
+
+def test_json_logs_carry_the_job_and_project(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    from mcp_server.core import logs
+
+    logs.configure("INFO", "json")
+    try:
+        logs.set_context(job_id="0badcafe-0000-4000-8000-000000000000", project_id="web")
+        logging.getLogger("mcp_server.test").info("walked %d files", 3, extra={"phase": "scanning"})
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+        record = json.loads(line)
+        assert record["message"] == "walked 3 files" and record["level"] == "INFO"
+        assert record["job_id"].startswith("0badcafe") and record["project_id"] == "web"
+        assert record["phase"] == "scanning"
+    finally:
+        logs._context.clear()
+        logs.configure("INFO", "text")

@@ -582,6 +582,11 @@ class LoggingSettings(_Group):
     )
     """DEBUG, INFO, WARNING or ERROR."""
 
+    format: Literal["text", "json"] = Field(default="text", validation_alias="CODEBASE_MCP_LOG_FORMAT")
+    """text, or json: one JSON object per line with time, level, logger, message and, in indexers
+    and supervisors, job_id and project_id (the operator always logs JSON).
+    """
+
 
 GROUPS: dict[str, type[_Group]] = {
     "database": DatabaseSettings,

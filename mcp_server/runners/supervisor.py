@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from mcp_server.core import lifecycle
+from mcp_server.core import lifecycle, logs
 from mcp_server.core.jobs import JobStatus, JobStore
 from mcp_server.core.lifecycle import DATABASE_ERRORS, Outcome
 from mcp_server.core.settings import DatabaseSettings, JobSettings, LoggingSettings, Settings, load_settings
@@ -217,13 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="codebase-mcp-supervisor")
     parser.add_argument("--job-id", required=True, type=uuid.UUID)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(levelname)s job=" + str(args.job_id) + " %(message)s"
-    )
-    log.setLevel(logging.INFO)
     # SIGTERM (e.g. a system shutdown) must still stop the child and record a failure.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     settings = load_settings(DatabaseSettings, JobSettings, LoggingSettings)
+    logs.set_context(job_id=str(args.job_id))
+    logs.configure("INFO", settings.logging.format)
     try:
         return supervise(settings, args.job_id)
     except SystemExit:
