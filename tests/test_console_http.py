@@ -18,6 +18,8 @@ from reliability.support import service, wait_for_status
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
+# Generous: the first search loads the embedding model, and CI machines are shared.
+_http = httpx.Client(timeout=120)
 
 
 def _index(repo: Path) -> str:
@@ -29,13 +31,13 @@ def _index(repo: Path) -> str:
 
 def test_console_pages_need_the_token_or_the_login_cookie(settings: Any) -> None:
     with http_server() as base:
-        page = httpx.get(f"{base}/jobs", follow_redirects=False)
+        page = _http.get(f"{base}/jobs", follow_redirects=False)
         assert page.status_code == 303 and page.headers["location"].startswith("/login?next=/jobs")
-        assert httpx.get(f"{base}/api/jobs").status_code == 401
-        assert httpx.get(f"{base}/metrics").status_code == 401
-        assert httpx.get(f"{base}/jobs", headers=BEARER).status_code == 200
+        assert _http.get(f"{base}/api/jobs").status_code == 401
+        assert _http.get(f"{base}/metrics").status_code == 401
+        assert _http.get(f"{base}/jobs", headers=BEARER).status_code == 200
 
-        with httpx.Client(base_url=base, headers={"Origin": base}) as browser:
+        with httpx.Client(base_url=base, headers={"Origin": base}, timeout=120) as browser:
             wrong = browser.post("/login?next=/repos", data={"token": "nope"})
             assert wrong.status_code == 401 and "not right" in wrong.text
             ok = browser.post("/login?next=/repos", data={"token": TOKEN}, follow_redirects=False)
@@ -43,7 +45,7 @@ def test_console_pages_need_the_token_or_the_login_cookie(settings: Any) -> None
             cookie = ok.headers["set-cookie"]
             assert "HttpOnly" in cookie and "SameSite=strict" in cookie and TOKEN not in cookie
             assert browser.get("/repos").status_code == 200
-        off_site = httpx.post(
+        off_site = _http.post(
             f"{base}/login?next=//evil.example/",
             data={"token": TOKEN},
             headers={"Origin": base},
@@ -56,9 +58,9 @@ def test_cancel_from_another_origin_is_refused(settings: Any) -> None:
     with http_server() as base:
         job = service().jobs.create(repo_path="/nowhere", project_id="default")
         url = f"{base}/api/jobs/{job.id}/cancel"
-        assert httpx.post(url, headers={**BEARER, "Origin": "http://evil.example"}).status_code == 403
-        assert httpx.post(url, headers=BEARER).status_code == 403  # no Origin at all
-        done = httpx.post(url, headers={**BEARER, "Origin": base})
+        assert _http.post(url, headers={**BEARER, "Origin": "http://evil.example"}).status_code == 403
+        assert _http.post(url, headers=BEARER).status_code == 403  # no Origin at all
+        done = _http.post(url, headers={**BEARER, "Origin": base})
         assert done.status_code == 200 and done.json()["status"] == "cancelled"
 
 
@@ -68,7 +70,7 @@ def test_search_results_escape_indexed_content_and_show_line_numbers(settings: A
     )
     _index(repo)
     with http_server() as base:
-        page = httpx.get(f"{base}/", params={"q": "render banner", "language": "Python"}, headers=BEARER)
+        page = _http.get(f"{base}/", params={"q": "render banner", "language": "Python"}, headers=BEARER)
     assert page.status_code == 200
     assert "<script>alert(1)</script>" not in page.text
     assert "render_banner" in page.text and 'class="linenos"' in page.text
@@ -89,8 +91,8 @@ def test_metrics_count_tool_calls_searches_jobs_and_index_sizes(settings: Any, m
 
     with http_server() as base:
         anyio.run(use_tools, base)
-        httpx.get(f"{base}/", params={"q": "beta"}, headers=BEARER)
-        body = httpx.get(f"{base}/metrics", headers=BEARER).text
+        _http.get(f"{base}/", params={"q": "beta"}, headers=BEARER)
+        body = _http.get(f"{base}/metrics", headers=BEARER).text
     assert 'codebase_mcp_tool_calls_total{outcome="ok",tool="search_code"} 1.0' in body
     assert 'codebase_mcp_tool_calls_total{outcome="error",tool="get_indexing_status"} 1.0' in body
     assert 'codebase_mcp_search_seconds_count{mode="lexical",source="mcp"} 1.0' in body

@@ -512,3 +512,36 @@ def test_notes_tell_how_to_connect_an_mcp_client_and_index(tools: Tools) -> None
     assert "get secret codebase-mcp-auth -o jsonpath='{.data.token}'" in notes
     assert '"url": "http://127.0.0.1:8000/mcp"' in notes and "Authorization" in notes
     assert "kind: IndexingRequest" in notes
+
+
+# --- metrics ----------------------------------------------------------------------------------------
+
+
+def test_the_service_monitor_is_optional_and_scrapes_metrics_with_the_servers_token(
+    tools: Tools, tmp_path: Path, rendered: dict[str, list[dict[str, Any]]]
+) -> None:
+    assert not find(rendered["defaults"], "ServiceMonitor")
+    docs = objects(
+        template(tools, write_values(tmp_path, {"metrics": {"serviceMonitor": {"enabled": True}}}))
+    )
+    (monitor,) = find(docs, "ServiceMonitor")
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["path"] == "/metrics" and endpoint["port"] == "http"
+    server = one(docs, "Deployment", f"{RELEASE}-server")
+    token = env_of(containers(server["spec"]["template"]["spec"])[0])["CODEBASE_MCP_AUTH_TOKEN"]
+    assert endpoint["authorization"]["credentials"] == token["secretKeyRef"]
+    service = one(docs, "Service", f"{RELEASE}-server")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+
+
+def test_the_grafana_dashboard_charts_the_servers_metrics() -> None:
+    dashboard = json.loads((CHART / "dashboards" / "codebase-mcp.json").read_text())
+    expressions = " ".join(t["expr"] for panel in dashboard["panels"] for t in panel["targets"])
+    for metric in (
+        "codebase_mcp_jobs",
+        "codebase_mcp_search_seconds_bucket",
+        "codebase_mcp_tool_calls_total",
+        "codebase_mcp_index_chunks",
+        "codebase_mcp_index_bytes",
+    ):
+        assert metric in expressions, metric
