@@ -32,6 +32,11 @@ if not (CHROMIUM and DRIVER):
 
 from selenium.webdriver.common.by import By  # noqa: E402
 
+# What sticks out of a phone-sized window, for the failure message.
+WIDE_ELEMENTS = """return [...document.querySelectorAll('body *')]
+  .filter(e => e.getBoundingClientRect().right > 391).slice(0, 5)
+  .map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))"""
+
 SAMPLE = {
     "billing/invoice.py": '''"""Invoices."""
 
@@ -218,10 +223,7 @@ def test_search_watch_a_job_cancel_one_and_read_a_failure_in_the_browser(
             phone.get(f"{base}/?q=invoice+total+with+tax")
             _until("results", lambda: phone.find_elements(By.CSS_SELECTOR, "article.result"))
             width = phone.execute_script("return document.documentElement.scrollWidth")
-            wide = phone.execute_script(
-                "return [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 391)"
-                ".slice(0, 5).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))"
-            )
+            wide = phone.execute_script(WIDE_ELEMENTS)
             assert width <= 390, f"the page scrolls sideways on a phone ({width} px): {wide}"
             _shot(phone, "search-phone")
         finally:
