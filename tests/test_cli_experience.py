@@ -24,6 +24,7 @@ from fake_embedding_server import FakeEmbeddingServer
 from mcp_server.core.jobs import JobStore
 from mcp_server.core.settings import Settings
 from mcp_server.core.version import package_version
+from mcp_server.db import lifetime
 from mcp_server.db.database import get_engine
 from mcp_server.frontends import cli, quick
 from mcp_server.indexer.languages import canonical_language
@@ -265,6 +266,7 @@ def test_a_read_only_command_is_answered_by_the_warm_helper_with_the_same_output
         assert refused.returncode == 2 and "neither a job id nor a prefix" in refused.stderr
     finally:
         quick.stop_helpers(settings.database.home)
+        lifetime.stop(settings.database.pgdata_dir, timeout=5)  # the helper's lingerer; we still hold it
     assert not quick.helper_pids(settings.database.home)
 
 
