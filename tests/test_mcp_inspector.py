@@ -42,7 +42,7 @@ def _inspect(tmp_path: Path, *method: str) -> tuple[int, Any, str]:
         "args": ["-m", "mcp_server.frontends.cli", "serve"],
         "env": env,
         "connectionTimeout": 600_000,
-        "settings": {"requestTimeout": 600_000},
+        "requestTimeout": 600_000,
     }
     config.write_text(json.dumps({"mcpServers": {"codebase": entry}}))
     proc = subprocess.run(
