@@ -38,9 +38,6 @@ from mcp_server.indexer.walker import IGNORED, WalkStats, walk_repository
 log = logging.getLogger(__name__)
 
 EMBED_BATCH_CHUNKS = 1024
-# The first batch is small: its time is the run's first measure of the embedder's speed, which the
-# ETA needs long before 1,024 chunks have piled up (with a transformer, minutes before).
-FIRST_EMBED_BATCH_CHUNKS = 64
 FILES_PER_TASK = 16
 DEFAULT_PACK_LINES = 40
 # Up to this many changed files are parsed in the coordinating process before a pool is started.
@@ -373,8 +370,7 @@ class IndexRun:
         def consume(item: Future[list[_Result]] | list[_Result]) -> None:
             for result in item.result() if isinstance(item, Future) else item:
                 self._count_and_absorb(result, state, seen_paths)
-            batch_chunks = EMBED_BATCH_CHUNKS if self.counters.chunks_embedded else FIRST_EMBED_BATCH_CHUNKS
-            if self._pending_chunks >= batch_chunks:
+            if self._pending_chunks >= EMBED_BATCH_CHUNKS:
                 self._flush(state)
 
         # A first, count-only walk (it reads no contents: a fraction of a second for thousands of
@@ -585,10 +581,6 @@ class IndexRun:
         ]
         c.phase = JobPhase.EMBEDDING
         self._report(f"embedding {len(texts)} chunks", force=True)
-        if texts and not c.chunks_embedded:
-            # Load the model (or reach the server) first, so that the first batch's time measures
-            # the embedder's speed and not its start-up: the ETA is built on it.
-            self.embedder.embed_query("warm-up")
         started = time.perf_counter()
         if texts:
             vectors = self.embedder.embed_documents(texts)
