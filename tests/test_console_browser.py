@@ -67,9 +67,13 @@ func RetryWithBackoff(fn func() error, attempts int) error {
 }
 
 
-def _browser(width: int, height: int) -> Any:
+def _browser(width: int, height: int, *, phone: bool = False) -> Any:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    if phone:  # a desktop window cannot be narrower than about 500 px: emulate the device
+        options.add_experimental_option(
+            "mobileEmulation", {"deviceMetrics": {"width": width, "height": height, "pixelRatio": 2}}
+        )
     for flag in (
         "--headless",
         "--no-sandbox",
@@ -214,7 +218,7 @@ def test_search_watch_a_job_cancel_one_and_read_a_failure_in_the_browser(
         finally:
             desktop.quit()
 
-        phone = _browser(390, 844)
+        phone = _browser(390, 844, phone=True)
         try:
             phone.get(f"{base}/login")
             phone.find_element(By.NAME, "token").send_keys(TOKEN)
@@ -223,6 +227,7 @@ def test_search_watch_a_job_cancel_one_and_read_a_failure_in_the_browser(
             phone.get(f"{base}/?q=invoice+total+with+tax")
             _until("results", lambda: phone.find_elements(By.CSS_SELECTOR, "article.result"))
             width = phone.execute_script("return document.documentElement.scrollWidth")
+            assert phone.execute_script("return window.innerWidth") == 390
             wide = phone.execute_script(WIDE_ELEMENTS)
             assert width <= 390, f"the page scrolls sideways on a phone ({width} px): {wide}"
             _shot(phone, "search-phone")
