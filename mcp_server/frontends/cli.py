@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from mcp_server.core.errors import CodebaseMCPError, ConfigurationError, InvalidInput, InvalidTransition
@@ -788,7 +789,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.func(settings, args)
         return result
     except CodebaseMCPError as exc:
-        err_console.print(f"[red]error:[/] {exc}")
+        # Escaped: messages quote user input and name extras (`codebase-mcp[kubernetes]`), which
+        # rich would otherwise take for markup and drop.
+        err_console.print(f"[red]error:[/] {escape(str(exc))}")
         return EXIT_USAGE if isinstance(exc, InvalidInput | InvalidTransition) else 1
     except (OperationalError, InterfaceError) as exc:
         # One line, never a traceback: the database went away (stopped, restarting, out of disk).
@@ -798,7 +801,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "No space left on device" in str(exc.orig):
             detail = f"the disk holding the database is full ({detail})"
         err_console.print(
-            f"[red]error:[/] the database is unavailable: {redact_urls(detail)}", highlight=False
+            f"[red]error:[/] the database is unavailable: {escape(redact_urls(detail))}", highlight=False
         )
         return 1
     except KeyboardInterrupt:
