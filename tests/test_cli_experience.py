@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from fake_embedding_server import FakeEmbeddingServer
 
@@ -225,8 +226,14 @@ def test_ctrl_c_during_wait_says_the_job_continues_and_how_to_cancel_it(
         assert proc.returncode == 130
         assert "continues in the background" in err and f"codebase-mcp cancel {job_id[:8]}" in err, err
         store = JobStore(get_engine(settings))
-        assert store.get(uuid.UUID(job_id)).status.value == "running", "the job goes on"
-        store.cancel(uuid.UUID(job_id))
+        job = store.get(uuid.UUID(job_id))
+        assert job.status.value == "running", "the job goes on"
+        assert job.runner is not None
+        supervisor = psutil.Process(int(job.runner.split(":")[1]))
+        store.cancel(job.id)
+        # The supervisor sees the cancel, stops the indexer and exits; until then the indexer may
+        # still write, and the next test's TRUNCATE would deadlock with it.
+        supervisor.wait(60)
 
 
 # --- the warm helper ------------------------------------------------------------------------------
