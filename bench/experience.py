@@ -1,6 +1,6 @@
 """How fast codebase-mcp feels: read-only CLI commands, a stdio client's `initialize`, a job's start.
 
-Measures this checkout and a baseline revision (default ec24c6f, before the CLI helper, the
+Measures this checkout and a baseline revision (default e196bee, main before the CLI helper, the
 lingering database and the lazy stdio connect) in the same run, on the same machine and data, and
 prints the figures beside the targets of issue 14:
 
@@ -237,7 +237,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--baseline", default="ec24c6f")
+    parser.add_argument("--baseline", default="e196bee")
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--repo", type=Path, default=ROOT / "mcp_server", help="what the jobs index")
     parser.add_argument(
