@@ -71,9 +71,14 @@ def test_an_unreachable_database_is_reported_without_its_password(settings: Sett
     for args in (["jobs"], ["index", str(repo)], ["search", "anything"], ["serve"], ["db", "current"]):
         result = _cli(*args, env=env)
         output = (result.stdout + result.stderr).decode()
+        leaks += _leaks(f"`{' '.join(args)}` output", output)
+        if args == ["serve"]:
+            # stdio answers `initialize` before it reaches the database: it starts, may log why
+            # the database is away (from a background thread), and ends with its client (no
+            # stdin here); what it prints is checked for leaks only.
+            continue
         assert result.returncode != 0, args
         assert "cannot connect to PostgreSQL" in output and "***" in output, (args, output[-500:])
-        leaks += _leaks(f"`{' '.join(args)}` output", output)
     assert leaks == []
 
 
