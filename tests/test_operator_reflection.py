@@ -250,3 +250,47 @@ def test_invalid_status_is_failed_and_not_accepted() -> None:
     status = reflection.invalid_status("spec.source needs exactly one of path or git", job_id=None)
     assert status["phase"] == "Failed"
     assert conditions_of(status)["Accepted"]["reason"] == "InvalidSpec"
+
+
+def test_every_condition_carries_the_observed_generation() -> None:
+    status = reflection.request_status(row(JobStatus.RUNNING), job_name="j", generation=3)
+    assert status["observedGeneration"] == 3
+    assert {c["observedGeneration"] for c in status["conditions"]} == {3}
+    invalid = reflection.invalid_status("bad", job_id=None, generation=4)
+    assert {c["observedGeneration"] for c in invalid["conditions"]} == {4}
+
+
+def test_complete_is_true_only_for_success_and_failed_names_the_kubernetes_reason() -> None:
+    done = conditions_of(reflection.request_status(row(JobStatus.COMPLETED), job_name="j"))
+    assert (done["Complete"]["status"], done["Failed"]["status"]) == ("True", "False")
+    failed = conditions_of(
+        reflection.request_status(
+            row(
+                JobStatus.FAILED,
+                error_message="the indexer refused its input (exit code 2) (PodFailurePolicy)",
+            ),
+            job_name="j",
+        )
+    )
+    assert (failed["Complete"]["status"], failed["Failed"]["status"]) == ("False", "True")
+    assert failed["Failed"]["reason"] == "PodFailurePolicy"
+
+
+@pytest.mark.parametrize(
+    ("message", "code"),
+    [
+        (
+            "ran longer than its timeout of 60 s (timeoutSeconds) and was stopped (DeadlineExceeded)",
+            "DeadlineExceeded",
+        ),
+        (
+            "the Job x could not create its pod for more than 5 s (FailedCreate: exceeded quota)",
+            "FailedCreate",
+        ),
+        ("the indexer pod p cannot start (ErrImageNeverPull: never pull)", "ErrImageNeverPull"),
+        ("the Job x was deleted before its outcome was recorded", "IndexingFailed"),
+        (None, "IndexingFailed"),
+    ],
+)
+def test_failure_code_is_the_last_kubernetes_reason_the_message_names(message: str | None, code: str) -> None:
+    assert reflection.failure_code(message) == code

@@ -8,6 +8,7 @@ the message the indexer wrote to /dev/termination-log).
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -212,25 +213,44 @@ def pending_too_long(pod: Body, timeout_seconds: int, now: datetime) -> bool:
 # --- IndexingRequest status ---------------------------------------------------------------------
 
 
+# The operator's failure messages name the Kubernetes reason: "... (DeadlineExceeded)" at the end,
+# or "... (FailedCreate: exceeded quota ...)" / "... (ImagePullBackOff: ...)" with its details.
+_REASON_AT_END = re.compile(r"\(([A-Z][A-Za-z]+)\)\s*$")
+_REASON_WITH_DETAILS = re.compile(r"\(([A-Z][A-Za-z]+): ")
+
+
+def failure_code(message: str | None) -> str:
+    """The CamelCase reason of a Failed condition: the Kubernetes reason the message names
+    (DeadlineExceeded, PodFailurePolicy, BackoffLimitExceeded, FailedCreate, ImagePullBackOff...),
+    else IndexingFailed."""
+    found = _REASON_AT_END.search(message or "") or _REASON_WITH_DETAILS.search(message or "")
+    return found.group(1) if found else "IndexingFailed"
+
+
 def _conditions(
-    previous: Iterable[Mapping[str, Any]], wanted: list[tuple[str, bool, str, str]], now: str
+    previous: Iterable[Mapping[str, Any]],
+    wanted: list[tuple[str, bool, str, str]],
+    now: str,
+    generation: int | None,
 ) -> list[dict[str, Any]]:
-    """Conditions with lastTransitionTime kept while a condition's status does not change."""
+    """Conditions with lastTransitionTime kept while a condition's status does not change, each
+    with the generation it was computed from (metav1.Condition's observedGeneration)."""
     before = {c.get("type"): c for c in previous}
     result = []
     for kind, status, reason, message in wanted:
         value = "True" if status else "False"
         old = before.get(kind)
         since = old.get("lastTransitionTime") if old and old.get("status") == value else now
-        result.append(
-            {
-                "type": kind,
-                "status": value,
-                "reason": reason,
-                "message": message[:1000],
-                "lastTransitionTime": since,
-            }
-        )
+        cond: dict[str, Any] = {
+            "type": kind,
+            "status": value,
+            "reason": reason,
+            "message": message[:1000],
+            "lastTransitionTime": since,
+        }
+        if generation is not None:
+            cond["observedGeneration"] = generation
+        result.append(cond)
     return result
 
 
@@ -273,7 +293,12 @@ def request_status(
             "Completed" if row.status is JobStatus.COMPLETED else phase,
             message if row.status is JobStatus.COMPLETED else "",
         ),
-        ("Failed", row.status is JobStatus.FAILED, phase, message if row.status is JobStatus.FAILED else ""),
+        (
+            "Failed",
+            row.status is JobStatus.FAILED,
+            failure_code(message) if row.status is JobStatus.FAILED else phase,
+            message if row.status is JobStatus.FAILED else "",
+        ),
     ]
     status: dict[str, Any] = {
         "phase": phase,
@@ -284,7 +309,7 @@ def request_status(
         "message": message[:1000],
         "startedAt": format_time(row.started_at),
         "completedAt": format_time(row.completed_at),
-        "conditions": _conditions(previous.get("conditions") or [], wanted, now),
+        "conditions": _conditions(previous.get("conditions") or [], wanted, now, generation),
     }
     if generation is not None:
         status["observedGeneration"] = generation
@@ -313,7 +338,7 @@ def invalid_status(
         "jobName": None,
         "message": message[:1000],
         "completedAt": now,
-        "conditions": _conditions((previous or {}).get("conditions") or [], wanted, now),
+        "conditions": _conditions((previous or {}).get("conditions") or [], wanted, now, generation),
     }
     if generation is not None:
         status["observedGeneration"] = generation
