@@ -10,15 +10,19 @@ import pytest
 from codebase_operator.jobs_builder import (
     CONTAINER_NAME,
     JOB_ID_LABEL,
+    KUEUE_QUEUE_LABEL,
     MANAGED_SELECTOR,
     build_job,
+    is_suspended,
     job_name,
     passthrough_test_hooks,
+    queued_by_kueue,
 )
 from codebase_operator.spec import parse_spec
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mcp_server.core.errors import InvalidInput
 from mcp_server.core.settings import Settings, load_settings
 from mcp_server.runners.kube_api import ObjectRef
 
@@ -293,3 +297,46 @@ def test_a_git_job_clones_in_an_init_container_that_alone_mounts_the_credentials
     assert {"containerName": "clone", "operator": "NotIn", "values": [0]} in [
         r.get("onExitCodes") for r in rules
     ]
+
+
+def test_without_a_queue_the_job_is_not_suspended_and_has_no_kueue_label() -> None:
+    job = manifest()
+    assert "suspend" not in job["spec"]
+    assert KUEUE_QUEUE_LABEL not in job["metadata"]["labels"]
+    assert "priorityClassName" not in pod_spec(job)
+
+
+def test_a_requests_queue_name_creates_the_job_suspended_with_the_kueue_label() -> None:
+    job = manifest({"source": {"path": "/workspace/a"}, "queueName": "indexing"})
+    assert job["spec"]["suspend"] is True
+    assert job["metadata"]["labels"][KUEUE_QUEUE_LABEL] == "indexing"
+    # Kueue reads the label on the Job; the pods keep only our own labels.
+    assert KUEUE_QUEUE_LABEL not in job["spec"]["template"]["metadata"]["labels"]
+    assert queued_by_kueue(job) == "indexing" and is_suspended(job)
+
+
+def test_the_configured_queue_and_priority_class_apply_unless_the_request_names_its_own() -> None:
+    job = manifest(KUEUE_QUEUE_NAME="shared", INDEXER_PRIORITY_CLASS_NAME="batch-low")
+    assert job["spec"]["suspend"] is True
+    assert job["metadata"]["labels"][KUEUE_QUEUE_LABEL] == "shared"
+    assert pod_spec(job)["priorityClassName"] == "batch-low"
+    own = manifest(
+        {"source": {"path": "/workspace/a"}, "queueName": "mine", "priorityClassName": "urgent"},
+        KUEUE_QUEUE_NAME="shared",
+        INDEXER_PRIORITY_CLASS_NAME="batch-low",
+    )
+    assert own["metadata"]["labels"][KUEUE_QUEUE_LABEL] == "mine"
+    assert pod_spec(own)["priorityClassName"] == "urgent"
+
+
+def test_a_priority_class_alone_does_not_suspend_the_job() -> None:
+    job = manifest({"source": {"path": "/workspace/a"}, "priorityClassName": "urgent"})
+    assert pod_spec(job)["priorityClassName"] == "urgent"
+    assert "suspend" not in job["spec"]
+
+
+@pytest.mark.parametrize("field", ["queueName", "priorityClassName"])
+@pytest.mark.parametrize("value", ["Upper", "-dash", "", 7])
+def test_malformed_queue_and_priority_class_names_are_refused(field: str, value: object) -> None:
+    with pytest.raises(InvalidInput, match=f"spec.{field}"):
+        parse_spec({"source": {"path": "/workspace/a"}, field: value})

@@ -475,3 +475,37 @@ def test_a_refused_job_create_is_told_on_the_request_and_does_not_stop_the_other
     assert kube.created == [job_name(ids[1])]
     reconciler.resync()
     assert "403 Forbidden" in kube.requests["a"]["status"]["message"]  # stays, does not flap
+
+
+def test_kueue_jobs_are_created_suspended_and_do_not_use_the_operators_slots(
+    settings: Settings, store: JobStore, kube: FakeKube
+) -> None:
+    reconciler = make_reconciler(settings, store, kube)
+    own = admit_all(reconciler, kube, ["a", "b", "c"])
+    queued = []
+    for name in ["q1", "q2", "q3"]:
+        reconciler.admit(kube.add_request(name, path_spec(name, queueName="indexing")))
+        queued.append(uuid.UUID(kube.requests[name]["status"]["jobId"]))
+    reconciler.resync()
+    # Every Kueue request gets its (suspended) Job at once; our own limit of 2 applies to the rest.
+    assert set(kube.created) == {job_name(i) for i in [*own[:2], *queued]}
+    for i in queued:
+        assert kube.jobs[job_name(i)]["spec"]["suspend"] is True
+    message = kube.requests["q1"]["status"]["message"]
+    assert message.startswith("queued by Kueue") and "LocalQueue indexing" in message
+    assert kube.requests["q1"]["status"]["jobName"] == job_name(queued[0])
+    assert "queued by Kueue" not in kube.requests["a"]["status"]["message"]
+
+    reconciler.resync()  # suspended Jobs hold no slot: still nothing for "c"
+    assert job_name(own[2]) not in kube.created
+    assert kube.requests["q2"]["status"]["message"].startswith("queued by Kueue")
+
+
+def test_a_kueue_job_still_holds_its_repository(settings: Settings, store: JobStore, kube: FakeKube) -> None:
+    reconciler = make_reconciler(settings, store, kube)
+    reconciler.admit(kube.add_request("queued", path_spec("same", queueName="indexing")))
+    reconciler.admit(kube.add_request("later", path_spec("same")))
+    first = uuid.UUID(kube.requests["queued"]["status"]["jobId"])
+    reconciler.resync()
+    assert kube.created == [job_name(first)]
+    assert f"job {first} of the same repository" in kube.requests["later"]["status"]["message"]

@@ -426,6 +426,24 @@ class KubernetesSettings(_Group):
     )
     """Node selector of indexer pods, as JSON, e.g. {"disktype": "ssd"}."""
 
+    kueue_queue_name: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$",
+        validation_alias="KUEUE_QUEUE_NAME",
+        json_schema_extra=_chart(".Values.indexer.kueue.queueName | quote"),
+    )
+    """Kueue LocalQueue for indexer Jobs (an IndexingRequest's spec.queueName overrides it): the Job is
+    created suspended with the kueue.x-k8s.io/queue-name label and Kueue admits it; such Jobs do not
+    count against MAX_CONCURRENT_INDEXING_JOBS. Unset: no Kueue."""
+
+    indexer_priority_class_name: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$",
+        validation_alias="INDEXER_PRIORITY_CLASS_NAME",
+        json_schema_extra=_chart(".Values.indexer.priorityClassName | quote"),
+    )
+    """PriorityClass of indexer pods (an IndexingRequest's spec.priorityClassName overrides it)."""
+
     indexer_tolerations: list[dict[str, Any]] = Field(
         default_factory=list,
         validation_alias="INDEXER_TOLERATIONS",

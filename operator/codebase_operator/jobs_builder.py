@@ -14,6 +14,10 @@ Why these fields:
   no privilege escalation, no capabilities, RuntimeDefault seccomp; /tmp is an emptyDir (git
   clones, the embedder's scratch files).
 - DATABASE_URL comes from a Secret reference: the URL (with its password) is never in a manifest.
+- Kueue pass-through: with a queue name (spec.queueName, else KUEUE_QUEUE_NAME) the Job is created
+  with `suspend: true` and the `kueue.x-k8s.io/queue-name` label; Kueue unsuspends it when its
+  ClusterQueue has quota. The operator neither holds such a Job back nor counts it against
+  MAX_CONCURRENT_INDEXING_JOBS (two limits on one Job would leave Kueue's quota idle).
 - A source.git Job clones in an init container (`indexer clone`), the only container that mounts
   the source.git.secretRef Secret and the only one without DATABASE_URL; the indexer container
   then indexes the checkout in the shared /tmp emptyDir and never sees the credentials.
@@ -40,6 +44,7 @@ LABEL_PREFIX = "codebase-mcp.dev/"
 JOB_ID_LABEL = "codebase-mcp.dev/job-id"
 PROJECT_LABEL = "codebase-mcp.dev/project"
 REQUEST_ANNOTATION = "codebase-mcp.dev/request"
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 MANAGED_BY = "codebase-mcp-operator"
 MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
 TMP_SIZE_LIMIT = "4Gi"
@@ -67,6 +72,20 @@ def labels_for(job_id: uuid.UUID, project_id: str) -> dict[str, str]:
         JOB_ID_LABEL: str(job_id),
         PROJECT_LABEL: project_id,
     }
+
+
+def queue_name_for(spec: RequestSpec, settings: Settings) -> str | None:
+    """The Kueue LocalQueue of this request's Job, or None when Kueue is not used."""
+    return spec.queue_name or settings.kubernetes.kueue_queue_name
+
+
+def queued_by_kueue(job: Mapping[str, Any]) -> str | None:
+    """The LocalQueue of a Job that Kueue manages, else None."""
+    return ((job.get("metadata") or {}).get("labels") or {}).get(KUEUE_QUEUE_LABEL)
+
+
+def is_suspended(job: Mapping[str, Any]) -> bool:
+    return bool((job.get("spec") or {}).get("suspend"))
 
 
 def passthrough_test_hooks(
@@ -179,6 +198,9 @@ def build_job(
 ) -> dict[str, Any]:
     """The Job manifest for one indexing job of the IndexingRequest `request`."""
     labels = labels_for(job_id, spec.project_id)
+    queue = queue_name_for(spec, settings)
+    job_labels = {**labels, KUEUE_QUEUE_LABEL: queue} if queue else labels
+    priority_class = spec.priority_class_name or settings.kubernetes.indexer_priority_class_name
     annotations = {REQUEST_ANNOTATION: request.name}
     pod_labels, pod_annotations = dict(labels), dict(annotations)
     if test_hooks:
@@ -237,7 +259,7 @@ def build_job(
         "metadata": {
             "name": job_name(job_id),
             "namespace": request.namespace,
-            "labels": labels,
+            "labels": job_labels,
             "annotations": annotations,
             "ownerReferences": [
                 {
@@ -251,6 +273,7 @@ def build_job(
             ],
         },
         "spec": {
+            **({"suspend": True} if queue else {}),
             "backoffLimit": 0,
             "activeDeadlineSeconds": spec.timeout_seconds or settings.jobs.timeout_seconds,
             "podFailurePolicy": {
@@ -294,6 +317,7 @@ def build_job(
                         if settings.kubernetes.indexer_tolerations
                         else {}
                     ),
+                    **({"priorityClassName": priority_class} if priority_class else {}),
                     "serviceAccountName": settings.kubernetes.indexer_service_account,
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,

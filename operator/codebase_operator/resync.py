@@ -17,7 +17,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from codebase_operator import reflection
-from codebase_operator.jobs_builder import MANAGED_SELECTOR, build_job, job_name
+from codebase_operator.jobs_builder import (
+    MANAGED_SELECTOR,
+    build_job,
+    is_suspended,
+    job_name,
+    queue_name_for,
+    queued_by_kueue,
+)
 from codebase_operator.objects import UNREACHABLE, Body, describe_unreachable, is_uuid, job_log, key, meta
 from codebase_operator.spec import parse_spec
 from mcp_server.core import lifecycle
@@ -110,8 +117,8 @@ class Resync:
                 self._stop(job_id, stuck_job, reflection.stuck_pending_reason(pod, self._pending_timeout))
                 stopped.add(job_id)
         for job_id, job in jobs_by_id.items():
-            if job_id in with_pods or not reflection.job_is_active(job):
-                continue
+            if job_id in with_pods or not reflection.job_is_active(job) or is_suspended(job):
+                continue  # a suspended Job creates no pod until Kueue admits it
             problem = self._failed_create(job)
             if problem is None:
                 continue
@@ -160,6 +167,8 @@ class Resync:
             message = waiting.get(row.id)
             if row.status is JobStatus.PENDING and message is None:
                 message = r._waiting_message(pending_pods.get(row.id))
+            if row.status is JobStatus.PENDING and message is None and row.id in jobs_by_id:
+                message = _kueue_message(jobs_by_id[row.id])
             if row.status is JobStatus.PENDING and row.id not in jobs_by_id:
                 pending_rows[row.id] = request
             else:
@@ -201,14 +210,24 @@ class Resync:
             for job_id, job in jobs_by_id.items()
             if reflection.job_is_active(job) and job_id not in stopped
         }
+        # Kueue's Jobs hold their repository but not one of our slots: Kueue's quota limits them.
+        counted = {job_id for job_id in started_ids if not queued_by_kueue(jobs_by_id[job_id])}
         started = [row for row in (r._row(job_id) for job_id in started_ids) if row is not None]
         # Rows running without a Job we can see (another namespace's, a local run) still hold
         # their repository.
         running = r.jobs.list(status=JobStatus.RUNNING, limit=10_000)
         active = started + [row for row in running if row.id not in started_ids]
         candidates = [row for row in r.jobs.pending_in_order(limit=10_000) if row.id in pending_requests]
-        free = r.settings.jobs.max_concurrent - len(started_ids)
-        chosen = lifecycle.admissible(candidates, active=active, free=max(free, 0))
+        free = max(r.settings.jobs.max_concurrent - len(counted), 0)
+        for_kueue = {row.id for row in candidates if self._queue_of(pending_requests[row.id])}
+        # One pass in creation order for the repository rule; only our own Jobs use up `free`.
+        chosen: list[Job] = []
+        for row in lifecycle.admissible(candidates, active=active, free=len(candidates)):
+            if row.id in for_kueue:
+                chosen.append(row)
+            elif free > 0:
+                chosen.append(row)
+                free -= 1
         chosen_ids = {row.id for row in chosen}
         for row in candidates:
             request = pending_requests[row.id]
@@ -221,6 +240,13 @@ class Resync:
                 else None
             )
             r.publish(row.id, body=request, waiting_message=message)
+
+    def _queue_of(self, request: Body) -> str | None:
+        try:
+            spec = parse_spec(request.get("spec"), workspace_root=self.r._workspace_root())
+        except InvalidInput:
+            return None  # _start refuses it
+        return queue_name_for(spec, self.r.settings)
 
     def _start(self, request: Body, row: Job) -> bool:
         """Create the Job of a pending row; True when the Job exists afterwards, or when the
@@ -264,7 +290,7 @@ class Resync:
             r.metrics.jobs_created.inc()
             jl.info("created Job %s/%s", ref.namespace, name)
             r.kube.post_event(ref, reason="JobCreated", message=f"job {row.id}: created Job {name}")
-        r.publish(row.id, job_name=name)
+        r.publish(row.id, job_name=name, waiting_message=_kueue_message(manifest))
         return True
 
     def _failed_create(self, job: Body) -> str | None:
@@ -289,3 +315,11 @@ class Resync:
         if self.r.kube.delete_job(namespace, name):
             job_log(job_id).info("deleted Job %s/%s (propagation Background)", namespace, name)
         self.r.publish(job_id, job_name=name)
+
+
+def _kueue_message(job: Body) -> str | None:
+    """The request's message while its Job waits, suspended, for Kueue to admit it."""
+    queue = queued_by_kueue(job)
+    if queue is None or not is_suspended(job):
+        return None
+    return f"queued by Kueue: Job {key(job)[1]} is suspended until LocalQueue {queue} admits it"

@@ -24,6 +24,7 @@ from mcp_server.core.validation import (
 )
 
 _SECRET_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
+_QUEUE_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
 MIN_TIMEOUT_SECONDS = 60
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
 
@@ -38,6 +39,8 @@ class RequestSpec:
     force_reindex: bool
     timeout_seconds: int | None
     git_secret: str | None = None  # source.git.secretRef.name: credentials for the clone only
+    queue_name: str | None = None  # spec.queueName: a Kueue LocalQueue
+    priority_class_name: str | None = None
 
     @property
     def repo_key(self) -> str:
@@ -119,6 +122,8 @@ def parse_spec(spec: Any, *, workspace_root: str | None = None) -> RequestSpec:
         raise InvalidInput(
             f"spec.timeoutSeconds must be an integer from {MIN_TIMEOUT_SECONDS} to {MAX_TIMEOUT_SECONDS}"
         )
+    queue_name = _optional_name(spec, "queueName", _QUEUE_NAME_RE, "a Kueue LocalQueue in this namespace")
+    priority_class = _optional_name(spec, "priorityClassName", _SECRET_NAME_RE, "a PriorityClass")
     return RequestSpec(
         project_id=project_id,
         path=path,
@@ -128,7 +133,18 @@ def parse_spec(spec: Any, *, workspace_root: str | None = None) -> RequestSpec:
         force_reindex=force,
         timeout_seconds=timeout,
         git_secret=git_secret,
+        queue_name=queue_name,
+        priority_class_name=priority_class,
     )
+
+
+def _optional_name(spec: Mapping[str, Any], field: str, pattern: re.Pattern[str], what: str) -> str | None:
+    value = spec.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise InvalidInput(f"spec.{field} must name {what}")
+    return value
 
 
 def _is_under(path: str, root: str) -> bool:
