@@ -34,6 +34,7 @@ from helm_chart import (
 
 from mcp_server.core.settings import GROUPS, load_settings
 from mcp_server.frontends.cli import build_parser
+from mcp_server.runners.kube_api import API_VERSION
 
 STANDARD_LABELS = (
     "helm.sh/chart",
@@ -512,6 +513,7 @@ def test_notes_tell_how_to_connect_an_mcp_client_and_index(tools: Tools) -> None
     assert "get secret codebase-mcp-auth -o jsonpath='{.data.token}'" in notes
     assert '"url": "http://127.0.0.1:8000/mcp"' in notes and "Authorization" in notes
     assert "kind: IndexingRequest" in notes
+    assert f"apiVersion: {API_VERSION}" in notes  # read from the chart's CRD, not spelled out
 
 
 # --- metrics ----------------------------------------------------------------------------------------

@@ -22,9 +22,9 @@ from sqlalchemy.engine import Engine
 from mcp_server.core.jobs import JobStatus, JobStore
 from mcp_server.core.settings import Settings
 from mcp_server.db.schema import chunks
-from mcp_server.runners.kube_api import ObjectRef
+from mcp_server.runners.kube_api import API_VERSION, ObjectRef
 
-REQUEST = ObjectRef("codebase-mcp.dev/v1alpha1", "IndexingRequest", "default", "myapp", "uid-1")
+REQUEST = ObjectRef(API_VERSION, "IndexingRequest", "default", "myapp", "uid-1")
 POD_ONLY_ENV = {"DATABASE_URL", "HOME", "CODEBASE_MCP_HOME"}  # a Secret and the pod's /tmp
 
 

@@ -24,10 +24,10 @@ from hypothesis import strategies as st
 
 from mcp_server.core.errors import InvalidInput
 from mcp_server.core.settings import Settings, load_settings
-from mcp_server.runners.kube_api import ObjectRef
+from mcp_server.runners.kube_api import API_VERSION, ObjectRef
 
 REQUEST = ObjectRef(
-    api_version="codebase-mcp.dev/v1alpha1",
+    api_version=API_VERSION,
     kind="IndexingRequest",
     namespace="team-a",
     name="myapp",
@@ -73,7 +73,7 @@ def test_job_runs_the_indexer_entrypoint_for_its_job_id() -> None:
 def test_job_is_owned_by_its_indexing_request() -> None:
     (owner,) = manifest()["metadata"]["ownerReferences"]
     assert owner == {
-        "apiVersion": "codebase-mcp.dev/v1alpha1",
+        "apiVersion": API_VERSION,
         "kind": "IndexingRequest",
         "name": "myapp",
         "uid": REQUEST.uid,

@@ -20,7 +20,7 @@ from codebase_operator.reconciler import Reconciler, derived_job_id
 
 from mcp_server.core.jobs import JobStatus, JobStore
 from mcp_server.core.settings import Settings
-from mcp_server.runners.kube_api import Conflict, ObjectRef
+from mcp_server.runners.kube_api import API_VERSION, Conflict, ObjectRef
 
 NS = "team-a"
 _uids = itertools.count(1)
@@ -41,7 +41,7 @@ class FakeKube:
         self, name: str, spec: dict[str, Any], labels: dict[str, str] | None = None
     ) -> dict[str, Any]:
         body = {
-            "apiVersion": "codebase-mcp.dev/v1alpha1",
+            "apiVersion": API_VERSION,
             "kind": "IndexingRequest",
             "metadata": {
                 "name": name,

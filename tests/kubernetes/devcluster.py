@@ -27,6 +27,7 @@ import yaml
 from codebase_operator.jobs_builder import JOB_ID_LABEL
 
 from mcp_server.core.jobs import Job, JobStatus, JobStore
+from mcp_server.runners.kube_api import API_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_SH = ROOT / "deploy" / "dev" / "cluster.sh"
@@ -332,7 +333,7 @@ def indexing_request(
     if annotations:
         metadata["annotations"] = dict(annotations)
     return {
-        "apiVersion": "codebase-mcp.dev/v1alpha1",
+        "apiVersion": API_VERSION,
         "kind": "IndexingRequest",
         "metadata": metadata,
         "spec": dict(spec),

@@ -40,6 +40,7 @@ from sqlalchemy import create_engine, make_url, text
 
 from mcp_server.core.settings import Settings
 from mcp_server.db import database
+from mcp_server.runners.kube_api import API_VERSION
 
 CODEBASE_MCP = Path(sys.executable).with_name("codebase-mcp")
 PSA_WARNING = "would violate PodSecurity"
@@ -158,7 +159,7 @@ def test_chart_applies_for_real_and_its_crd_becomes_established(
 
     # An IndexingRequest is accepted in the release's namespace by the chart's CRD.
     request = {
-        "apiVersion": "codebase-mcp.dev/v1alpha1",
+        "apiVersion": API_VERSION,
         "kind": "IndexingRequest",
         "metadata": {"name": "example", "namespace": chart_namespace},
         "spec": {"source": {"git": {"url": "file:///srv/repo.git"}}},

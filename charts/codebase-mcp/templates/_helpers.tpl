@@ -179,3 +179,13 @@ is empty under `helm template`, so rendering without a cluster always includes i
 {{- and (eq (get $annotations "meta.helm.sh/release-name") .Release.Name) (eq (get $annotations "meta.helm.sh/release-namespace") .Release.Namespace) }}
 {{- end }}
 {{- end }}
+
+{{/* The IndexingRequest apiVersion (group/storage version), read from the CRD the chart ships, so
+that no template hard-codes the version (the operator's is mcp_server/runners/kube_api.py VERSION;
+tests/test_crd_version.py keeps the two equal). */}}
+{{- define "codebase-mcp.apiVersion" -}}
+{{- $crd := .Files.Get "files/indexingrequests.yaml" | fromYaml -}}
+{{- range $crd.spec.versions -}}
+{{- if .storage -}}{{ $crd.spec.group }}/{{ .name }}{{- end -}}
+{{- end -}}
+{{- end }}
