@@ -10,6 +10,7 @@
 #   `codebase-mcp db upgrade` in an init container (idempotent, under an advisory lock);
 # - server.auth.existingSecret=codebase-mcp-auth: a token generated here would be committed, the
 #   same for everyone; you create that Secret (docs/kubernetes.md).
+# The `helm test` pod is left out (--skip-tests): without Helm nothing would run it.
 # Helm's own labels and annotations (helm.sh/*, app.kubernetes.io/managed-by) are dropped.
 # helm comes from deploy/dev/tools.sh (the venv's PyPI package), so no network is needed.
 set -euo pipefail
@@ -47,6 +48,7 @@ mkdir -p "$out"
 "$helm" template codebase-mcp "$chart" --namespace codebase-mcp \
   --set migrations.mode=initContainer \
   --set server.auth.existingSecret=codebase-mcp-auth \
+  --skip-tests \
   | "$python" "$here/split_manifests.py" "$out"
 
 if [[ $mode == check ]]; then

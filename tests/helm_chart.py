@@ -146,6 +146,8 @@ def pod_specs(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]
     for doc in docs:
         if doc["kind"] in ("Deployment", "StatefulSet", "Job"):
             yield f"{doc['kind']}/{doc['metadata']['name']}", doc["spec"]["template"]["spec"]
+        elif doc["kind"] == "Pod":  # the `helm test` hook
+            yield f"Pod/{doc['metadata']['name']}", doc["spec"]
 
 
 def containers(spec: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -5,9 +5,12 @@ CLI, the settings). The same chart against a real API server: tests/kubernetes/t
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import subprocess
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +98,7 @@ def test_default_install_is_server_operator_crd_and_least_privilege_rbac(
             "Deployment/codebase-mcp-operator",
             "Deployment/codebase-mcp-server",
             "Job/codebase-mcp-migrate",
+            "Pod/codebase-mcp-test-server",
             "Role/codebase-mcp-operator",
             "Role/codebase-mcp-server",
             "RoleBinding/codebase-mcp-operator",
@@ -382,6 +386,8 @@ def test_every_container_command_is_a_codebase_mcp_command(
     """The images' ENTRYPOINT is `codebase-mcp`; `args` must parse with the real CLI parser."""
     parser = build_parser()
     for name, spec in pod_specs(rendered[value_set]):
+        if name == "Pod/codebase-mcp-test-server":
+            continue  # `helm test`: a Python one-liner in the server image, tested on its own below
         for container in containers(spec):
             if "codebase-mcp-" not in container["image"]:
                 continue  # the database image
@@ -547,3 +553,55 @@ def test_the_grafana_dashboard_charts_the_servers_metrics() -> None:
         "codebase_mcp_index_bytes",
     ):
         assert metric in expressions, metric
+
+
+def test_helm_test_asks_the_servers_healthz_through_its_service(tools: Tools) -> None:
+    docs = objects(template(tools, namespace="search"))
+    pod = one(docs, "Pod", "codebase-mcp-test-server")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    (container,) = pod["spec"]["containers"]
+    assert (
+        container["image"]
+        == one(docs, "Deployment", "codebase-mcp-server")["spec"]["template"]["spec"]["containers"][0][
+            "image"
+        ]
+    )
+    assert container["command"][:2] == ["python", "-c"]
+    assert container["command"][-1] == "http://codebase-mcp-server.search.svc:8000/healthz"
+    service = one(docs, "Service", "codebase-mcp-server")
+    assert service["spec"]["ports"][0]["port"] == 8000
+    # Restricted, like the other pods; no token, no API access.
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    assert pod["spec"]["restartPolicy"] == "Never"
+
+
+def test_the_healthz_check_passes_against_a_server_that_answers(tools: Tools) -> None:
+    pod = one(objects(template(tools)), "Pod", "codebase-mcp-test-server")
+    script = pod["spec"]["containers"][0]["command"][2]
+
+    class Healthz(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/healthz" else 404)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Healthz) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}/healthz"
+        proc = subprocess.run(
+            [sys.executable, "-c", script, url], capture_output=True, text=True, timeout=60, check=False
+        )
+        server.shutdown()
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"{url} 200 ok"
+
+
+def test_helm_test_can_be_turned_off(tools: Tools, tmp_path: Path) -> None:
+    docs = objects(template(tools, write_values(tmp_path, {"tests": {"enabled": False}})))
+    assert find(docs, "Pod") == []

@@ -135,6 +135,19 @@ def test_every_pod_template_is_admitted_under_the_restricted_profile(
         assert proc.returncode == 0, f"{name}: {proc.stderr}"
 
 
+@pytest.mark.kubernetes
+def test_the_helm_test_pod_is_admitted_under_the_restricted_profile(
+    cluster: DevCluster, tools: Tools, tmp_path: Path, chart_namespace: str
+) -> None:
+    """`helm test` runs it only where the server really answers (the real node); here: the API
+    server and pod security admission accept it as rendered, with no warning."""
+    (pod,) = [doc for doc in objects(render(tools, tmp_path, chart_namespace, {})) if doc["kind"] == "Pod"]
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    proc = cluster.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(pod), check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert PSA_WARNING not in proc.stderr, proc.stderr
+
+
 # --- a real install -------------------------------------------------------------------------------
 
 
