@@ -192,6 +192,8 @@ def row(status: JobStatus, **values: Any) -> Job:
         k8s_namespace="ns",
         k8s_name="a",
         k8s_job_name=None,
+        progress_fraction=None,
+        remaining_seconds=None,
     )
     return replace(base, **values)
 
