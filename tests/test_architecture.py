@@ -111,3 +111,22 @@ def test_no_module_imports_a_higher_layer() -> None:
             if target is not None and target < own:
                 violations.append(f"{module} ({LAYERS[own][0]}) imports {imported} ({LAYERS[target][0]})")
     assert violations == []
+
+
+def test_every_package_in_the_tree_ships_in_the_wheel() -> None:
+    """pyproject lists packages by hand; one left out works in the editable install the tests use
+    and is missing from `pip install .` (it happened: mcp_server.index.search)."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for init in (ROOT / "mcp_server").rglob("__init__.py")
+        if "__pycache__" not in init.parts
+    }
+    found |= {
+        "codebase_operator"
+        + "".join(f".{p}" for p in init.parent.relative_to(ROOT / "operator/codebase_operator").parts)
+        for init in (ROOT / "operator" / "codebase_operator").rglob("__init__.py")
+    }
+    assert found - listed == set()

@@ -28,6 +28,7 @@ from mcp_server.core.version import package_version
 from mcp_server.db import lifetime
 from mcp_server.db.database import get_engine
 from mcp_server.frontends import cli, quick
+from mcp_server.frontends.commands import common
 from mcp_server.indexer.languages import canonical_language
 
 pytestmark = pytest.mark.timeout(180)
@@ -143,7 +144,7 @@ def test_jobs_keeps_full_ids_in_an_80_column_terminal(
     repo: Path = make_repo({"a.py": "x = 1\n"}, name="a-repository-with-a-rather-long-name-for-the-column")
     job_id = "84462d4b-2222-4000-8000-000000000000"
     _job(settings, repo, job_id)
-    monkeypatch.setattr(cli, "console", Console(force_terminal=True, width=80, color_system=None))
+    monkeypatch.setattr(common, "console", Console(force_terminal=True, width=80, color_system=None))
     code, out, _ = _main(capsys, "jobs")
     assert code == 0
     assert job_id in out, out

@@ -47,6 +47,7 @@ SETTINGS_PREFIXES = (
     "POD_",
     "JOB_",
     "OPERATOR_",
+    "KUEUE_",
 )
 CONNECT_TIMEOUT_SECONDS = 0.5
 WRITING_SUBCOMMANDS = frozenset({"rm"})  # `repos rm` deletes: it never goes to the helper
@@ -197,9 +198,9 @@ class Helper:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return 0  # another helper for this configuration is starting or running
-        from mcp_server.frontends import cli
+        from mcp_server.frontends.commands import common
 
-        cli.reuse_services(True)
+        common.reuse_services(True)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o177)
         try:
@@ -244,6 +245,7 @@ class Helper:
         from rich.console import Console
 
         from mcp_server.frontends import cli
+        from mcp_server.frontends.commands import common
 
         argv = [str(a) for a in request.get("argv", [])]
         if not read_only(argv):
@@ -256,8 +258,8 @@ class Helper:
         }
         if not request.get("tty"):
             options["color_system"] = None
-        cli.console = Console(file=out, **options)
-        cli.err_console = Console(file=err, stderr=True, soft_wrap=True, **options)
+        common.console = Console(file=out, **options)
+        common.err_console = Console(file=err, stderr=True, soft_wrap=True, **options)
         code = 1
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:

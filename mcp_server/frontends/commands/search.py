@@ -1,0 +1,71 @@
+"""`search` and the navigation commands (`definition`, `references`, `outline`, `read`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from mcp_server.core.settings import Settings
+from mcp_server.frontends.commands import common
+
+
+def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
+    response = common.service(settings).search(
+        args.query,
+        args.project,
+        args.limit,
+        args.language,
+        args.path,
+        args.mode,
+        file_type=args.file_type,
+        concise=args.concise,
+        context_lines=args.context_lines,
+        max_chars=args.max_chars,
+        repository=args.repository,
+    )
+    if args.json:
+        print(json.dumps(response))
+        return 0
+    if not response["results"]:
+        why = f": {response['note']}" if response.get("note") else ""
+        common.console.print(f"no results in project {response['project_id']!r}{why}")
+        return 0
+    from rich.syntax import Syntax
+
+    for rank, hit in enumerate(response["results"], 1):
+        symbol = f"  [cyan]{hit['symbol']}[/] ({hit['kind']})" if hit["symbol"] else f"  ({hit['kind']})"
+        common.console.print(
+            f"[bold]{rank}. {hit['file_path']}:{hit['start_line']}-{hit['end_line']}[/]{symbol}"
+            f"  [dim]score {hit['score']:.4f}  {hit['repository']}[/]"
+        )
+        lines = hit["content"].splitlines()
+        shown = "\n".join(lines[: args.lines]) + ("\n..." if len(lines) > args.lines else "")
+        common.console.print(
+            Syntax(
+                shown,
+                hit["language"] or "text",
+                line_numbers=True,
+                start_line=hit["start_line"],
+                theme="ansi_dark",
+                word_wrap=True,
+            )
+        )
+    common.console.print(
+        f"[dim]{response['total_count']} results in {response['latency_ms']} ms ({response['mode']})[/]"
+    )
+    return 0
+
+
+def cmd_navigate(settings: Settings, args: argparse.Namespace) -> int:
+    """find_definition, find_references, get_file_outline, read_code as JSON."""
+    svc = common.service(settings)
+    if args.command == "definition":
+        result = svc.find_definition(args.symbol, args.project, args.repository, args.language, args.limit)
+    elif args.command == "references":
+        result = svc.find_references(args.symbol, args.project, args.repository, args.language, args.limit)
+    elif args.command == "outline":
+        result = svc.get_file_outline(args.file_path, args.repository, args.project)
+    else:
+        result = svc.read_code(args.file_path, args.start_line, args.end_line, args.repository, args.project)
+    print(json.dumps(result, indent=2))
+    return 0
