@@ -64,6 +64,7 @@ from mcp_server.embeddings import StaticEmbedder, TransformerEmbedder
 from mcp_server.embeddings.base import Embedder
 from mcp_server.index.search import Searcher
 from mcp_server.index.store import IndexStore
+from mcp_server.index.vector_indexes import VectorIndexes
 from mcp_server.indexer.pipeline import IndexRun
 
 QUALITY_DIR = Path(__file__).resolve().parent / "quality"
@@ -398,7 +399,7 @@ def grow_index(engine: Any, project: str, dimension: int, target: int) -> int:
     chunks are live."""
     store = IndexStore(engine)
     # Building the vector graph once after the copy is several times faster than inserting into it.
-    store.drop_vector_index(project, dimension)
+    VectorIndexes(store.engine).drop(project, dimension)
     with engine.begin() as conn:
         live = conn.execute(
             text("SELECT count(*) FROM chunks WHERE project_id = :p"), {"p": project}
@@ -456,7 +457,7 @@ def grow_index(engine: Any, project: str, dimension: int, target: int) -> int:
             )
             conn.execute(text("DROP TABLE file_map"))
             live += added
-    store.ensure_vector_index(project, dimension)
+    VectorIndexes(store.engine).ensure(project, dimension)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE chunks"))
         conn.execute(text("VACUUM ANALYZE files"))

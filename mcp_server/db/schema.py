@@ -146,7 +146,7 @@ chunks = Table(
     Column("content", Text, nullable=False),
     Column("embedding_dim", SmallInteger, nullable=False),
     # pgvector `vector` without a fixed dimension; HNSW indexes are partial expression indexes,
-    # one per dimension in use (see index_store.ensure_vector_index).
+    # one per dimension in use (see index/vector_indexes.py).
     Column("embedding", Vector(), nullable=False),
     Column("search_tsv", TSVECTOR, nullable=False),
     Index("ix_chunks_file", "file_id"),

@@ -22,9 +22,11 @@ from mcp_server.core.settings import DEFAULT_PROJECT_ID, Settings
 from mcp_server.core.validation import validate_job_id, validate_project_id, validate_repo_path
 from mcp_server.db.database import get_engine
 from mcp_server.embeddings.base import Embedder
+from mcp_server.index.catalogue import IndexCatalogue
 from mcp_server.index.navigation import Navigator
 from mcp_server.index.search import DEFAULT_CONTEXT_LINES, DEFAULT_MAX_CHARS, Searcher
 from mcp_server.index.store import IndexStore
+from mcp_server.index.vector_indexes import VectorIndexes
 from mcp_server.indexer.languages import canonical_language
 from mcp_server.runners import Launcher, create_launcher
 from mcp_server.runners.watch import watch_state
@@ -171,14 +173,16 @@ class CodebaseService:
         job_uuid = validate_job_id(job_id)
         project = validate_project_id(project_id) if project_id is not None else None
         job = self.jobs.get(job_uuid, project_id=project)
-        synced = IndexStore(self.engine).last_synced(project_id=job.project_id, root_paths=[job.repo_path])
+        synced = IndexCatalogue(self.engine).last_synced(
+            project_id=job.project_id, root_paths=[job.repo_path]
+        )
         return {**job_to_dict(job), **_freshness(job.project_id, job.repo_path, synced.get(job.repo_path))}
 
     def list_repositories(self, project_id: str | None = None) -> dict[str, Any]:
         """What is indexed: counts, last sync, watch state and embedding model per repository."""
         project = validate_project_id(project_id) if project_id is not None else None
         listed = []
-        for row in IndexStore(self.engine).repositories(project_id=project):
+        for row in IndexCatalogue(self.engine).repositories(project_id=project):
             root, project_of = str(row["root_path"]), str(row["project_id"])
             state = watch_state(project_of, root)
             listed.append(
@@ -291,7 +295,7 @@ class CodebaseService:
             context_lines=context_lines,
             max_chars=max_chars,
         )
-        synced = IndexStore(self.engine).last_synced(
+        synced = IndexCatalogue(self.engine).last_synced(
             project_id=project, root_paths=sorted({r.repository for r in response.results})
         )
         return {
@@ -317,7 +321,7 @@ class CodebaseService:
         busy = self.jobs.active(project_id=project, repo_path=repo_path)
         if busy:
             raise InvalidInput(f"job {busy[0].id} is indexing {repo_path}; cancel it first, then delete")
-        if not IndexStore(self.engine).delete_repository(project_id=project, root_path=repo_path):
+        if not IndexCatalogue(self.engine).delete_repository(project_id=project, root_path=repo_path):
             raise InvalidInput(
                 f"no indexed repository {repo_path!r} in project {project!r} (list_repositories shows them)"
             )
@@ -329,14 +333,14 @@ class CodebaseService:
         busy = self.jobs.active(project_id=project)
         if busy:
             raise InvalidInput(f"job {busy[0].id} is running in project {project!r}; cancel it first")
-        existed = IndexStore(self.engine).delete_project(project_id=project)
+        existed = IndexCatalogue(self.engine).delete_project(project_id=project)
         pruned = self.jobs.prune(older_than_days=0, keep=0, project_id=project)
         if not existed and not pruned:
             raise InvalidInput(f"no project {project!r}")
         return {"deleted": True, "project_id": project, "jobs_deleted": pruned}
 
     def disk_usage(self) -> dict[str, Any]:
-        projects = IndexStore(self.engine).disk_usage()
+        projects = IndexCatalogue(self.engine).disk_usage()
         return {"projects": projects, "count": len(projects)}
 
     # --- navigation -----------------------------------------------------------------------------
@@ -399,4 +403,4 @@ class CodebaseService:
         prune the job history."""
         self.launcher.reconcile()
         self.jobs.prune(older_than_days=self.settings.jobs.history_days, keep=self.settings.jobs.history_max)
-        IndexStore(self.engine).restore_vector_indexes()
+        VectorIndexes(self.engine).restore_missing()

@@ -15,8 +15,6 @@ visible and the previous generation stays searchable until the switch.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import re
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -29,94 +27,13 @@ from sqlalchemy.engine import Connection, Engine
 
 from mcp_server.core.errors import EmbeddingModelMismatch, JobNoLongerRunning
 from mcp_server.db.schema import LIVE
+from mcp_server.index.lexical_text import lexical_body, lexical_text
 
 # The version of what a run writes per file, recorded per repository at publish time. 1: chunks
 # plus the symbol table (definitions, identifier occurrences). A repository of an older format is
 # re-read in full by its next run; the navigation tools refuse it until then.
 INDEX_FORMAT = 1
-# pgvector: HNSW supports up to 2,000 dimensions for `vector` and 4,000 for `halfvec`.
-MAX_VECTOR_HNSW_DIM = 2000
 TEXT_SEARCH_CONFIG = "english"
-PROJECT_LITERAL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-# Bulk loads build the HNSW graph once at the end: about 5x faster than inserting into it.
-INDEX_BUILD_SETTINGS = ("SET maintenance_work_mem = '512MB'", "SET max_parallel_maintenance_workers = 2")
-
-_CAMEL_RE = re.compile(
-    r"[A-Za-z][a-z0-9]*[A-Z][A-Za-z0-9]*|[A-Z]{2,}[a-z][A-Za-z0-9]*|[A-Za-z]+[0-9]+[A-Za-z][A-Za-z0-9]*"
-)
-_CAMEL_SPLIT_RE = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
-
-
-def split_identifiers(content: str) -> str:
-    """The camelCase identifiers of `content`, split into words ("parseHTTPResponse" -> "parse
-    HTTP Response", "html2text" -> "html 2 text"). PostgreSQL's parser already splits snake_case
-    at underscores."""
-    seen: set[str] = set()
-    words: list[str] = []
-    for match in _CAMEL_RE.finditer(content):
-        token = match.group(0)
-        if token in seen:
-            continue
-        seen.add(token)
-        words.extend(_CAMEL_SPLIT_RE.findall(token))
-    return " ".join(words)
-
-
-# ASCII punctuation except "_" (PostgreSQL's parser already splits words at underscores).
-_PUNCTUATION_TO_SPACE = str.maketrans({ch: " " for ch in "!\"#$%&'()*+,-./:;<=>?@[\\]^`{|}~"})
-
-
-def lexical_text(content: str) -> str:
-    """What full-text search sees of `content` (chunks and queries alike): punctuation as spaces,
-    then the camelCase identifiers split into words. Without the first step PostgreSQL's parser
-    reads `self.cache`, `a/b.py` and `x-y` as one host, file or hyphenated token, so none of
-    their words could be found."""
-    plain = content.translate(_PUNCTUATION_TO_SPACE)
-    return plain + " " + split_identifiers(plain)
-
-
-# PostgreSQL refuses a tsvector whose words exceed 1 MB ("string is too long for tsvector"), which
-# would fail a whole write batch over one minified bundle kept as a single line. Past this many
-# bytes a chunk is only found by keyword through its start (by meaning through all of it).
-MAX_LEXICAL_BYTES = 512 * 1024
-
-
-def _lexical_body(content: str) -> str:
-    body = lexical_text(content)
-    if len(body) * 4 > MAX_LEXICAL_BYTES:  # cheap test first: a character is at most 4 bytes
-        data = body.encode("utf-8")
-        if len(data) > MAX_LEXICAL_BYTES:
-            body = data[:MAX_LEXICAL_BYTES].decode("utf-8", "ignore")
-    return body
-
-
-def vector_index_name(project_id: str, dimension: int) -> str:
-    """One HNSW index per project and dimension (a partial index), so loading one project never
-    pays for another's graph and a bulk load can build its graph once instead of row by row."""
-    digest = hashlib.blake2b(project_id.encode(), digest_size=6).hexdigest()
-    return f"ix_chunks_hnsw_{digest}_{int(dimension)}"
-
-
-def vector_index_predicate(project_id: str, dimension: int) -> str:
-    """The partial index's WHERE clause. The project id is inlined as a literal so the planner can
-    match the index at plan time; it is validated as a DNS label ([a-z0-9-]) before it gets here."""
-    if not PROJECT_LITERAL_RE.fullmatch(project_id):
-        raise ValueError(f"unsafe project id {project_id!r}")
-    return f"project_id = '{project_id}' AND embedding_dim = {int(dimension)}"
-
-
-def vector_query_cast(dimension: int) -> str:
-    kind = "vector" if dimension <= MAX_VECTOR_HNSW_DIM else "halfvec"
-    return f"{kind}({int(dimension)})"
-
-
-def vector_expression(dimension: int) -> str:
-    kind = "vector" if dimension <= MAX_VECTOR_HNSW_DIM else "halfvec"
-    return f"(embedding::{kind}({dimension}))"
-
-
-def vector_opclass(dimension: int) -> str:
-    return "vector_cosine_ops" if dimension <= MAX_VECTOR_HNSW_DIM else "halfvec_cosine_ops"
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,58 +134,6 @@ class IndexStore:
             ).one_or_none()
         return (row.embedding_model, row.embedding_dimension) if row else None
 
-    def drop_vector_index(self, project_id: str, dimension: int) -> None:
-        """Before a bulk load: searches meanwhile use an exact scan of the project (slower, correct)."""
-        with self._engine.connect() as conn:
-            self._with_project_lock(conn, project_id)
-            conn.execute(text(f"DROP INDEX IF EXISTS {vector_index_name(project_id, dimension)}"))
-            conn.commit()
-
-    def ensure_vector_index(self, project_id: str, dimension: int) -> None:
-        name = vector_index_name(project_id, dimension)
-        with self._engine.connect() as conn:
-            if conn.execute(text("SELECT to_regclass(:n)"), {"n": name}).scalar():
-                return
-            self._with_project_lock(conn, project_id)
-            for statement in INDEX_BUILD_SETTINGS:
-                conn.execute(text(statement))
-            conn.execute(
-                text(
-                    f"CREATE INDEX IF NOT EXISTS {name} ON chunks USING hnsw "
-                    f"({vector_expression(dimension)} {vector_opclass(dimension)}) "
-                    f"WHERE {vector_index_predicate(project_id, dimension)}"
-                )
-            )
-            conn.commit()
-
-    def restore_vector_indexes(self) -> list[str]:
-        """Rebuild the HNSW index of every project that lacks one and has no active job: a bulk run
-        killed before its `finally` (SIGKILL, OOM) leaves its project on exact scans until then."""
-        with self._engine.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "SELECT p.project_id, p.embedding_dimension FROM projects p WHERE NOT EXISTS ("
-                    " SELECT 1 FROM indexing_jobs j WHERE j.project_id = p.project_id"
-                    " AND j.status IN ('pending', 'running'))"
-                )
-            ).all()
-        restored = []
-        for row in rows:
-            if not self.has_vector_index(row.project_id, row.embedding_dimension):
-                self.ensure_vector_index(row.project_id, row.embedding_dimension)
-                restored.append(row.project_id)
-        return restored
-
-    def has_vector_index(self, project_id: str, dimension: int) -> bool:
-        with self._engine.connect() as conn:
-            name = vector_index_name(project_id, dimension)
-            return conn.execute(text("SELECT to_regclass(:n)"), {"n": name}).scalar() is not None
-
-    @staticmethod
-    def _with_project_lock(conn: Connection, project_id: str) -> None:
-        """Serialise index DDL per project (transaction-scoped: released at commit)."""
-        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:p))"), {"p": "hnsw:" + project_id})
-
     # --- a run ----------------------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -286,96 +151,6 @@ class IndexStore:
                 with contextlib.suppress(Exception):  # a lost connection holds no lock any more
                     conn.execute(text("SELECT pg_advisory_unlock(:c, hashtext(:k))"), key)
                     conn.commit()
-
-    def repositories(self, *, project_id: str | None = None) -> list[dict[str, object]]:
-        """Every repository with a published generation: its counts, bytes and files per language
-        (most files first), last sync and model."""
-        with self._engine.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "SELECT r.id, r.project_id, r.root_path, r.last_indexed_at, p.embedding_model, "
-                    " (SELECT count(*) FROM files f WHERE f.repository_id = r.id "
-                    "   AND f.gen_from <= r.active_generation AND f.gen_to > r.active_generation) AS files, "
-                    " (SELECT count(*) FROM chunks c WHERE c.repository_id = r.id "
-                    "   AND c.gen_from <= r.active_generation AND c.gen_to > r.active_generation) AS chunks "
-                    "FROM repositories r JOIN projects p ON p.project_id = r.project_id "
-                    "WHERE r.active_generation > 0 AND (CAST(:p AS text) IS NULL OR r.project_id = :p) "
-                    "ORDER BY r.project_id, r.root_path"
-                ),
-                {"p": project_id},
-            ).mappings()
-            listed = [dict(row) for row in rows]
-            per_repo: dict[object, list[Any]] = {}
-            for row in conn.execute(
-                text(
-                    "SELECT f.repository_id, coalesce(f.language, 'text') AS language, count(*) AS n, "
-                    " sum(f.size_bytes) AS bytes "
-                    "FROM files f JOIN repositories r ON r.id = f.repository_id "
-                    "WHERE f.gen_from <= r.active_generation AND r.active_generation < f.gen_to "
-                    " AND (CAST(:p AS text) IS NULL OR r.project_id = :p) "
-                    "GROUP BY f.repository_id, 2 ORDER BY 3 DESC"
-                ),
-                {"p": project_id},
-            ).mappings():
-                per_repo.setdefault(row["repository_id"], []).append(row)
-        for repo in listed:
-            langs = per_repo.get(repo["id"], [])
-            repo["size_bytes"] = sum(int(lang["bytes"] or 0) for lang in langs)
-            repo["languages"] = {str(lang["language"]): int(lang["n"]) for lang in langs}
-        return listed
-
-    def delete_repository(self, *, project_id: str, root_path: str) -> bool:
-        """Remove a repository and all its rows (files and chunks go with it); False if unknown."""
-        with self._engine.begin() as conn:
-            deleted = conn.execute(
-                text("DELETE FROM repositories WHERE project_id = :p AND root_path = :r"),
-                {"p": project_id, "r": root_path},
-            ).rowcount
-        return bool(deleted)
-
-    def delete_project(self, *, project_id: str) -> bool:
-        """Remove a project: its repositories, their rows, its vector index; False if unknown."""
-        with self._engine.begin() as conn:
-            model = conn.execute(
-                text("SELECT embedding_dimension FROM projects WHERE project_id = :p"), {"p": project_id}
-            ).one_or_none()
-            if model is None:
-                return False
-            conn.execute(text("DELETE FROM projects WHERE project_id = :p"), {"p": project_id})
-        self.drop_vector_index(project_id, int(model.embedding_dimension))
-        return True
-
-    def disk_usage(self) -> list[dict[str, object]]:
-        """Per project: repositories, files and chunks (all generations) and their bytes on disk."""
-        with self._engine.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "SELECT p.project_id, "
-                    " (SELECT count(*) FROM repositories r "
-                    "   WHERE r.project_id = p.project_id) AS repositories, "
-                    " (SELECT count(*) FROM files f JOIN repositories r ON r.id = f.repository_id "
-                    "   WHERE r.project_id = p.project_id) AS files, "
-                    " (SELECT count(*) FROM chunks c WHERE c.project_id = p.project_id) AS chunks, "
-                    " (SELECT coalesce(sum(pg_column_size(c.*)), 0) FROM chunks c "
-                    "   WHERE c.project_id = p.project_id) AS chunk_bytes "
-                    "FROM projects p ORDER BY p.project_id"
-                )
-            ).mappings()
-            return [dict(row) for row in rows]
-
-    def last_synced(self, *, project_id: str, root_paths: Sequence[str]) -> dict[str, object]:
-        """root path -> when its active generation was published, for the given repositories."""
-        if not root_paths:
-            return {}
-        with self._engine.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "SELECT root_path, last_indexed_at FROM repositories "
-                    "WHERE project_id = :p AND root_path = ANY(:roots)"
-                ),
-                {"p": project_id, "roots": list(root_paths)},
-            )
-            return {r.root_path: r.last_indexed_at for r in rows}
 
     def begin_run(self, *, project_id: str, root_path: str) -> RunState:
         with self._engine.begin() as conn:
@@ -520,7 +295,7 @@ class IndexStore:
                                     c.content.replace("\x00", ""),
                                     embeddings[i],
                                     lexical_text(head),
-                                    _lexical_body(c.content.replace("\x00", "")),
+                                    lexical_body(c.content.replace("\x00", "")),
                                 )
                             )
                             i += 1

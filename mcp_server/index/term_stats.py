@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
-from mcp_server.index.store import PROJECT_LITERAL_RE
+from mcp_server.index.vector_indexes import PROJECT_LITERAL_RE
 
 SAMPLE_ROWS = 30_000
 MAX_LEXEMES = 10_000

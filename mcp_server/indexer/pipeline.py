@@ -29,6 +29,7 @@ from mcp_server.core.jobs import JobPhase
 from mcp_server.embeddings.base import Embedder
 from mcp_server.index import term_stats
 from mcp_server.index.store import ChunkRow, FileWrite, IndexStore, RunState, SymbolRow
+from mcp_server.index.vector_indexes import VectorIndexes
 from mcp_server.indexer import parse_guard, secrets
 from mcp_server.indexer.chunker import analyse_source
 from mcp_server.indexer.file_reading import decode_source, read_source_bytes
@@ -325,7 +326,7 @@ class IndexRun:
         bulk = self.force or not state.live
         self._bulk = bulk
         if bulk:
-            self.store.drop_vector_index(self.project_id, dimension)
+            VectorIndexes(self.store.engine).drop(self.project_id, dimension)
         try:
             counters = self._run(state)
         finally:
@@ -333,7 +334,7 @@ class IndexRun:
             if bulk:
                 self._begin_tail("building the vector index")
             started = time.perf_counter()
-            self.store.ensure_vector_index(self.project_id, dimension)
+            VectorIndexes(self.store.engine).ensure(self.project_id, dimension)
             self.counters.add_time("vector index", started)
         if bulk:
             started = time.perf_counter()

@@ -27,7 +27,7 @@ from mcp_server.core.jobs import JobStatus, JobStore
 from mcp_server.core.lifecycle import DATABASE_ERRORS, Outcome
 from mcp_server.core.settings import DatabaseSettings, JobSettings, LoggingSettings, Settings, load_settings
 from mcp_server.db.database import get_engine
-from mcp_server.index.store import IndexStore
+from mcp_server.index.vector_indexes import VectorIndexes
 from mcp_server.indexer.outcome import IndexerExit, failure_reason
 from mcp_server.runners.local import LocalLauncher
 
@@ -155,7 +155,7 @@ def supervise(settings: Settings, job_id: uuid.UUID) -> int:
         )
     # Best effort: any later dispatch or server start does both again.
     if returncode != 0:
-        _until_it_lands("restoring vector indexes", IndexStore(jobs.engine).restore_vector_indexes, 30)
+        _until_it_lands("restoring vector indexes", VectorIndexes(jobs.engine).restore_missing, 30)
     _until_it_lands("dispatching the next job", LocalLauncher(settings, jobs).dispatch, 30)
     return 0
 

@@ -33,6 +33,7 @@ from sqlalchemy import text
 
 from mcp_server.core.settings import load_settings
 from mcp_server.index.store import IndexStore
+from mcp_server.index.vector_indexes import VectorIndexes
 from mcp_server.indexer.outcome import describe_exit
 from mcp_server.runners import supervisor
 
@@ -130,7 +131,7 @@ def test_a_killed_indexer_fails_the_job_hides_its_rows_and_the_retry_reuses_them
 def _has_vector_index(svc: Any, project: str) -> bool:
     model = IndexStore(svc.engine).project_model(project)
     assert model is not None
-    return IndexStore(svc.engine).has_vector_index(project, model[1])
+    return VectorIndexes(svc.engine).exists(project, model[1])
 
 
 def test_a_first_index_killed_mid_run_gets_its_vector_index_back(

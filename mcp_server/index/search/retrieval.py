@@ -14,7 +14,7 @@ quality and for speed (design.md section 4: `ts_rank` over an unselective OR que
     `LEXICAL_RESCORE_ROWS` get the full per-word score (p95 32 ms for all modes at 105,000
     chunks, bench/search_quality.py --latency).
 The indexed text splits identifiers at snake_case, camelCase and letter-digit boundaries and at
-punctuation (see `index.store.lexical_text`); the query goes through the same function.
+punctuation (see `index.lexical_text`); the query goes through the same function.
 
 Filters (language, path glob or prefix, file type) are resolved to the ids of the matching files
 of the active generations first (`Scope`). When they leave few chunks, the vector side ranks those
@@ -37,18 +37,14 @@ from sqlalchemy.engine import Connection
 
 from mcp_server.embeddings.base import Embedder
 from mcp_server.index import term_stats
+from mcp_server.index.lexical_text import lexical_text
 from mcp_server.index.search import categories
 from mcp_server.index.search.identifiers import DefinitionMatch, Identifier
 from mcp_server.index.search.query import SearchFilters, glob_to_regex
 from mcp_server.index.search.ranking import Ranking
-from mcp_server.index.store import (
-    TEXT_SEARCH_CONFIG,
-    lexical_text,
-    vector_expression,
-    vector_index_predicate,
-    vector_query_cast,
-)
+from mcp_server.index.store import TEXT_SEARCH_CONFIG
 from mcp_server.index.term_stats import TermStats
+from mcp_server.index.vector_indexes import vector_expression, vector_index_predicate, vector_query_cast
 
 # Lexical ranking.
 SELECTIVE_FRACTION = 0.05  # a word in more rows than this does not select candidates by itself
