@@ -18,7 +18,8 @@ from mcp_server.core.errors import EmbeddingModelMismatch
 from mcp_server.embeddings import StaticEmbedder
 from mcp_server.index.search import Searcher
 from mcp_server.index.store import IndexStore
-from mcp_server.indexer.pipeline import MINIFIED, IndexRun, RunCounters, is_minified
+from mcp_server.indexer.file_tasks import MINIFIED, is_minified
+from mcp_server.indexer.pipeline import IndexRun, RunCounters
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -10,6 +10,9 @@ A run for repository R works on generation G = R.active_generation + 1:
      Rows with `gen_to <= G` are garbage-collected afterwards.
 Search reads rows with `gen_from <= active < gen_to`, so nothing of an unfinished run is ever
 visible and the previous generation stays searchable until the switch.
+
+One cohesive thing, the write protocol above (about 440 lines); the text full-text search sees is
+in lexical_text.py, the HNSW indexes in vector_indexes.py, listing and deleting in catalogue.py.
 """
 
 from __future__ import annotations

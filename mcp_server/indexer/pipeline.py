@@ -4,6 +4,10 @@ Files stream through the pipeline: the walker yields them one by one, a bounded 
 flight in the worker pool at once, and chunks are embedded and written in batches, so memory stays
 flat on huge repositories. Unchanged files (same content hash as the live row) are read and hashed
 but neither parsed nor embedded. Progress goes to the jobs store about twice a second.
+
+About 500 lines, kept as one module: it is one thing, the run's flow control (what is in flight,
+when to embed, write and report, how a run ends), and splitting it would scatter one loop's state.
+What a worker does with one file is in file_tasks.py.
 """
 
 from __future__ import annotations
@@ -28,11 +32,15 @@ from mcp_server.core.errors import CodebaseMCPError, JobNoLongerRunning
 from mcp_server.core.jobs import JobPhase
 from mcp_server.embeddings.base import Embedder
 from mcp_server.index import term_stats
-from mcp_server.index.store import ChunkRow, FileWrite, IndexStore, RunState, SymbolRow
+from mcp_server.index.store import ChunkRow, FileWrite, IndexStore, RunState
 from mcp_server.index.vector_indexes import VectorIndexes
-from mcp_server.indexer import parse_guard, secrets
-from mcp_server.indexer.chunker import analyse_source
-from mcp_server.indexer.file_reading import decode_source, read_source_bytes
+from mcp_server.indexer import secrets
+from mcp_server.indexer.file_reading import read_source_bytes
+from mcp_server.indexer.file_tasks import (
+    FileResult,
+    FileTask,
+    process_batch,
+)
 from mcp_server.indexer.types import SourceFile
 from mcp_server.indexer.walker import IGNORED, WalkStats, walk_repository
 
@@ -90,98 +98,7 @@ class RunCounters:
 ProgressCallback = Callable[[RunCounters, str], bool]
 
 
-@dataclass(frozen=True, slots=True)
-class _Task:
-    """A changed file to parse in a worker; its bytes travel with it (already read and hashed)."""
-
-    relative_path: str
-    language: str | None
-    data: bytes
-    content_hash: bytes
-    pack_lines: int
-    scan_secrets: bool = True
-    with_symbols: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class _Result:
-    relative_path: str
-    language: str | None
-    outcome: str  # "unchanged" | "reuse" | "changed" | "skipped"
-    content_hash: bytes
-    size: int
-    chunks: list[tuple[int, int, str | None, str, str]]
-    reason: str | None = None
-    redacted: int = 0  # secret tokens replaced in the chunks
-    note: str | None = None  # for the summary, e.g. chunked by lines because it nests too deeply
-    symbols: list[SymbolRow] = field(default_factory=list)
-    occurrences: list[tuple[str, list[int]]] = field(default_factory=list)
-
-
-# Text mostly in lines longer than this is minified code or one-line data (bundles, generated JSON,
-# inlined assets): a line is never cut into chunks, so it would become one chunk of up to
-# CODEBASE_MAX_FILE_BYTES that neither reads as code nor fits in an answer.
-LONG_LINE_CHARS = 1000
-MINIFIED = "minified"
-
-
-def is_minified(text: str) -> bool:
-    if len(text) <= 2 * LONG_LINE_CHARS:
-        return False
-    long_line_chars = sum(len(line) for line in text.split("\n") if len(line) > LONG_LINE_CHARS)
-    return 2 * long_line_chars > len(text)
-
-
-def _process_file(task: _Task) -> _Result:
-    """Runs in a worker process: decode and chunk one changed file."""
-    size = len(task.data)
-    text = decode_source(task.data)
-    if text is None:
-        return _Result(task.relative_path, task.language, "skipped", task.content_hash, size, [], "binary")
-    if is_minified(text):
-        return _Result(task.relative_path, task.language, "skipped", task.content_hash, size, [], MINIFIED)
-    redacted = 0
-    if task.scan_secrets:
-        if secrets.secret_by_content(task.relative_path, text):
-            reason = secrets.SECRET_CONTENT
-            return _Result(task.relative_path, task.language, "skipped", task.content_hash, size, [], reason)
-        text, redacted = secrets.redact(text)
-    # A grammar must never see a file nested deeply enough to crash it (the YAML grammar segfaults
-    # the process at about 255 levels): such a file is cut into line windows instead.
-    syntax_language, note = task.language, None
-    if task.language is not None:
-        too_deep = parse_guard.too_deep(text)
-        if too_deep is not None:
-            syntax_language, note = None, f"{task.relative_path} chunked by lines ({too_deep})"
-    analysis = analyse_source(
-        text, syntax_language, pack_lines=task.pack_lines, with_symbols=task.with_symbols
-    )
-    rows = [
-        (c.start_line, c.end_line, c.symbol, c.kind, c.content) for c in analysis.chunks if c.content.strip()
-    ]
-    definitions = [
-        SymbolRow(d.name, d.qualified_name, d.parent, d.kind, d.start_line, d.end_line, d.signature)
-        for d in analysis.definitions
-    ]
-    return _Result(
-        task.relative_path,
-        task.language,
-        "changed",
-        task.content_hash,
-        size,
-        rows,
-        redacted=redacted,
-        note=note,
-        symbols=definitions,
-        occurrences=analysis.occurrences,
-    )
-
-
-def _process_batch(tasks: list[_Task]) -> list[_Result]:
-    return [_process_file(task) for task in tasks]
-
-
-def _ready(item: Future[list[_Result]] | list[_Result]) -> bool:
+def _ready(item: Future[list[FileResult]] | list[FileResult]) -> bool:
     return not isinstance(item, Future) or item.done()
 
 
@@ -355,20 +272,20 @@ class IndexRun:
         # Files are read and hashed here; only changed ones go to the parser workers, and the pool
         # starts only once enough files changed to be worth its start-up (an unchanged re-index
         # never starts it).
-        pending: deque[Future[list[_Result]] | list[_Result]] = deque()
+        pending: deque[Future[list[FileResult]] | list[FileResult]] = deque()
         max_pending = self.workers * 4
         executor: ProcessPoolExecutor | None = None
-        batch: list[_Task] = []
+        batch: list[FileTask] = []
         changed = 0
 
         def submit() -> None:
             nonlocal executor, batch
             if executor is None and self.workers > 1 and changed > INLINE_PARSE_FILES:
                 executor = self._executor()
-            pending.append(executor.submit(_process_batch, batch) if executor else _process_batch(batch))
+            pending.append(executor.submit(process_batch, batch) if executor else process_batch(batch))
             batch = []
 
-        def consume(item: Future[list[_Result]] | list[_Result]) -> None:
+        def consume(item: Future[list[FileResult]] | list[FileResult]) -> None:
             for result in item.result() if isinstance(item, Future) else item:
                 self._count_and_absorb(result, state, seen_paths)
             if self._pending_chunks >= EMBED_BATCH_CHUNKS:
@@ -404,7 +321,7 @@ class IndexRun:
             for source in sources:
                 walked += 1
                 task_or_result = self._read(source, state)
-                if isinstance(task_or_result, _Result):
+                if isinstance(task_or_result, FileResult):
                     self._count_and_absorb(task_or_result, state, seen_paths)
                 else:
                     changed += 1
@@ -478,16 +395,18 @@ class IndexRun:
         changed = self.changed_paths or frozenset()
         return lambda relative: relative in changed or relative not in state.live
 
-    def _read(self, source: SourceFile, state: RunState) -> _Task | _Result:
+    def _read(self, source: SourceFile, state: RunState) -> FileTask | FileResult:
         """Read and hash a file: a result when it needs no parsing, else a parse task."""
         live = state.live.get(source.relative_path)
         if source.data is None and self.changed_paths is not None and live is not None:
             # Not among a watcher's changed paths: the live row stands (see `changed_paths`).
-            return _Result(
+            return FileResult(
                 source.relative_path, source.language, "unchanged", live.content_hash, source.size, []
             )
         if self.scan_secrets and secrets.secret_by_name(source.relative_path):
-            return _Result(source.relative_path, source.language, "skipped", b"", 0, [], secrets.SECRET_FILE)
+            return FileResult(
+                source.relative_path, source.language, "skipped", b"", 0, [], secrets.SECRET_FILE
+            )
         # The walker read the bytes through the descriptor it checked; a path opened again here
         # could lead out of the repository (a directory swapped for a symlink meanwhile).
         data = (
@@ -496,16 +415,16 @@ class IndexRun:
             else read_source_bytes(source.path, max_bytes=self.max_file_bytes)
         )
         if data is None:
-            return _Result(
+            return FileResult(
                 source.relative_path, source.language, "skipped", b"", 0, [], "vanished or changed"
             )
         digest = hashlib.blake2b(data, digest_size=16).digest()
         pending = state.pending.get(source.relative_path)
         if not self.force and live is not None and digest == live.content_hash:
-            return _Result(source.relative_path, source.language, "unchanged", digest, len(data), [])
+            return FileResult(source.relative_path, source.language, "unchanged", digest, len(data), [])
         if pending is not None and digest == pending.content_hash:
-            return _Result(source.relative_path, source.language, "reuse", digest, len(data), [])
-        return _Task(
+            return FileResult(source.relative_path, source.language, "reuse", digest, len(data), [])
+        return FileTask(
             source.relative_path,
             source.language,
             data,
@@ -515,11 +434,11 @@ class IndexRun:
             self.with_symbols,
         )
 
-    def _count_and_absorb(self, result: _Result, state: RunState, seen_paths: set[str]) -> None:
+    def _count_and_absorb(self, result: FileResult, state: RunState, seen_paths: set[str]) -> None:
         self.counters.files_seen += 1
         self._absorb(result, state, seen_paths)
 
-    def _absorb(self, result: _Result, state: RunState, seen_paths: set[str]) -> None:
+    def _absorb(self, result: FileResult, state: RunState, seen_paths: set[str]) -> None:
         c = self.counters
         if result.outcome == "skipped":
             c.files_skipped += 1
