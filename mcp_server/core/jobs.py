@@ -14,6 +14,9 @@ already decided".
 
 The MCP tools, the CLI, the local launcher, the indexer (progress only) and the Kubernetes operator
 all go through this module.
+
+About 480 lines, kept whole: the row, its state machine and the only SQL that moves it, so no
+transition can bypass the rules.
 """
 
 from __future__ import annotations

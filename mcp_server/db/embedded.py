@@ -25,6 +25,9 @@ The rules:
 * **A dead server is restarted** by the first process that fails to connect (`attach_restart`);
   the others wait on the lock and find it running.
 * **Out of disk**: a start that fails because the disk is full says so and names the directory.
+
+About 500 lines, kept whole: every rule above guards the same few steps (find, start, adopt, stop
+one server), and each step must see all of them.
 """
 
 from __future__ import annotations

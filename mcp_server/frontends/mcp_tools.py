@@ -3,6 +3,9 @@
 Tool bodies only validate the protocol-level shape, run the service call in a worker thread (it
 does blocking database I/O) and translate the project's exceptions into MCP tool errors, in one
 place (`_call`). Unexpected exceptions become a generic error without internals or secrets.
+
+About 430 lines, kept whole: one thin declaration per tool, read together as the server's surface
+(their result shapes and hints are in tool_contract.py).
 """
 
 from __future__ import annotations

@@ -31,6 +31,9 @@ minified and source-map files); binaries by extension or content; names that are
 default-ignored directory back.
 
 The order is deterministic: files come out sorted by relative path (code-point order).
+
+About 480 lines, kept whole: one descriptor-relative walk whose safety depends on every step
+(open, stat, ignore, descend) using the same checked descriptors.
 """
 
 from __future__ import annotations
