@@ -605,3 +605,14 @@ def test_the_healthz_check_passes_against_a_server_that_answers(tools: Tools) ->
 def test_helm_test_can_be_turned_off(tools: Tools, tmp_path: Path) -> None:
     docs = objects(template(tools, write_values(tmp_path, {"tests": {"enabled": False}})))
     assert find(docs, "Pod") == []
+
+
+def test_the_helm_test_pod_is_scheduled_like_the_server(tools: Tools, tmp_path: Path) -> None:
+    """Without the server's scheduling the check may land on a node that cannot run the server's
+    image (in the dev cluster: the kwok node, where no container runs)."""
+    scheduling = {"nodeSelector": {"pool": "search"}, "tolerations": [{"key": "pool", "operator": "Exists"}]}
+    docs = objects(template(tools, write_values(tmp_path, {"server": scheduling})))
+    pod = one(docs, "Pod", "codebase-mcp-test-server")
+    server = one(docs, "Deployment", "codebase-mcp-server")["spec"]["template"]["spec"]
+    assert pod["spec"]["nodeSelector"] == server["nodeSelector"] == {"pool": "search"}
+    assert pod["spec"]["tolerations"] == server["tolerations"]

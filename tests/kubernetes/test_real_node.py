@@ -159,6 +159,17 @@ def test_the_chart_installs_on_the_real_node_and_its_pods_migrate_the_bundled_da
         assert conn.exec_driver_sql("select extname from pg_extension where extname = 'vector'").scalar_one()
 
 
+def test_helm_test_runs_the_charts_check_on_the_real_node_and_it_passes(release: Release) -> None:
+    """The chart's `helm test` hook: a pod that asks the server's Service for /healthz."""
+    output = release.helm("test", RELEASE, "--namespace", release.namespace, "--timeout", "180s")
+    assert "Phase:          Succeeded" in output, output
+    (pod,) = [
+        p for p in release.get("pods")["items"] if "helm.sh/hook" in (p["metadata"].get("annotations") or {})
+    ]
+    assert pod["spec"]["nodeName"] == release.cluster.real_node(), pod["spec"].get("nodeName")
+    assert pod["status"]["phase"] == "Succeeded"
+
+
 # --- the mission ----------------------------------------------------------------------------------
 
 
