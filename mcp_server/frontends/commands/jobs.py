@@ -8,8 +8,13 @@ import os
 import time
 from typing import Any
 
+from sqlalchemy.exc import InterfaceError, OperationalError
+
 from mcp_server.core.settings import DEFAULT_PROJECT_ID, Settings
 from mcp_server.frontends.commands import common
+
+# How long `index --wait` keeps following a job while the database is unreachable.
+DATABASE_WAIT_SECONDS = 60.0
 
 
 def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
@@ -72,12 +77,26 @@ def _wait_with_progress(svc: Any, job_id: str) -> dict[str, Any]:
     with Progress(*columns, console=common.console, transient=False) as progress:
         task = progress.add_task("index", total=None, phase="queued", files="0/?", chunks=0, eta="")
         last_reconcile = time.monotonic()
+        unavailable_since: float | None = None
         while True:
-            if time.monotonic() - last_reconcile > 5:
-                # Fails the job if its runner died, instead of waiting on it forever.
-                svc.launcher.reconcile()
-                last_reconcile = time.monotonic()
-            status = svc.get_status(job_id)
+            try:
+                if time.monotonic() - last_reconcile > 5:
+                    # Fails the job if its runner died, instead of waiting on it forever.
+                    svc.launcher.reconcile()
+                    last_reconcile = time.monotonic()
+                status = svc.get_status(job_id)
+            except (OperationalError, InterfaceError):
+                # The database restarting (after a crash, say on a full disk) is no reason to stop
+                # following the job: its outcome is recorded once the database is back. Only an
+                # outage longer than DATABASE_WAIT_SECONDS ends the wait (and main() says why).
+                if unavailable_since is None:
+                    unavailable_since = time.monotonic()
+                    progress.update(task, phase="db away")
+                if time.monotonic() - unavailable_since > DATABASE_WAIT_SECONDS:
+                    raise
+                time.sleep(0.5)
+                continue
+            unavailable_since = None
             eta = f"ETA {status['eta_seconds']:.0f}s" if status["eta_seconds"] is not None else ""
             total = status["files_total"]
             progress.update(
