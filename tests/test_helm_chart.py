@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -165,6 +166,31 @@ def test_server_serves_http_with_the_token_from_a_secret(rendered: dict[str, lis
     assert env_of(container)["CODEBASE_MCP_AUTH_TOKEN"] == {
         "secretKeyRef": {"name": "mcp-token", "key": "bearer"}
     }
+
+
+def _quantity_bytes(quantity: str) -> int:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "K": 10**3, "M": 10**6, "G": 10**9, "MB": 2**20}
+    number, unit = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", quantity).groups()  # type: ignore[union-attr]
+    return int(float(number) * units.get(unit, 1))
+
+
+def test_the_bundled_database_has_the_shared_memory_the_vector_index_build_uses(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """Found on the real node: a container's default 64 MB /dev/shm failed the first index of
+    1,500 files ("could not resize shared memory segment") when the parallel HNSW build asked for
+    its graph's shared memory, up to maintenance_work_mem."""
+    from mcp_server.index.vector_indexes import INDEX_BUILD_SETTINGS
+
+    (work_mem,) = [
+        re.search(r"maintenance_work_mem = '(\w+)'", s) for s in INDEX_BUILD_SETTINGS if "work_mem" in s
+    ]
+    assert work_mem is not None
+    spec = one(rendered["everything-on"], "StatefulSet", f"{RELEASE}-postgresql")["spec"]["template"]["spec"]
+    (mount,) = [m for m in spec["containers"][0]["volumeMounts"] if m["mountPath"] == "/dev/shm"]
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    assert volume["emptyDir"]["medium"] == "Memory"
+    assert _quantity_bytes(volume["emptyDir"]["sizeLimit"]) > _quantity_bytes(work_mem.group(1))
 
 
 def test_everything_on_adds_the_database_the_workspace_and_gpus(

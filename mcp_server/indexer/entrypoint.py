@@ -57,6 +57,28 @@ def _first_line(exc: object) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def database_failure_message(error: object, where: str) -> str:
+    """What the job row says when the database failed the run: the server's shared memory, its
+    disk, or the connection, told apart because each has a different remedy."""
+    first = _first_line(error)
+    if "shared memory" in first:
+        # Seen on the real node: a container's 64 MB /dev/shm and the parallel vector index build.
+        return (
+            f"the database server ran out of shared memory ({first}); in a container, give its "
+            "/dev/shm more room (the Helm chart's postgresql.sharedMemorySize, an emptyDir with "
+            "medium Memory) and retry; the previous index is unchanged"
+        )
+    if "No space left on device" in str(error) or "could not extend file" in str(error):
+        return (
+            f"out of disk space: the disk holding {where} is full ({first}); "
+            "free some space there and retry; the previous index is unchanged"
+        )
+    return (
+        "lost the connection to the database (PostgreSQL restarted or unreachable?): "
+        f"{redact_urls(first)}; the previous index is unchanged, retry the job"
+    )
+
+
 def write_termination_message(path: str | None, message: str) -> None:
     if not path:
         return
@@ -163,19 +185,8 @@ def run_job(
             return _reported(exc, termination_log)
         except (OperationalError, InterfaceError) as exc:
             log.exception("indexing job %s lost its database", job_id)
-            if "No space left on device" in str(exc.orig) or "could not extend file" in str(exc.orig):
-                where = settings.database.pgdata_dir if is_embedded(settings) else "the database server"
-                write_termination_message(
-                    termination_log,
-                    f"out of disk space: the disk holding {where} is full ({_first_line(exc.orig)}); "
-                    "free some space there and retry; the previous index is unchanged",
-                )
-                return IndexerExit.FAILED
-            write_termination_message(
-                termination_log,
-                f"lost the connection to the database (PostgreSQL restarted or unreachable?): "
-                f"{redact_urls(_first_line(exc.orig))}; the previous index is unchanged, retry the job",
-            )
+            where = str(settings.database.pgdata_dir) if is_embedded(settings) else "the database server"
+            write_termination_message(termination_log, database_failure_message(exc.orig, where))
             return IndexerExit.FAILED
         except Exception as exc:  # the reason must reach the job row, whatever it was
             log.exception("indexing job %s failed", job_id)

@@ -111,3 +111,23 @@ def test_a_full_disk_fails_the_job_clearly_and_keeps_the_previous_index(
     found = _cli(home, "search", "oldindexmarker", "--mode", "lexical", "--json")
     assert found.returncode == 0, found.stderr[-2000:]
     assert [hit["file_path"] for hit in json.loads(found.stdout)["results"]] == ["old.py"]
+
+
+def test_shared_memory_exhaustion_is_not_reported_as_a_full_disk() -> None:
+    """Both end in "No space left on device"; a full /dev/shm (the real node's PostgreSQL pod at
+    64 MB, the parallel vector index build) wants more shared memory, not a disk cleanup."""
+    from mcp_server.indexer.entrypoint import database_failure_message
+
+    shm = (
+        'could not resize shared memory segment "/PostgreSQL.1393612880" to 268435456 bytes: '
+        "No space left on device"
+    )
+    said = database_failure_message(shm, "the database server")
+    assert "shared memory" in said and "postgresql.sharedMemorySize" in said
+    assert "disk" not in said.replace("/dev/shm", "")
+    disk = 'could not extend file "base/16384/16450": No space left on device'
+    assert database_failure_message(disk, "/data/pgdata").startswith(
+        "out of disk space: the disk holding /data/pgdata is full"
+    )
+    gone = "server closed the connection unexpectedly"
+    assert database_failure_message(gone, "x").startswith("lost the connection to the database")
