@@ -59,7 +59,7 @@ func RetryWithBackoff(fn func() error, attempts int) error {
 def _transport() -> StdioTransport:
     return StdioTransport(
         command=sys.executable,
-        args=["-m", "mcp_server.frontends.cli", "serve"],
+        args=["-m", "mcp_server.frontends.quick", "serve"],  # what the executable runs
         env={**os.environ},
         keep_alive=False,
     )

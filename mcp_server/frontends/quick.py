@@ -76,10 +76,14 @@ def _code_stamp() -> int:
     return newest
 
 
-def socket_path() -> Path:
+def configuration_key() -> str:
+    """What decides every answer: the settings' environment, the installed code, the interpreter."""
     env = sorted((k, v) for k, v in os.environ.items() if k.startswith(SETTINGS_PREFIXES))
-    key = json.dumps([env, _code_stamp(), sys.executable]).encode()
-    return _home() / f"cli-{hashlib.sha256(key).hexdigest()[:16]}.sock"
+    return json.dumps([env, _code_stamp(), sys.executable])
+
+
+def socket_path() -> Path:
+    return _home() / f"cli-{hashlib.sha256(configuration_key().encode()).hexdigest()[:16]}.sock"
 
 
 # --- framing: a 4-byte length, then JSON ------------------------------------------------------
@@ -160,8 +164,30 @@ def read_only(argv: Sequence[str]) -> bool:
     return bool(argv) and argv[0] in FAST_COMMANDS and not WRITING_SUBCOMMANDS & set(argv[1:])
 
 
+def stdio_serve(argv: Sequence[str]) -> bool:
+    """Whether `argv` runs the MCP server over stdio (`serve`, with no other transport asked)."""
+    if not argv or argv[0] != "serve" or {"-h", "--help"} & set(argv):
+        return False
+    transport = "stdio"
+    for i, arg in enumerate(argv):
+        if arg == "--transport" and i + 1 < len(argv):
+            transport = argv[i + 1]
+        elif arg.startswith("--transport="):
+            transport = arg.partition("=")[2]
+    return transport == "stdio"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if stdio_serve(args):
+        from mcp_server.frontends import stdio_front
+
+        def run_server() -> int:
+            from mcp_server.frontends.cli import main as cli_main
+
+            return cli_main(args)
+
+        return stdio_front.serve(run_server, _home(), configuration_key())
     fast = (
         read_only(args)  # and no global options before the command (--log-level)
         and not {"-h", "--help"} & set(args)
