@@ -39,7 +39,7 @@ def _inspect(tmp_path: Path, *method: str) -> tuple[int, Any, str]:
     # Generous timeouts: the server's first start on a loaded CI machine takes tens of seconds.
     entry = {
         "command": sys.executable,
-        "args": ["-m", "mcp_server.frontends.cli", "serve"],
+        "args": ["-m", "mcp_server.frontends.quick", "serve"],  # what the executable runs
         "env": env,
         "connectionTimeout": 600_000,
         "requestTimeout": 600_000,
