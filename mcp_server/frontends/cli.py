@@ -14,6 +14,7 @@ from mcp_server.core.errors import CodebaseMCPError, InvalidInput, InvalidTransi
 from mcp_server.core.settings import (
     DatabaseSettings,
     EmbeddingSettings,
+    GitSettings,
     HttpSettings,
     IndexingSettings,
     JobSettings,
@@ -30,13 +31,21 @@ FRONTEND_GROUPS = (
     DatabaseSettings,
     JobSettings,
     IndexingSettings,  # watch mode indexes in the server's own process
+    GitSettings,  # checked at start: the indexers it launches read it
     EmbeddingSettings,
     SearchSettings,
     HttpSettings,
     KubernetesSettings,
     LoggingSettings,
 )
-INDEXER_GROUPS = (DatabaseSettings, JobSettings, IndexingSettings, EmbeddingSettings, LoggingSettings)
+INDEXER_GROUPS = (
+    DatabaseSettings,
+    JobSettings,
+    IndexingSettings,
+    GitSettings,
+    EmbeddingSettings,
+    LoggingSettings,
+)
 # The operator passes the indexer's settings on to the Jobs it creates, so it reads those too.
 OPERATOR_GROUPS = (
     DatabaseSettings,
