@@ -128,14 +128,13 @@ class GitCache:
     # --- fetching -------------------------------------------------------------------------------
 
     def _fetch(self, repo: str, ref: str | None, git: GitRunner) -> str:
-        shallow = ("-C", repo, "fetch", "--quiet", "--depth", "1", "--no-tags", "origin")
         if ref is None:
-            git.remote(*shallow, f"+HEAD:{KEPT}/head")
+            self._fetch_shallow(repo, f"+HEAD:{KEPT}/head", git)
             return self._commit(repo, f"{KEPT}/head", git)
         if FULL_SHA_RE.fullmatch(ref):
             if self._find(repo, ref, git) is None:
                 try:
-                    git.remote(*shallow, ref)  # by id: protocol v2 servers allow reachable commits
+                    self._fetch_shallow(repo, ref, git)  # by id: protocol v2 servers allow reachable commits
                 except GitFailed:
                     self._fetch_everything(repo, git)  # a server that refuses fetching by id
                 if self._find(repo, ref, git) is None:
@@ -143,7 +142,7 @@ class GitCache:
             git.local("-C", repo, "update-ref", f"{KEPT}/commits/{ref}", ref)
             return ref
         try:
-            git.remote(*shallow, f"+{ref}:{KEPT}/named/{ref}")
+            self._fetch_shallow(repo, f"+{ref}:{KEPT}/named/{ref}", git)
             return self._commit(repo, f"{KEPT}/named/{ref}", git)
         except GitFailed as not_a_name:
             if not SHORT_SHA_RE.fullmatch(ref):
@@ -158,6 +157,16 @@ class GitCache:
                 raise GitFailed(f"no branch, tag or commit {ref!r} ({not_a_name.reason})") from None
             git.local("-C", repo, "update-ref", f"{KEPT}/commits/{commit}", commit)
             return commit
+
+    def _fetch_shallow(self, repo: str, refspec: str, git: GitRunner) -> None:
+        """One commit deep where the server can (git's dumb HTTP protocol cannot: then whole)."""
+        command = ("-C", repo, "fetch", "--quiet", "--no-tags", "origin")
+        try:
+            git.remote(*command[:4], "--depth", "1", *command[4:], refspec)
+        except GitFailed as exc:
+            if "shallow" not in exc.reason.lower():
+                raise
+            git.remote(*command, refspec)
 
     def _fetch_everything(self, repo: str, git: GitRunner) -> None:
         deepen = git.local("-C", repo, "rev-parse", "--is-shallow-repository").strip() == "true"

@@ -62,6 +62,10 @@ TRANSIENT_MARKERS = (
     "early eof",
     "rpc failed",
     "the remote end hung up unexpectedly",
+    "empty reply from server",  # curl: the server closed the connection without answering
+    "recv failure",
+    "send failure",
+    "transfer closed",
     "returned error: 5",
     "returned error: 429",
     "gnutls_handshake",
