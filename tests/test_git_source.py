@@ -3,13 +3,11 @@ token, commit SHAs, and a remote that is down (loopback only; nothing leaves the
 
 from __future__ import annotations
 
-import base64
-import http.server
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import git_remotes
 import pytest
 
 from mcp_server.core.errors import InvalidInput, SourceUnavailable
@@ -17,7 +15,7 @@ from mcp_server.core.validation import redact_userinfo, validate_git_source
 from mcp_server.indexer import git_source
 from mcp_server.indexer.git_cache import GitCache
 
-TOKEN = "ghp_s3cr3t-t0ken"
+TOKEN = git_remotes.TOKEN
 
 
 def clone(url: str, ref: str | None, into: Path, **kwargs: object) -> Path:
@@ -92,35 +90,10 @@ def test_a_remote_that_is_down_is_retried_with_backoff_and_reported_as_a_network
     assert waits == [1.0, 2.0, 4.0]
 
 
-class _TokenGitServer(http.server.SimpleHTTPRequestHandler):
-    """git's dumb HTTP protocol (plain files) behind Basic authentication."""
-
-    def do_GET(self) -> None:
-        expected = "Basic " + base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
-        if self.headers.get("Authorization") != expected:
-            self.send_response(401)
-            self.send_header("WWW-Authenticate", 'Basic realm="git"')
-            self.end_headers()
-            return
-        super().do_GET()
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def token_server(remote: tuple[Path, str, str]) -> Iterator[str]:
-    bare = remote[0]
-
-    def handler(*args: object, **kwargs: object) -> _TokenGitServer:
-        return _TokenGitServer(*args, directory=str(bare.parent), **kwargs)  # type: ignore[arg-type]
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/{bare.name}"
-    server.shutdown()
-    server.server_close()
+    with git_remotes.token_server(remote[0]) as url:
+        yield url
 
 
 def test_a_token_from_the_mounted_secret_reaches_git_and_nothing_else(
@@ -182,3 +155,83 @@ def test_a_missing_repository_is_reported_in_gits_words_not_its_closing_advice(t
     message = str(caught.value)
     assert f"git could not fetch file://{missing}: fatal: " in message, message
     assert "repository exists" not in message
+
+
+def _settings_credentials(*hosts: str) -> git_source.Credentials:
+    from mcp_server.core.settings import GitSettings, load_settings
+
+    overrides = {"CODEBASE_GIT_TOKEN": TOKEN, "CODEBASE_GIT_TOKEN_HOSTS": ",".join(hosts)}
+    credentials = git_source.credentials_from_settings(load_settings(GitSettings, overrides=overrides).git)
+    assert credentials is not None and TOKEN not in repr(credentials)
+    return credentials
+
+
+def test_a_token_from_the_settings_reaches_git_through_askpass_only_and_only_on_its_hosts(
+    token_server: str, remote: tuple[Path, str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[list[str], dict[str, str]]] = []
+    real_run = subprocess.run
+
+    def recording_run(command: list[str], **kwargs: object) -> object:
+        if "env" in kwargs:  # git_source's calls (the test's own `git` helper passes none)
+            calls.append((list(command), dict(kwargs["env"])))  # type: ignore[arg-type]
+        return real_run(command, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(git_source.subprocess, "run", recording_run)
+    checkout = clone(token_server, None, tmp_path / "listed", credentials=_settings_credentials("127.0.0.1"))
+    assert git("rev-parse", "HEAD", cwd=checkout) == remote[2]
+    assert calls and not any(TOKEN in " ".join(argv) for argv, _ in calls)
+    askpass = Path(calls[-1][1]["GIT_ASKPASS"])
+    assert not askpass.exists()  # removed once the fetch was over (it only ever read the environment)
+    stored = b"".join(f.read_bytes() for f in (tmp_path / "listed").rglob("*") if f.is_file())
+    assert TOKEN.encode() not in stored
+
+    calls.clear()
+    with pytest.raises(InvalidInput, match="CODEBASE_GIT_TOKEN_HOSTS") as refused:
+        clone(token_server, None, tmp_path / "unlisted", credentials=_settings_credentials("github.com"))
+    assert TOKEN not in str(refused.value)
+    assert calls and all("CODEBASE_GIT_TOKEN" not in env and "GIT_ASKPASS" not in env for _, env in calls)
+
+
+def test_a_token_never_goes_over_plain_http_off_loopback(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="plain http"):
+        git_source.credential_env(
+            "http://git.example.com/r.git", _settings_credentials("git.example.com"), tmp_path
+        )
+    env = git_source.credential_env(
+        "https://git.example.com/r.git", _settings_credentials("git.example.com"), tmp_path
+    )
+    assert env["CODEBASE_GIT_TOKEN"] == TOKEN and env["GIT_ALLOW_PROTOCOL"] == "https"
+
+
+def test_a_token_without_the_hosts_it_may_go_to_is_a_configuration_error() -> None:
+    from mcp_server.core.errors import ConfigurationError
+    from mcp_server.core.settings import GitSettings, load_settings
+
+    with pytest.raises(ConfigurationError, match="CODEBASE_GIT_TOKEN_HOSTS") as caught:
+        load_settings(GitSettings, overrides={"CODEBASE_GIT_TOKEN": TOKEN})
+    assert TOKEN not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ssh://-oProxyCommand=touch%20pwned/r.git",
+        "git@-oProxyCommand=x:r.git",
+        "https://host\x01name/r.git",
+        "file://other-host/srv/r.git",
+        "file:///srv/../etc/r.git",
+        "ext::sh -c touch% pwned",
+    ],
+)
+def test_hostile_urls_are_refused(url: str) -> None:
+    with pytest.raises(InvalidInput):
+        validate_git_source(url, None)
+
+
+@pytest.mark.parametrize(
+    "ref", ["--upload-pack=x", "a..b", "x.lock", "a//b", "a/.hidden", "main@{1}", "tab\tref"]
+)
+def test_hostile_refs_are_refused(ref: str) -> None:
+    with pytest.raises(InvalidInput, match="not a valid branch, tag or commit"):
+        validate_git_source("https://github.com/a/b.git", ref)
