@@ -142,6 +142,16 @@ def test_default_ignores_skip_tool_directories_virtualenvs_and_lock_files(tmp_pa
     assert stats.skipped[walker.IGNORED] == 12
 
 
+def test_a_git_file_of_a_worktree_or_submodule_is_skipped_like_a_git_directory(tmp_path: Path) -> None:
+    write(tmp_path, ".git", "gitdir: /home/me/cache/repo.git/worktrees/job\n")
+    write(tmp_path, "vendor/lib/.git", "gitdir: ../../.git/modules/lib\n")
+    write(tmp_path, "vendor/lib/lib.py")
+    write(tmp_path, "app.py")
+    files, stats = walk(tmp_path)
+    assert files == ["app.py", "vendor/lib/lib.py"]
+    assert stats.skipped[walker.IGNORED] == 2
+
+
 def test_a_source_package_named_build_is_kept(tmp_path: Path) -> None:
     write(tmp_path, "src/build/__init__.py")
     write(tmp_path, "go/build/build.go", "package build\n")

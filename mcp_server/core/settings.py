@@ -22,7 +22,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from mcp_server.core.errors import ConfigurationError
@@ -86,6 +94,11 @@ class DatabaseSettings(_Group):
     def runs_dir(self) -> Path:
         """Per-job log and termination-message files of the local launcher."""
         return self.home / "runs"
+
+    @property
+    def git_dir(self) -> Path:
+        """The cache of git sources: one bare repository per URL (indexer.git_cache)."""
+        return self.home / "git"
 
 
 class JobSettings(_Group):
@@ -218,6 +231,42 @@ class IndexingSettings(_Group):
         json_schema_extra=_chart(".Values.indexer.workers | quote"),
     )
     """Worker processes for reading and parsing files; 0: one per CPU core (at most 8)."""
+
+
+class GitSettings(_Group):
+    """Credentials for git sources cloned on this machine: the indexer (Kubernetes Jobs take theirs
+    from source.git.secretRef instead)."""
+
+    token: SecretStr | None = Field(default=None, validation_alias="CODEBASE_GIT_TOKEN")
+    """A token git gets (as the password, through GIT_ASKPASS) for https sources on the hosts in
+    CODEBASE_GIT_TOKEN_HOSTS; never put in a URL, a job row or a log."""
+
+    username: str = Field(
+        default="x-access-token", min_length=1, max_length=200, validation_alias="CODEBASE_GIT_USERNAME"
+    )
+    """The user name sent with CODEBASE_GIT_TOKEN (GitHub takes any; GitLab wants oauth2)."""
+
+    token_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="CODEBASE_GIT_TOKEN_HOSTS"
+    )
+    """Hosts (separated by ',') CODEBASE_GIT_TOKEN may be sent to, e.g. `github.com`; required with the
+    token, so that a URL an assistant chose cannot carry it elsewhere."""
+
+    @field_validator("token_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [host.strip().lower() for host in value.split(",") if host.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _token_needs_hosts(self) -> GitSettings:
+        if self.token is not None and not self.token_hosts:
+            raise ValueError(
+                "CODEBASE_GIT_TOKEN is set but CODEBASE_GIT_TOKEN_HOSTS is empty: list the hosts "
+                "the token may be sent to (e.g. github.com)"
+            )
+        return self
 
 
 class EmbeddingSettings(_Group):
@@ -610,6 +659,7 @@ GROUPS: dict[str, type[_Group]] = {
     "database": DatabaseSettings,
     "jobs": JobSettings,
     "indexing": IndexingSettings,
+    "git": GitSettings,
     "embedding": EmbeddingSettings,
     "search": SearchSettings,
     "http": HttpSettings,
@@ -627,6 +677,7 @@ class Settings(BaseModel):
     database: DatabaseSettings = Field(default_factory=lambda: DatabaseSettings.model_construct())
     jobs: JobSettings = Field(default_factory=lambda: JobSettings.model_construct())
     indexing: IndexingSettings = Field(default_factory=lambda: IndexingSettings.model_construct())
+    git: GitSettings = Field(default_factory=lambda: GitSettings.model_construct())
     embedding: EmbeddingSettings = Field(default_factory=lambda: EmbeddingSettings.model_construct())
     search: SearchSettings = Field(default_factory=lambda: SearchSettings.model_construct())
     http: HttpSettings = Field(default_factory=lambda: HttpSettings.model_construct())

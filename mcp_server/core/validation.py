@@ -114,6 +114,10 @@ def _is_within(path: Path, root: Path) -> bool:
 
 GIT_URL_RE = re.compile(r"^(https://|http://|ssh://|git@|file://)[^\s]+$")
 GIT_REF_RE = re.compile(r"^[A-Za-z0-9._/@-]{1,200}$")
+# A host name, an IPv4 or an IPv6 address (as `git_url_host` returns it). No leading '-': ssh
+# would read `-oProxyCommand=...` as an option (CVE-2017-1000117).
+_HOST_RE = re.compile(r"^(?!-)([A-Za-z0-9.-]{1,253}|[0-9A-Fa-f:.]{2,45})$")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 # The userinfo of a URL ("user:password@" or "token@") right after the scheme.
@@ -125,17 +129,79 @@ def redact_userinfo(url: str) -> str:
     return _USERINFO_RE.sub(lambda m: f"{m.group('scheme')}***@", url)
 
 
-def validate_git_source(url: str, ref: str | None) -> tuple[str, str | None]:
-    if not isinstance(url, str) or not GIT_URL_RE.fullmatch(url) or len(url) > 2048:
-        raise InvalidInput("source.git.url must be an https://, ssh://, git@ or file:// URL without spaces")
+def git_url_host(url: str) -> str:
+    """The host (without user or port) a git URL names; '' for file:// URLs."""
+    if url.startswith("git@"):
+        return url[len("git@") :].split(":", 1)[0]
+    authority = url.split("://", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1]
+    if authority.startswith("["):
+        return authority[1:].split("]", 1)[0]
+    return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
+
+
+def git_repository_key(url: str, ref: str | None) -> str:
+    """What a git source is called in the job rows and the index: the URL, with `#ref` when a ref
+    was asked for (so two refs of one repository are two repositories)."""
+    return f"{url}#{ref}" if ref else url
+
+
+def _valid_ref(ref: str) -> bool:
+    """git's check-ref-format rules that matter here, on top of a conservative alphabet."""
+    return bool(
+        GIT_REF_RE.fullmatch(ref)
+        and not ref.startswith(("-", "/"))
+        and not ref.endswith(("/", ".", ".lock"))
+        and ".." not in ref
+        and "//" not in ref
+        and "@{" not in ref
+        and ref != "@"
+        and not any(part.startswith(".") for part in ref.split("/"))
+    )
+
+
+def validate_git_source(
+    url: str, ref: str | None, *, names: tuple[str, str] = ("source.git.url", "source.git.ref")
+) -> tuple[str, str | None]:
+    """A git URL (https, http, ssh, scp-like or file) and an optional ref, or InvalidInput.
+
+    `names` are the fields the messages name (the CRD's, or the MCP tool's `git_url`/`ref`).
+    """
+    url_name, ref_name = names
+    if (
+        not isinstance(url, str)
+        or not GIT_URL_RE.fullmatch(url)
+        or len(url) > 2048
+        or _CONTROL_RE.search(url)
+    ):
+        raise InvalidInput(f"{url_name} must be an https://, ssh://, git@ or file:// URL without spaces")
     userinfo = _USERINFO_RE.match(url)
     if userinfo is not None and (":" in userinfo.group("userinfo") or not url.lower().startswith("ssh://")):
         # A token or password in the URL ends up in the spec, the job row and every log line that
         # names the source; only an ssh user name (ssh://git@host/...) is allowed.
         raise InvalidInput(
-            f"source.git.url {redact_userinfo(url)!r} carries credentials; put them in a Secret "
-            "and name it in source.git.secretRef"
+            f"{url_name} {redact_userinfo(url)!r} carries credentials, which would be stored and "
+            "logged with it; give them to git another way: CODEBASE_GIT_TOKEN with "
+            "CODEBASE_GIT_TOKEN_HOSTS (local runs), a Secret named in source.git.secretRef "
+            "(Kubernetes), or a git credential helper"
         )
-    if ref is not None and (not GIT_REF_RE.fullmatch(ref) or ".." in ref or ref.startswith("-")):
-        raise InvalidInput(f"source.git.ref {ref!r} is not a valid branch, tag or commit name")
+    host = git_url_host(url)
+    if url.startswith("file://"):
+        path = url[len("file://") + len(host) :]
+        if host not in ("", "localhost") or not path.startswith("/") or ".." in path.split("/"):
+            raise InvalidInput(
+                f"{url_name} {url!r}: a file:// URL needs an absolute path without '..' "
+                "and no host but localhost"
+            )
+    elif not _HOST_RE.fullmatch(host) or (url.startswith("git@") and ":" not in url):
+        raise InvalidInput(f"{url_name} {redact_userinfo(url)!r} does not name a valid host")
+    if ref is not None and (not isinstance(ref, str) or not _valid_ref(ref)):
+        raise InvalidInput(f"{ref_name} {ref!r} is not a valid branch, tag or commit name")
     return url, ref
+
+
+def check_local_git_url(url: str, *, allowed_roots: Sequence[Path] = ()) -> None:
+    """A file:// source is a path on this machine: the rules for repository paths apply to it
+    (CODEBASE_ALLOWED_ROOTS, or the default refusal of system and home directories)."""
+    if url.startswith("file://"):
+        path = url[len("file://") + len(git_url_host(url)) :]
+        validate_repo_path(path, allowed_roots=allowed_roots)

@@ -14,6 +14,7 @@ from mcp_server.core.errors import CodebaseMCPError, InvalidInput, InvalidTransi
 from mcp_server.core.settings import (
     DatabaseSettings,
     EmbeddingSettings,
+    GitSettings,
     HttpSettings,
     IndexingSettings,
     JobSettings,
@@ -30,13 +31,21 @@ FRONTEND_GROUPS = (
     DatabaseSettings,
     JobSettings,
     IndexingSettings,  # watch mode indexes in the server's own process
+    GitSettings,  # checked at start: the indexers it launches read it
     EmbeddingSettings,
     SearchSettings,
     HttpSettings,
     KubernetesSettings,
     LoggingSettings,
 )
-INDEXER_GROUPS = (DatabaseSettings, JobSettings, IndexingSettings, EmbeddingSettings, LoggingSettings)
+INDEXER_GROUPS = (
+    DatabaseSettings,
+    JobSettings,
+    IndexingSettings,
+    GitSettings,
+    EmbeddingSettings,
+    LoggingSettings,
+)
 # The operator passes the indexer's settings on to the Jobs it creates, so it reads those too.
 OPERATOR_GROUPS = (
     DatabaseSettings,
@@ -109,7 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=jobs.cmd_watch, groups=FRONTEND_GROUPS)
 
     p = sub.add_parser("index", help="index a repository (like the start_indexing_background tool)")
-    p.add_argument("path", help="path of the repository (relative paths: from the working directory)")
+    p.add_argument(
+        "path",
+        help="path of the repository (relative paths: from the working directory), or a git URL, "
+        "optionally URL@REF (a branch, tag or commit)",
+    )
+    p.add_argument("--ref", default=None, help="with a git URL: the branch, tag or commit to index")
     p.add_argument("--project", default=None, help="project id (default 'default')")
     p.add_argument("--force", action="store_true", help="re-embed every file")
     p.add_argument("--wait", action="store_true", help="show progress and wait; exit 1 if the job fails")

@@ -42,7 +42,7 @@ T = TypeVar("T")
 
 INSTRUCTIONS = """\
 codebase-mcp indexes source repositories and searches them by meaning and by keyword.
-Typical use: call start_indexing_background with the repository's absolute path, poll
+Typical use: call start_indexing_background with the repository's absolute path (or a git_url), poll
 get_indexing_status until status is completed, then call search_code with a natural-language
 description or identifiers. Projects (project_id) keep separate indexes apart; the default
 project is "default". Re-indexing is incremental: unchanged files are skipped. To navigate:
@@ -139,7 +139,10 @@ def build_server(
 
     @mcp.tool(annotations=contract.STARTS_JOB)
     async def start_indexing_background(
-        repo_path: Annotated[str, Field(description="Absolute path of the repository directory to index.")],
+        repo_path: Annotated[
+            str | None,
+            Field(description="Absolute path of the repository directory to index (or give git_url)."),
+        ] = None,
         project_id: Annotated[
             str | None,
             Field(description="Project to index into (lowercase letters, digits, '-'); default 'default'."),
@@ -151,19 +154,33 @@ def build_server(
             bool,
             Field(
                 description="Start nothing: answer what a run would index (files by language, skips by "
-                "reason, largest directories, bytes, estimated time)."
+                "reason, largest directories, bytes, estimated time). Directories only."
             ),
         ] = False,
+        git_url: Annotated[
+            str | None,
+            Field(
+                description="Instead of repo_path: a git repository to clone and index (https://, "
+                "ssh://, git@host:path or file://), without credentials in it."
+            ),
+        ] = None,
+        ref: Annotated[
+            str | None,
+            Field(description="With git_url: a branch, tag or commit SHA; default the default branch."),
+        ] = None,
     ) -> contract.JobStarted:
         """Start indexing a repository in the background and return its job_id at once.
 
+        Give repo_path (a directory) or git_url (cloned shallow into a cache, fetched again on later
+        runs; the repository is then named 'URL#ref', or the URL for the default branch).
         Poll get_indexing_status(job_id) for progress. If the repository is already being indexed
         in that project, the running job's id is returned instead of starting a second one.
         The previous index stays searchable until the new one is complete."""
         if dry_run:
-            return cast(contract.JobStarted, await _call(svc.plan_indexing, repo_path))
+            return cast(contract.JobStarted, await _call(svc.plan_indexing, repo_path, git_url=git_url))
         return cast(
-            contract.JobStarted, await _call(svc.start_indexing, repo_path, project_id, force_reindex)
+            contract.JobStarted,
+            await _call(svc.start_indexing, repo_path, project_id, force_reindex, git_url=git_url, ref=ref),
         )
 
     @mcp.tool(annotations=contract.reads("Indexing job status"))

@@ -19,7 +19,14 @@ from sqlalchemy.engine import Engine
 from mcp_server.core.errors import InvalidInput, JobNotFound
 from mcp_server.core.jobs import Job, JobStatus, JobStore
 from mcp_server.core.settings import DEFAULT_PROJECT_ID, Settings
-from mcp_server.core.validation import validate_job_id, validate_project_id, validate_repo_path
+from mcp_server.core.validation import (
+    check_local_git_url,
+    git_repository_key,
+    validate_git_source,
+    validate_job_id,
+    validate_project_id,
+    validate_repo_path,
+)
 from mcp_server.db.database import get_engine
 from mcp_server.embeddings.base import Embedder
 from mcp_server.index.catalogue import IndexCatalogue
@@ -109,21 +116,32 @@ class CodebaseService:
     # --- jobs -----------------------------------------------------------------------------------
 
     def start_indexing(
-        self, repo_path: str, project_id: str | None = None, force_reindex: bool = False
+        self,
+        repo_path: str | None = None,
+        project_id: str | None = None,
+        force_reindex: bool = False,
+        *,
+        git_url: str | None = None,
+        ref: str | None = None,
     ) -> dict[str, Any]:
+        """Queue a run over a directory (`repo_path`) or a git repository (`git_url`, at `ref`:
+        a branch, tag or commit SHA; the default branch when None), and return at once."""
         if not isinstance(force_reindex, bool):
             raise InvalidInput("force_reindex must be true or false")
         project = validate_project_id(project_id, default=DEFAULT_PROJECT_ID)
-        root = validate_repo_path(repo_path, allowed_roots=self.settings.jobs.allowed_roots)
+        url, key = self._source(repo_path, git_url, ref)
         new_id = uuid.uuid4()
         job = self.jobs.create(
             job_id=new_id,
-            repo_path=str(root),
+            repo_path=key,
             project_id=project,
             force_reindex=force_reindex,
             timeout_seconds=self.settings.jobs.timeout_seconds,
+            source_git_url=url,
+            source_git_ref=ref if url else None,
             unless_active=True,
         )
+        root = key
         if job.id != new_id:
             # Decision: a forced request that joins a running job is not queued behind it; the
             # answer says the force was not applied, so the caller can ask again once it is done.
@@ -155,11 +173,36 @@ class CodebaseService:
             ),
         }
 
-    def plan_indexing(self, repo_path: str) -> dict[str, Any]:
+    def _source(self, repo_path: str | None, git_url: str | None, ref: str | None) -> tuple[str | None, str]:
+        """(the git URL or None, the repository's key in the jobs and the index), validated."""
+        if (repo_path is None) == (git_url is None):
+            raise InvalidInput(
+                "give exactly one of repo_path (a directory on this machine) and git_url (a git "
+                "repository to clone, e.g. https://github.com/org/repo.git)"
+            )
+        if git_url is None:
+            if ref is not None:
+                raise InvalidInput("ref goes with git_url: a directory is indexed as it is on disk")
+            return None, str(
+                validate_repo_path(str(repo_path), allowed_roots=self.settings.jobs.allowed_roots)
+            )
+        url, ref = validate_git_source(git_url, ref, names=("git_url", "ref"))
+        if self.settings.jobs.launcher == "local":  # a file:// URL is a path on this machine
+            check_local_git_url(url, allowed_roots=self.settings.jobs.allowed_roots)
+        return url, git_repository_key(url, ref)
+
+    def plan_indexing(self, repo_path: str | None, *, git_url: str | None = None) -> dict[str, Any]:
         """A dry run: what indexing `repo_path` would do; nothing is started or written."""
         from mcp_server.indexer import secrets
         from mcp_server.indexer.dry_run import plan_index
 
+        if git_url is not None:
+            raise InvalidInput(
+                "dry_run works on a directory, not a git_url (it would have to clone first); "
+                "clone the repository and dry-run its directory, or start the job"
+            )
+        if repo_path is None:
+            raise InvalidInput("dry_run needs repo_path, the directory to look at")
         root = validate_repo_path(repo_path, allowed_roots=self.settings.jobs.allowed_roots)
         return plan_index(
             root,

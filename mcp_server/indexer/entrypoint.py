@@ -12,7 +12,6 @@ runner: the local supervisor and the operator map them to the job's terminal sta
 from __future__ import annotations
 
 import logging
-import tempfile
 import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -24,12 +23,18 @@ from mcp_server.core import logs
 from mcp_server.core.errors import CodebaseMCPError, InvalidInput
 from mcp_server.core.jobs import JobPhase, JobStatus, JobStore
 from mcp_server.core.settings import Settings
-from mcp_server.core.validation import redact_userinfo, validate_git_source, validate_repo_path
+from mcp_server.core.validation import (
+    check_local_git_url,
+    redact_userinfo,
+    validate_git_source,
+    validate_repo_path,
+)
 from mcp_server.db.database import get_engine, is_embedded, redact_urls
 from mcp_server.db.embedded import free_bytes
 from mcp_server.embeddings import create_embedder
 from mcp_server.index.store import IndexStore
 from mcp_server.indexer import git_source, secrets
+from mcp_server.indexer.git_cache import GitCache
 from mcp_server.indexer.outcome import IndexerExit
 from mcp_server.indexer.pipeline import IndexRun, RunCancelled, RunCounters
 
@@ -97,16 +102,29 @@ def _reported(exc: CodebaseMCPError, termination_log: str | None) -> int:
 
 
 def clone_source(
-    url: str, ref: str | None, into: Path, *, credentials: Path | None, termination_log: str | None
+    settings: Settings,
+    url: str,
+    ref: str | None,
+    into: Path,
+    *,
+    credentials: Path | None,
+    termination_log: str | None,
 ) -> int:
     """`indexer clone`: the Kubernetes Job's init container, the only one that sees the git
-    credentials; the indexer container then indexes the checkout (`indexer run --checkout`)."""
+    credentials; the indexer container then indexes INTO/checkout (`indexer run --checkout`).
+    The same fetch as a local run's, through the cache in the pod's CODEBASE_MCP_HOME."""
     try:
         url, ref = validate_git_source(url, ref)
-        checkout = git_source.clone(url, ref, into, credentials=credentials)
+        with git_source.fetch(
+            url,
+            ref,
+            cache=GitCache(settings.database.git_dir),
+            into=into / "checkout",
+            credentials=git_source.credentials_from_secret(credentials) if credentials else None,
+        ) as fetched:
+            log.info("cloned %s into %s (commit %s)", redact_userinfo(url), fetched.path, fetched.commit)
     except CodebaseMCPError as exc:
         return _reported(exc, termination_log)
-    log.info("cloned %s into %s", redact_userinfo(url), checkout)
     return IndexerExit.INDEXED
 
 
@@ -144,6 +162,7 @@ def run_job(
     # The row says the indexer is at work before the slow part of its start (the embedding model,
     # the repository's state in the index).
     jobs.update_progress(job_id, phase=JobPhase.SCANNING, message="starting the indexer")
+    commit: str | None = None  # of a git source
     with ExitStack() as stack:
         try:
             if job.source_git_url and checkout is not None:
@@ -153,11 +172,25 @@ def run_job(
                 repository_key = job.repo_path
             elif job.source_git_url:
                 url, ref = validate_git_source(job.source_git_url, job.source_git_ref)
+                check_local_git_url(url, allowed_roots=settings.jobs.allowed_roots)
+                cache = GitCache(settings.database.git_dir)
+                fresh = not cache.repository(url).is_dir()
                 jobs.update_progress(
-                    job_id, phase=JobPhase.CLONING, message=f"cloning {redact_userinfo(url)}"
+                    job_id,
+                    phase=JobPhase.CLONING,
+                    message=f"{'cloning' if fresh else 'fetching'} {redact_userinfo(url)}"
+                    + (f" at {ref}" if ref else ""),
                 )
-                tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="codebase-mcp-git-")))
-                root = git_source.clone(url, ref, tmp)
+                fetched = stack.enter_context(
+                    git_source.fetch(
+                        url,
+                        ref,
+                        cache=cache,
+                        name=str(job_id),
+                        credentials=git_source.credentials_from_settings(settings.git),
+                    )
+                )
+                root, commit = fetched.path, fetched.commit
                 repository_key = job.repo_path
             else:
                 root = validate_repo_path(job.repo_path, allowed_roots=settings.jobs.allowed_roots)
@@ -198,6 +231,8 @@ def run_job(
         f"{counters.files_skipped} skipped{_reasons(counters.skipped_reasons)}) "
         f"into {counters.chunks_created} new chunks"
     )
+    if commit:
+        summary += f" at commit {commit[:12]}"
     if counters.tokens_redacted:
         summary += f"; {counters.tokens_redacted} secret tokens redacted in {counters.files_redacted} files"
     if counters.warnings:

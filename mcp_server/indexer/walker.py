@@ -255,7 +255,9 @@ class _Walker:
             return None
         if is_dir:
             return self._enter_directory(entry, relative, frame)
-        if self._ignored(relative, frame, is_dir=False):
+        # A `.git` file is the pointer of a worktree or submodule checkout (a git source's run
+        # indexes a worktree): version control, like a `.git` directory.
+        if name == ".git" or self._ignored(relative, frame, is_dir=False):
             self.stats.record_skip(IGNORED, relative)
             return None
         if is_symlink:

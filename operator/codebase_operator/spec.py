@@ -18,6 +18,7 @@ from typing import Any
 from mcp_server.core.errors import InvalidInput
 from mcp_server.core.validation import (
     check_path_syntax,
+    git_repository_key,
     validate_git_source,
     validate_job_id,
     validate_project_id,
@@ -48,7 +49,7 @@ class RequestSpec:
         if self.path is not None:
             return self.path
         assert self.git_url is not None
-        return f"{self.git_url}#{self.git_ref}" if self.git_ref else self.git_url
+        return git_repository_key(self.git_url, self.git_ref)
 
 
 def parse_spec(spec: Any, *, workspace_root: str | None = None) -> RequestSpec:

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from mcp_server.core.errors import InvalidInput
 from mcp_server.core.settings import DEFAULT_PROJECT_ID, Settings
 from mcp_server.frontends.commands import common
 
@@ -19,14 +20,16 @@ DATABASE_WAIT_SECONDS = 60.0
 
 def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
     svc = common.service(settings)
+    git_url, ref = split_git_argument(args.path, args.ref)
+    path = None if git_url else _absolute(args.path)
     if args.dry_run:
-        plan = svc.plan_indexing(_absolute(args.path))
+        plan = svc.plan_indexing(path, git_url=git_url)
         if args.json:
             print(json.dumps(plan))
         else:
             _print_plan(plan)
         return 0
-    started = svc.start_indexing(_absolute(args.path), args.project, args.force)
+    started = svc.start_indexing(path, args.project, args.force, git_url=git_url, ref=ref)
     if args.json and not args.wait:
         print(json.dumps(started))
         return 0
@@ -50,6 +53,33 @@ def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
         print(json.dumps(final))
     _print_job(final)
     return 0 if final["status"] == "completed" else 1
+
+
+_GIT_PREFIXES = ("https://", "http://", "ssh://", "git@", "file://")
+
+
+def split_git_argument(argument: str, ref: str | None) -> tuple[str | None, str | None]:
+    """(git URL, ref) when `argument` is a git URL, optionally `URL@REF`; (None, None) for a path.
+
+    The ref is what follows an '@' in the URL's path, so the user of `git@host:org/repo` and of
+    `ssh://git@host/org/repo` is not taken for one; a ref holding '@' needs --ref.
+    """
+    if not argument.startswith(_GIT_PREFIXES):
+        if ref is not None:
+            raise InvalidInput("--ref goes with a git URL: a directory is indexed as it is on disk")
+        return None, None
+    if argument.startswith("git@"):
+        path_start = argument.find(":") + 1 or len(argument)
+    else:
+        after_scheme = argument.index("://") + 3
+        slash = argument.find("/", after_scheme)
+        path_start = slash if slash != -1 else len(argument)
+    url, at, suffix = argument[path_start:].rpartition("@")
+    if not at:
+        return argument, ref
+    if ref is not None:
+        raise InvalidInput(f"{argument!r} names a ref after '@' and --ref names another; give one")
+    return argument[:path_start] + url, suffix
 
 
 def _absolute(path: str) -> str:

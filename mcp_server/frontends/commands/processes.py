@@ -44,6 +44,7 @@ def cmd_indexer(settings: Settings, args: argparse.Namespace) -> int:
         termination_log = DEFAULT_TERMINATION_LOG if os.access(DEFAULT_TERMINATION_LOG, os.W_OK) else None
     if args.indexer_command == "clone":
         return clone_source(
+            settings,
             args.url,
             args.ref,
             Path(args.into),

@@ -1,0 +1,146 @@
+"""Git sources end to end on this machine: the MCP operations and the CLI start a job from a URL,
+the local launcher's supervisor runs the indexer, which fetches through the cache, and the result
+is searchable under the repository's key (URL#ref). Remotes are file:// repositories and loopback
+servers made in the test."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from git_remotes import TOKEN, Remote, make_remote, token_server
+from sqlalchemy import text
+
+from mcp_server.core.errors import InvalidInput
+from mcp_server.core.settings import Settings, load_settings
+from mcp_server.frontends import cli
+from mcp_server.frontends.operations import CodebaseService
+from mcp_server.indexer.git_cache import GitCache
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+TERMINAL = {"completed", "failed", "cancelled"}
+
+
+@pytest.fixture
+def remote(tmp_path: Path, settings: Settings) -> Remote:
+    return make_remote(tmp_path / "remote")
+
+
+def _wait(svc: CodebaseService, job_id: str, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = svc.get_status(job_id)
+        if status["status"] in TERMINAL:
+            return status
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish: {svc.get_status(job_id)}")
+
+
+def _found(svc: CodebaseService, query: str, repository: str) -> set[str]:
+    results = svc.search(query, mode="lexical", limit=20, repository=repository)["results"]
+    return {r["file_path"] for r in results if r["repository"] == repository}
+
+
+def test_a_tag_of_a_file_url_is_indexed_searchable_under_url_hash_ref_and_a_later_run_fetches(
+    remote: Remote, home: Path
+) -> None:
+    svc = CodebaseService(load_settings())
+    started = svc.start_indexing(git_url=remote.url, ref="main")
+    done = _wait(svc, started["job_id"])
+    key = f"{remote.url}#main"
+    assert done["status"] == "completed", done
+    assert done["repo_path"] == key and f"at commit {remote.rev('main')[:12]}" in done["progress_message"]
+    assert _found(svc, "second", key) == {"b.py"}
+    assert [r["repository"] for r in svc.list_repositories()["repositories"]] == [key]
+    cache = GitCache(home / "git")
+    assert list((cache.entry(remote.url) / "checkouts").iterdir()) == []  # the run's tree is gone
+
+    remote.commit({"third.py": "def third_function():\n    return 3\n"}, "third")
+    again = _wait(svc, svc.start_indexing(git_url=remote.url, ref="main")["job_id"])
+    assert again["status"] == "completed", again
+    assert _found(svc, "third_function", key) == {"third.py"}
+    assert "1 new or changed" in again["progress_message"]  # incremental: one new file
+
+
+@pytest.fixture
+def root_log_handlers() -> Iterator[None]:
+    """cli.main points logging at the captured stderr; put back what was there after the test."""
+    root = logging.getLogger()
+    saved = list(root.handlers)
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in saved:
+        root.addHandler(handler)
+
+
+@pytest.mark.usefixtures("root_log_handlers")
+def test_the_cli_indexes_url_at_ref_and_waits(remote: Remote, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["index", f"{remote.url}@feature/x", "--wait", "--json"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    final = json.loads(next(line for line in lines if line.startswith("{")))
+    assert final["status"] == "completed" and final["repo_path"] == f"{remote.url}#feature/x"
+    svc = CodebaseService(load_settings())
+    assert _found(svc, "feature", final["repo_path"]) == {"c.py"}
+
+
+def test_a_token_from_the_settings_is_used_and_never_stored_or_logged(
+    remote: Remote, home: Path, monkeypatch: pytest.MonkeyPatch, engine: Any
+) -> None:
+    monkeypatch.setenv("CODEBASE_GIT_TOKEN", TOKEN)  # the supervisor and the indexer inherit it
+    monkeypatch.setenv("CODEBASE_GIT_TOKEN_HOSTS", "127.0.0.1")
+    svc = CodebaseService(load_settings())
+    with token_server(remote.bare) as url:
+        done = _wait(svc, svc.start_indexing(git_url=url)["job_id"])
+    assert done["status"] == "completed", done
+    assert _found(svc, "second", url) == {"b.py"}
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT * FROM indexing_jobs")).mappings().all()
+    assert rows and TOKEN not in repr([dict(r) for r in rows])
+    logs = b"".join(p.read_bytes() for p in (home / "runs").iterdir() if p.is_file())
+    assert logs and TOKEN.encode() not in logs
+    cached = b"".join(p.read_bytes() for p in (home / "git").rglob("*") if p.is_file())
+    assert TOKEN.encode() not in cached
+
+
+def test_a_missing_ref_is_refused_input_and_a_dead_remote_a_retryable_network_error(remote: Remote) -> None:
+    svc = CodebaseService(load_settings())
+    missing = svc.start_indexing(git_url=remote.url, ref="no-such-branch")["job_id"]
+    down = svc.start_indexing(git_url="http://127.0.0.1:1/repo.git")["job_id"]  # retried: about 7 s
+    refused, unreachable = _wait(svc, missing), _wait(svc, down)
+    assert refused["status"] == "failed"
+    assert refused["error_message"].startswith("the indexer refused its input (exit code 2): git could not")
+    assert "no-such-branch" in refused["error_message"]
+    assert unreachable["status"] == "failed"
+    assert unreachable["error_message"].startswith("the indexer failed (exit code 1): network error")
+    assert "retry the job" in unreachable["error_message"]
+
+
+def test_the_front_door_refuses_what_cannot_be_indexed(
+    remote: Remote, settings: Settings, tmp_path: Path
+) -> None:
+    svc = CodebaseService(settings)
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({}, "exactly one of repo_path"),
+        ({"repo_path": str(remote.work), "git_url": remote.url}, "exactly one of repo_path"),
+        ({"repo_path": str(remote.work), "ref": "main"}, "ref goes with git_url"),
+        ({"git_url": f"https://user:{TOKEN}@github.com/a/b.git"}, "carries credentials"),
+        ({"git_url": "ftp://example.com/r.git"}, "git_url must be"),
+        ({"git_url": remote.url, "ref": "--upload-pack=x"}, "ref '--upload-pack=x' is not a valid"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(InvalidInput, match=message) as refused:
+            svc.start_indexing(**kwargs)
+        assert TOKEN not in str(refused.value)
+    with pytest.raises(InvalidInput, match="dry_run works on a directory"):
+        svc.plan_indexing(None, git_url=remote.url)
+    confined = CodebaseService(settings.replace(jobs={"allowed_roots": [tmp_path / "elsewhere"]}))
+    with pytest.raises(InvalidInput, match="outside the allowed roots"):
+        confined.start_indexing(git_url=remote.url)
+    assert svc.list_jobs()["count"] == 0
