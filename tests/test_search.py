@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 
 from mcp_server.core.errors import InvalidInput
 from mcp_server.embeddings import StaticEmbedder
-from mcp_server.index import search
+from mcp_server.index import repositories, search
 from mcp_server.index.search import Searcher, glob_to_regex, parse_file_types
 from mcp_server.index.store import ChunkRow, FileWrite, IndexStore
 from mcp_server.indexer.pipeline import IndexRun
@@ -197,9 +197,7 @@ def test_rows_of_one_project_are_never_returned_for_another_in_any_mode(
         assert all("zebra" not in r.content for r in response.results)
     # Below the fusion: each retriever's SQL returns only rows of the project it was given.
     with clean_db.connect() as conn:
-        repos = conn.execute(
-            text("SELECT id, root_path, active_generation FROM repositories WHERE project_id = 'alpha'")
-        ).all()
+        repos = repositories.project_repositories(conn, "alpha")
         scope = search.Scope.build(conn, "alpha", repos, search.SearchFilters())
         assert scope is not None
         retriever = search.retrieval.Retriever(embedder)

@@ -6,8 +6,9 @@ checks that the two agree.
 Index generations: each repository has an `active_generation`. A run writes its new file and
 chunk rows with `gen_from = active + 1`, and marks replaced or deleted rows with
 `gen_to = active + 1`; search sees a row when `gen_from <= active < gen_to`. Switching the
-repository's `active_generation` in one UPDATE publishes the whole run at once; a failed or killed
-run leaves rows that no search can see, and the next run reuses the ones whose content hash still
+repository's `active_generation` in one UPDATE publishes the whole run at once (a first index is
+also read while its job runs: index/repositories.py); a failed or killed run leaves rows that no
+search can see, and the next run reuses the ones whose content hash still
 matches (see mcp_server/index/store.py).
 """
 

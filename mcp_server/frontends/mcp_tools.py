@@ -257,7 +257,9 @@ def build_server(
         language, content, a few lines of context before and after, and score. A query that names an
         identifier (snake_case, camelCase, Class.method, pkg.func, mod::item) gets the chunks that
         define it first. `truncated` is true when max_chars shortened the response; `note` says why
-        an empty result is empty."""
+        an empty result is empty. While a repository's first index is still running, its results
+        come from the files indexed so far: the response has `partial: true` and `index_percent`,
+        those results `partial: true`."""
         return cast(
             contract.SearchResults,
             await _call(

@@ -352,6 +352,8 @@ class CodebaseService:
             "latency_ms": response.latency_ms,
             "truncated": response.truncated,
             **({"note": response.note} if response.note else {}),
+            # A first index still running answered: what it has written so far, and how far it got.
+            **({"partial": True, "index_percent": response.index_percent} if response.partial else {}),
         }
 
     # --- housekeeping ---------------------------------------------------------------------------

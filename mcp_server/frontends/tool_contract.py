@@ -17,6 +17,7 @@ from pydantic import Field
 from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
 JobState = Literal["pending", "running", "completed", "failed", "cancelled"]
+_PARTIAL = "Read from a first index still running (index_percent done): the answer may be incomplete."
 
 
 class JobStarted(TypedDict, total=False):
@@ -110,6 +111,9 @@ class SearchHit(TypedDict):
     context_before: str
     context_after: str
     content_truncated: Annotated[bool, Field(description="content holds only the first lines.")]
+    partial: NotRequired[
+        Annotated[bool, Field(description="From a repository whose first index is still running.")]
+    ]
     last_synced_at: NotRequired[str | None]
     changes_pending: NotRequired[bool | None]
 
@@ -121,7 +125,23 @@ class SearchResults(TypedDict):
     mode: Literal["hybrid", "semantic", "lexical"]
     latency_ms: float
     truncated: Annotated[bool, Field(description="max_chars shortened or dropped results.")]
-    note: NotRequired[Annotated[str, Field(description="Why an empty result is empty.")]]
+    note: NotRequired[
+        Annotated[
+            str, Field(description="Why an empty result is empty, or that a first index is still running.")
+        ]
+    ]
+    partial: NotRequired[
+        Annotated[
+            bool,
+            Field(
+                description="True while a repository's first index is still running: the results come "
+                "from the files indexed so far and are incomplete. Absent otherwise."
+            ),
+        ]
+    ]
+    index_percent: NotRequired[
+        Annotated[float | None, Field(description="With partial: how far that first index is, 0-100.")]
+    ]
 
 
 class Definitions(TypedDict):
@@ -134,6 +154,8 @@ class Definitions(TypedDict):
     ]
     total_count: int
     note: str | None
+    partial: NotRequired[Annotated[bool, Field(description=_PARTIAL)]]
+    index_percent: NotRequired[float | None]
 
 
 class References(TypedDict):
@@ -145,6 +167,8 @@ class References(TypedDict):
     total_count: int
     truncated: bool
     note: str | None
+    partial: NotRequired[Annotated[bool, Field(description=_PARTIAL)]]
+    index_percent: NotRequired[float | None]
 
 
 class FileOutline(TypedDict):
@@ -152,6 +176,9 @@ class FileOutline(TypedDict):
     repository: str
     language: str | None
     outline: Annotated[list[dict[str, Any]], Field(description="Definitions as a tree (children nested).")]
+    partial: NotRequired[Annotated[bool, Field(description=_PARTIAL)]]
+    index_percent: NotRequired[float | None]
+    note: NotRequired[str]
 
 
 class CodeLines(TypedDict):
@@ -164,6 +191,9 @@ class CodeLines(TypedDict):
     content: str
     content_truncated: bool
     content_hash: Annotated[str, Field(description="blake2b-128 of the file as indexed.")]
+    partial: NotRequired[Annotated[bool, Field(description=_PARTIAL)]]
+    index_percent: NotRequired[float | None]
+    note: NotRequired[str]
 
 
 class RepositoryInfo(TypedDict):

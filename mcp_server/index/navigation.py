@@ -1,7 +1,8 @@
 """Navigation over the symbol table: definitions, references, file outlines and spans of code.
 
-Everything is read from the index (the repositories' active generations), never from the file
-system, so an answer matches what search returns and a path can never reach outside an indexed
+Everything is read from the index (each repository at the generation `repositories.readable`
+chooses: the published one, or a first index still running, flagged partial), never from the
+file system, so an answer matches what search returns and a path can never reach outside an indexed
 repository; file paths are still checked, so a caller learns why `../x` or `/etc/passwd` is
 refused. Repositories indexed before the symbol table existed (`index_format` below
 `INDEX_FORMAT`) have no definitions: the tools say so and ask for a re-index.
@@ -41,6 +42,10 @@ class _Scope:
     where: str  # on files f: visible in an active generation of the chosen repositories
     params: dict[str, Any]
     note: str | None
+
+    @property
+    def partial(self) -> bool:
+        return any(r.partial for r in self.repos)
 
 
 class Navigator:
@@ -104,9 +109,15 @@ class Navigator:
                     }
                 )
         note = scope.note
-        if not found and note is None:
-            note = f"no definition named {identifier.name!r} in the indexed code"
-        return {"symbol": symbol, "definitions": found, "total_count": len(ranked), "note": note}
+        if not found and (note is None or scope.partial):
+            note = _joined(f"no definition named {identifier.name!r} in the indexed code", note)
+        return {
+            "symbol": symbol,
+            "definitions": found,
+            "total_count": len(ranked),
+            "note": note,
+            **_partial_flags(scope.repos),
+        }
 
     def find_references(
         self,
@@ -152,8 +163,8 @@ class Navigator:
                     }
                 )
         note = scope.note
-        if not files and note is None:
-            note = f"{identifier.name!r} does not occur as an identifier in the indexed code"
+        if not files and (note is None or scope.partial):
+            note = _joined(f"{identifier.name!r} does not occur as an identifier in the indexed code", note)
         return {
             "symbol": symbol,
             "matched_by": "name",  # occurrences are found by the identifier's text, not by type
@@ -161,6 +172,7 @@ class Navigator:
             "total_count": len(wanted),
             "truncated": truncated,
             "note": note,
+            **_partial_flags(scope.repos),
         }
 
     def get_file_outline(
@@ -192,7 +204,13 @@ class Navigator:
             parent = nodes.get(r.parent) if r.parent else None
             (parent["children"] if parent is not None else roots).append(node)
             nodes.setdefault(r.qualified_name, node)
-        return {"file_path": path, "repository": repo.root_path, "language": language, "outline": roots}
+        return {
+            "file_path": path,
+            "repository": repo.root_path,
+            "language": language,
+            "outline": roots,
+            **_partial_flags([repo], with_note=True),
+        }
 
     def read_code(
         self,
@@ -234,6 +252,7 @@ class Navigator:
             "content": content,
             "content_truncated": cut,
             "content_hash": meta.hash,  # blake2b-128 of the file as indexed
+            **_partial_flags([repo], with_note=True),
         }
 
 
@@ -266,25 +285,43 @@ def _scope(
     known = repositories.project_repositories(conn, project_id)
     if not known:
         return _Scope([], "false", {"project_id": project_id}, f"project {project_id!r} has no index")
-    chosen = [r for r in repositories.choose(known, repository) if r.active_generation > 0]
-    note = None if chosen else "no repository of this project has finished indexing yet"
+    chosen = repositories.readable(conn, project_id, repositories.choose(known, repository))
+    note = repositories.partial_note(chosen)
+    if not chosen:
+        note = "no repository of this project has finished indexing yet"
     if symbols:
         current = [r for r in chosen if r.index_format >= INDEX_FORMAT]
         if chosen and not current:
             raise InvalidInput(_reindex_message(chosen))
         if len(current) < len(chosen):
-            note = _reindex_message([r for r in chosen if r.index_format < INDEX_FORMAT])
+            stale = _reindex_message([r for r in chosen if r.index_format < INDEX_FORMAT])
+            note = f"{stale}; {note}" if note else stale
         chosen = current
     params: dict[str, Any] = {"project_id": project_id}
     clauses = []
     for i, repo in enumerate(chosen):
-        params[f"r{i}"], params[f"g{i}"] = repo.id, repo.active_generation
+        params[f"r{i}"], params[f"g{i}"] = repo.id, repo.generation
         clauses.append(f"(f.repository_id = :r{i} AND f.gen_from <= :g{i} AND f.gen_to > :g{i})")
     where = "(" + " OR ".join(clauses) + ")" if clauses else "false"
     if language is not None:
         where += " AND f.language = :language"
         params["language"] = language
     return _Scope(chosen, where, params, note)
+
+
+def _partial_flags(repos: list[Repository], *, with_note: bool = False) -> dict[str, Any]:
+    """`partial` and `index_percent` (and a `note`) when a first index still running was read."""
+    note = repositories.partial_note(repos)
+    if note is None:
+        return {}
+    flags: dict[str, Any] = {"partial": True, "index_percent": repositories.partial_percent(repos)}
+    if with_note:
+        flags["note"] = note
+    return flags
+
+
+def _joined(first: str, second: str | None) -> str:
+    return f"{first}; {second}" if second else first
 
 
 def _reindex_message(repos: Iterable[Repository]) -> str:
@@ -319,7 +356,7 @@ def _one_file(
     conn: Connection, project_id: str, repository: str | None, file_path: str
 ) -> tuple[Repository, int, str, str | None]:
     known = repositories.project_repositories(conn, project_id)
-    chosen = [r for r in repositories.choose(known, repository) if r.active_generation > 0]
+    chosen = repositories.readable(conn, project_id, repositories.choose(known, repository))
     if not chosen:
         raise InvalidInput(f"project {project_id!r} has no indexed repository")
     path, candidates = _relative_path(file_path, chosen)
@@ -330,7 +367,7 @@ def _one_file(
                 "SELECT id, language FROM files WHERE repository_id = :r AND path = :p "
                 "AND gen_from <= :g AND gen_to > :g"
             ),
-            {"r": repo.id, "p": path, "g": repo.active_generation},
+            {"r": repo.id, "p": path, "g": repo.generation},
         ).one_or_none()
         if row is not None:
             found.append((repo, int(row.id), path, row.language))

@@ -8,8 +8,9 @@ A run for repository R works on generation G = R.active_generation + 1:
   3. `retire_missing` marks deleted files `gen_to = G`; unused pending rows are deleted.
   4. `publish` sets R.active_generation = G in one UPDATE: search now sees the new generation.
      Rows with `gen_to <= G` are garbage-collected afterwards.
-Search reads rows with `gen_from <= active < gen_to`, so nothing of an unfinished run is ever
-visible and the previous generation stays searchable until the switch.
+Search reads rows with `gen_from <= active < gen_to`, so nothing of an unfinished run is visible
+and the previous generation stays searchable until the switch; the one exception, a first index
+(no previous generation) read as written while its job runs, is `repositories.readable`'s.
 
 One cohesive thing, the write protocol above (about 440 lines); the text full-text search sees is
 in lexical_text.py, the HNSW indexes in vector_indexes.py, listing and deleting in catalogue.py.

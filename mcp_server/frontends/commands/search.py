@@ -30,10 +30,15 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
         why = f": {response['note']}" if response.get("note") else ""
         common.console.print(f"no results in project {response['project_id']!r}{why}")
         return 0
+    if response.get("partial"):
+        # Before the results, so a reader cannot miss that better ones may not be indexed yet.
+        common.console.print(f"[yellow]partial: {response['note']}[/]")
     from rich.syntax import Syntax
 
     for rank, hit in enumerate(response["results"], 1):
         symbol = f"  [cyan]{hit['symbol']}[/] ({hit['kind']})" if hit["symbol"] else f"  ({hit['kind']})"
+        if hit.get("partial"):
+            symbol += "  [yellow]partial[/]"
         common.console.print(
             f"[bold]{rank}. {hit['file_path']}:{hit['start_line']}-{hit['end_line']}[/]{symbol}"
             f"  [dim]score {hit['score']:.4f}  {hit['repository']}[/]"

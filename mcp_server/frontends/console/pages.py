@@ -97,6 +97,8 @@ def search_page(form: dict[str, str], response: dict[str, Any] | None, error: st
             f'<p class="summary" id="summary">{len(results)} results in {_e(response["latency_ms"])} ms '
             f"({_e(response['mode'])}, project {_e(response['project_id'])})</p>"
         )
+        if response.get("partial"):
+            body += f'<p class="partial" role="status">partial: {_e(response["note"])}</p>'
         body += "".join(_result(rank, hit) for rank, hit in enumerate(results, 1)) or "<p>No results.</p>"
     return _layout(form["q"] or "Search", "search", body)
 

@@ -1,4 +1,5 @@
-"""Search over the index: `Searcher` answers a query from each repository's active generation.
+"""Search over the index: `Searcher` answers a query from each repository's readable generation
+(repositories.readable: the published one, or a first index still running, flagged partial).
 
 query.py         the request, checked once at the edge (limits, modes, filters, path globs)
 retrieval.py     the vector and full-text retrievers over one shared scope

@@ -28,6 +28,9 @@ class SearchResult:
     context_before: str = ""
     context_after: str = ""
     content_truncated: bool = False
+    # From a first index still running (repositories.readable): the file itself is indexed whole,
+    # but better matches may not be indexed yet.
+    partial: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -41,7 +44,10 @@ class SearchResponse:
     mode: str
     latency_ms: float
     truncated: bool = False  # the response-size cap shortened or dropped results
-    note: str | None = None  # why the results are empty, when that can be told
+    note: str | None = None  # why the results are empty, or that they come from a partial index
+    # Read (in part) from a first index still running: what it has written so far, and its percent.
+    partial: bool = False
+    index_percent: float | None = None
 
 
 def assemble(
@@ -50,6 +56,7 @@ def assemble(
     *,
     limit: int,
     roots: dict[int, str],
+    partial_ids: set[int] | frozenset[int] = frozenset(),
     concise: bool,
     context_lines: int,
     max_chars: int,
@@ -107,6 +114,7 @@ def assemble(
                 context_before=before,
                 context_after=after,
                 content_truncated=cut,
+                partial=row.repository_id in partial_ids,
             )
         )
     return results, truncated

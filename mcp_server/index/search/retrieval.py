@@ -38,6 +38,7 @@ from sqlalchemy.engine import Connection
 from mcp_server.embeddings.base import Embedder
 from mcp_server.index import term_stats
 from mcp_server.index.lexical_text import lexical_text
+from mcp_server.index.repositories import Repository
 from mcp_server.index.search import categories
 from mcp_server.index.search.identifiers import DefinitionMatch, Identifier
 from mcp_server.index.search.query import SearchFilters, glob_to_regex
@@ -132,10 +133,13 @@ class Retriever:
             for identifier in by_name.get(r.name, [])
         ]
 
-    def lexical(self, conn: Connection, query: str, scope: Scope, k: int) -> tuple[Ranking, float]:
+    def lexical(
+        self, conn: Connection, query: str, scope: Scope, k: int, *, partial: bool = False
+    ) -> tuple[Ranking, float]:
         """The k best chunks by weighted word matches, [(chunk id, score)] best first, and the
-        coverage of the best one: the share of the query's word weight it contains (0 to 1)."""
-        ranking, terms = self._lexical_ranking(conn, query, scope, k)
+        coverage of the best one: the share of the query's word weight it contains (0 to 1).
+        `partial`: the scope holds a first index still being written (see `_term_stats`)."""
+        ranking, terms = self._lexical_ranking(conn, query, scope, k, partial)
         if not ranking:
             return ranking, 0.0
         matched = conn.execute(
@@ -155,7 +159,7 @@ class Retriever:
         return ranking, found / total if total > 0 else 0.0
 
     def _lexical_ranking(
-        self, conn: Connection, query: str, scope: Scope, k: int
+        self, conn: Connection, query: str, scope: Scope, k: int, partial: bool
     ) -> tuple[Ranking, list[tuple[str, float, bool]]]:
         lexemes = conn.execute(
             text(f"SELECT tsvector_to_array(to_tsvector('{TEXT_SEARCH_CONFIG}', :q))"),
@@ -163,7 +167,7 @@ class Retriever:
         ).scalar_one()
         if not lexemes:
             return [], []
-        stats = self._term_stats(conn, scope.params["project_id"])
+        stats = self._term_stats(conn, scope.params["project_id"], partial)
         terms = _weigh_terms(list(lexemes), stats)[:MAX_QUERY_TERMS]
         selective = [t for t, _, is_selective in terms if is_selective]
         params: dict[str, Any] = {**scope.params, "k": k, "cap": LEXICAL_SCAN_CAP}
@@ -201,7 +205,13 @@ class Retriever:
             ranked += [(r.id, float(r.score)) for r in conn.execute(text(sql), params) if r.id not in seen]
         return ranked[:k], terms
 
-    def _term_stats(self, conn: Connection, project_id: str) -> TermStats:
+    def _term_stats(self, conn: Connection, project_id: str, partial: bool = False) -> TermStats:
+        if partial:
+            # A first index still running: the project's statistics are not computed yet (they are
+            # after publishing) or describe only its other repositories, and the fallback describes
+            # the table as it was a moment ago. Read them each time and keep none, so nothing
+            # computed for an incomplete generation outlives it in the cache.
+            return term_stats.load(conn, project_id) or _table_stats(conn)
         now = time.monotonic()
         cached = self._stats.get(project_id)
         if cached is not None and now - cached[0] < _STATS_TTL_SECONDS:
@@ -252,7 +262,8 @@ def _tsquery_literal(lexeme: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """The WHERE clause every retriever shares: project, active generations, filters."""
+    """The WHERE clause every retriever shares: project, the generation read of each repository
+    (`Repository.generation`), filters."""
 
     where: str
     params: dict[str, Any]
@@ -264,14 +275,14 @@ class Scope:
 
     @staticmethod
     def build(
-        conn: Connection, project_id: str, repos: Sequence[Any], filters: SearchFilters
+        conn: Connection, project_id: str, repos: Sequence[Repository], filters: SearchFilters
     ) -> Scope | None:
         """None when the filters match no file."""
         params: dict[str, Any] = {"project_id": project_id}
         generations = []
         for i, repo in enumerate(repos):
             params[f"r{i}"] = repo.id
-            params[f"g{i}"] = repo.active_generation
+            params[f"g{i}"] = repo.generation
             generations.append(f"(c.repository_id = :r{i} AND c.gen_from <= :g{i} AND c.gen_to > :g{i})")
         clauses = ["c.project_id = :project_id", "(" + " OR ".join(generations) + ")"]
         if not filters.on_files:

@@ -1,7 +1,9 @@
 """Hybrid code search: pgvector (HNSW, cosine) and PostgreSQL full text, fused by reciprocal rank.
 
-Every query is scoped to one project and to each repository's active generation, so neither
-another project's rows nor a half-written run can ever be returned.
+Every query is scoped to one project and to the generation `repositories.readable` chooses for
+each repository: the published one, so a later run's half-written generation is never returned;
+for a repository whose first index is still running, what that run has written so far, flagged
+`partial` (better an incomplete answer than none for the minutes a first index takes).
 
 The retrievers (retrieval.py) are BM25-like full text and pgvector HNSW cosine search.
 The two lists are fused by weighted reciprocal rank (`Fusion`), the lexical weight following how
@@ -98,7 +100,7 @@ class Searcher:
             known = repositories.project_repositories(conn, project_id)
             if model is None or not known:
                 return finish(replace(empty, note=f"project {project_id!r} has no index"), started)
-            repos = [r for r in repositories.choose(known, repository) if r.active_generation > 0]
+            repos = repositories.readable(conn, project_id, repositories.choose(known, repository))
             if not repos:
                 note = "no repository of this project has finished indexing yet"
                 if repository is not None:
@@ -116,17 +118,17 @@ class Searcher:
                 )
             scope = Scope.build(conn, project_id, repos, filters)
             if scope is None:
-                return finish(
-                    replace(empty, note="the filters (language, path, file_type) match no file"), started
-                )
+                empty = replace(empty, note="the filters (language, path, file_type) match no file")
+                return finish(_flag_partial(empty, repos), started)
             candidates = max(limit * 3, MIN_CANDIDATES)
             fusion = self.fusion
             ranked: list[tuple[Ranking, float]] = []
             if mode in ("hybrid", "semantic"):
                 semantic = self._retriever.semantic(conn, query, dimension, scope, candidates)
                 ranked.append((semantic, fusion.semantic))
+            partial = any(r.partial for r in repos)
             if mode in ("hybrid", "lexical"):
-                lexical, coverage = self._retriever.lexical(conn, query, scope, candidates)
+                lexical, coverage = self._retriever.lexical(conn, query, scope, candidates, partial=partial)
                 ranked.append((lexical, fusion.lexical_weight(coverage)))
             fused = demote_test_code(conn, rrf(ranked, fusion.k), query)
             if mode != "semantic" and self.exact_identifiers:
@@ -139,6 +141,7 @@ class Searcher:
                 fused,
                 limit=limit,
                 roots={r.id: r.root_path for r in repos},
+                partial_ids={r.id for r in repos if r.partial},
                 concise=concise,
                 context_lines=context_lines,
                 max_chars=max_chars,
@@ -146,7 +149,21 @@ class Searcher:
         why: str | None = None
         if not results and mode == "lexical":
             why = "no indexed chunk in scope holds the query's words; try mode='hybrid' or other words"
-        return finish(SearchResponse(results, len(results), project_id, mode, 0.0, truncated, why), started)
+        response = SearchResponse(results, len(results), project_id, mode, 0.0, truncated, why)
+        return finish(_flag_partial(response, repos), started)
+
+
+def _flag_partial(response: SearchResponse, repos: list[repositories.Repository]) -> SearchResponse:
+    """A response read (in part) from a first index still running says so, and how far it got."""
+    note = repositories.partial_note(repos)
+    if note is None:
+        return response
+    return replace(
+        response,
+        partial=True,
+        index_percent=repositories.partial_percent(repos),
+        note=f"{response.note}; {note}" if response.note else note,
+    )
 
 
 @contextlib.contextmanager
