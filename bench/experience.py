@@ -214,7 +214,8 @@ while True:
     if status["status"] in ("completed", "failed", "cancelled"):
         break
     time.sleep(0.5)
-print(json.dumps({"status": status["status"], "total": time.perf_counter() - began, "samples": samples}))
+print(json.dumps({"status": status["status"], "total": time.perf_counter() - began, "samples": samples,
+                  "chunks": status["chunks_created"], "files": status["files_indexed"]}))
 """
 
 
@@ -229,6 +230,7 @@ def eta_accuracy(repo: Path) -> int:
             text=True,
             check=False,
         )
+        _stop([sys.executable, "-m"], env)  # before its data directory is removed
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-2000:])
     run = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -239,13 +241,22 @@ def eta_accuracy(repo: Path) -> int:
         for t, _p, eta, _ph in run["samples"]
         if eta is not None and t >= 0.2 * total and total - t >= 2
     ]
-    print(f"{repo}: {run['status']} in {total:.1f} s; percent shown from {first_percent:.1f} s")
+    print(
+        f"{repo}: {run['status']} in {total:.1f} s ({run['files']} files, {run['chunks']} chunks); "
+        f"percent shown from {first_percent:.1f} s"
+    )
     if errors:
         errors.sort()
         print(
             f"ETA after 20% of the run, {len(errors)} samples: median error {statistics.median(errors):.0%}, "
-            f"p90 {errors[int(0.9 * (len(errors) - 1))]:.0%}, max {errors[-1]:.0%} (target: within 30%)"
+            f"p90 {errors[int(0.9 * (len(errors) - 1))]:.0%}, max {errors[-1]:.0%}, "
+            f"{sum(e <= 0.3 for e in errors)} of {len(errors)} within 30% (target: within 30%)"
         )
+    print("  t (s)  percent  ETA shown  time left  phase")
+    step = max(1, len(run["samples"]) // 20)
+    for t, p, eta, phase in run["samples"][::step]:
+        shown = (p if p is not None else "-", eta if eta is not None else "-")
+        print(f"  {t:5.1f}  {shown[0]:>7}  {shown[1]:>9}  {total - t:9.1f}  {phase}")
     shown_100 = [t for t, p, _e, _ph in run["samples"] if p == 100.0 and total - t > 1]
     print(f"100% shown while work remained: {'never' if not shown_100 else f'{len(shown_100)} samples'}")
     return 0

@@ -53,10 +53,12 @@ DEFAULT_PACK_LINES = 40
 INLINE_PARSE_FILES = 32
 PROGRESS_INTERVAL_SECONDS = 0.5
 # The estimate's priors, used until the run has measured its own rates: the static embedder's
-# speed, and the HNSW build cost design notes section 4 measured (26.8 s per 100,000 256-d vectors
-# on 2 cores), scaled by dimension.
+# speed, and the HNSW build cost on 2 cores, scaled by dimension: 13.7 s per 100,000 256-d vectors
+# (the standard-library tree's tail, 137,643 chunks, bench/experience.py --eta, 2026-12-03; the
+# 26.8 s design notes section 4 measured on a machine at load 12 made every ETA of a first index
+# too long by about 17 s at the end).
 PRIOR_SECONDS_PER_CHUNK = 1 / 1500
-HNSW_SECONDS_PER_CHUNK_256D = 26.8 / 100_000
+HNSW_SECONDS_PER_CHUNK_256D = 13.7 / 100_000
 PUBLISH_SECONDS = 0.5
 
 
@@ -165,6 +167,11 @@ class IndexRun:
         self._tail_started: float | None = None
         self._tail_estimate = PUBLISH_SECONDS
         self._bulk = False
+        # Bytes, not files, measure how much of the walk is done: a tree's files differ in size by
+        # orders of magnitude and the large ones (test suites, generated code) cluster in a few
+        # directories, so a file count extrapolated from the first part ran ahead of the work.
+        self._bytes_total: int | None = None
+        self._bytes_seen = 0
 
     # --- progress ------------------------------------------------------------------------------
 
@@ -185,10 +192,11 @@ class IndexRun:
     def _estimate(self) -> None:
         """Seconds left and share done over every phase, from the rates this run has measured.
 
-        Remaining = files left x time per file outside embedding (read, hash, parse, write waits)
-        + chunks left to embed x time per chunk + the tail (publish, and for a bulk run the vector
-        index build, proportional to the chunks). Until the walk has counted the files nothing is
-        claimed; the share is elapsed / (elapsed + remaining), so percent and ETA always agree.
+        Remaining = bytes left x time per byte outside embedding (read, hash, parse, write waits)
+        + chunks left to embed (chunks per byte so far x bytes left) x time per chunk + the tail
+        (publish, and for a bulk run the vector index build, proportional to the chunks). Until
+        the walk has counted the files nothing is claimed; the share is elapsed / (elapsed +
+        remaining), so percent and ETA always agree.
         """
         c = self.counters
         now = time.monotonic()
@@ -200,12 +208,15 @@ class IndexRun:
         else:
             embed_seconds = c.seconds.get("embedding", 0.0)
             loop_seconds = max(0.0, now - self._loop_started - embed_seconds)
-            remaining_files = max(0, c.files_total - c.files_seen)
+            if self._bytes_total and self._bytes_seen:
+                done, left = float(self._bytes_seen), float(max(0, self._bytes_total - self._bytes_seen))
+            else:  # a watch-mode sync (no count-only walk) or files of no bytes
+                done, left = float(c.files_seen), float(max(0, c.files_total - c.files_seen))
             chunks_known = c.chunks_embedded + self._pending_chunks
-            chunks_left = self._pending_chunks + chunks_known / c.files_seen * remaining_files
+            chunks_left = self._pending_chunks + chunks_known / done * left
             per_chunk = embed_seconds / c.chunks_embedded if c.chunks_embedded else PRIOR_SECONDS_PER_CHUNK
             tail = PUBLISH_SECONDS + self._hnsw_seconds(chunks_known + chunks_left)
-            remaining = remaining_files * loop_seconds / c.files_seen + chunks_left * per_chunk + tail
+            remaining = left * loop_seconds / done + chunks_left * per_chunk + tail
         c.remaining_seconds = round(remaining, 1)
         c.progress_fraction = round(elapsed / (elapsed + remaining), 4) if elapsed + remaining > 0 else 0.0
 
@@ -296,17 +307,19 @@ class IndexRun:
         # the last file. The real walk below streams contents and has the last word on the total.
         # A watch-mode sync (changed_paths) skips it: it reads only the few files that changed.
         if self.changed_paths is None:
-            counted = 0
+            counted = counted_bytes = 0
             count_only = walk_repository(
                 self.root,
                 max_file_bytes=self.max_file_bytes,
                 extra_ignores=self.extra_ignores,
                 stats=WalkStats(),
             )
-            for _source in count_only:
+            for counted_source in count_only:
                 counted += 1
+                counted_bytes += counted_source.size
                 self._report(f"found {counted} files so far")
             c.files_total = counted
+            self._bytes_total = counted_bytes
         self._loop_started = time.monotonic()
         walked = 0
         walk_stats = WalkStats()
@@ -436,6 +449,7 @@ class IndexRun:
 
     def _count_and_absorb(self, result: FileResult, state: RunState, seen_paths: set[str]) -> None:
         self.counters.files_seen += 1
+        self._bytes_seen += result.size
         self._absorb(result, state, seen_paths)
 
     def _absorb(self, result: FileResult, state: RunState, seen_paths: set[str]) -> None:
