@@ -313,3 +313,15 @@ def test_json_logs_carry_the_job_and_project(capsys: pytest.CaptureFixture[str])
     finally:
         logs._context.clear()
         logs.configure("INFO", "text")
+
+
+def test_a_pipe_closed_by_its_reader_ends_the_command_quietly() -> None:
+    """`codebase-mcp completion bash | head -1` printed a BrokenPipeError traceback."""
+    proc = subprocess.Popen(
+        [*QUICK, "completion", "bash"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(10)
+    proc.stdout.close()  # the reader goes away before the script is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(30) == 141 and "Traceback" not in err, err

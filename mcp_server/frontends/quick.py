@@ -178,7 +178,18 @@ def stdio_serve(argv: Sequence[str]) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:
+        # `codebase-mcp jobs | head`: the reader left; say nothing more (Python's documented
+        # recipe: point stdout at /dev/null so the flush at exit cannot fail again).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141  # 128 + SIGPIPE, what a shell reports for a command its pipe reader closed
+
+
+def _main(args: list[str]) -> int:
     if stdio_serve(args):
         from mcp_server.frontends import stdio_front
 
