@@ -56,6 +56,21 @@ def settings(session_settings: Settings, clean_db: Engine) -> Settings:
     return session_settings
 
 
+@pytest.fixture(scope="session")
+def embedder():  # type: ignore[no-untyped-def]
+    """The shipped static model (a file may define its own `embedder` to record or vary it)."""
+    from mcp_server.embeddings import StaticEmbedder
+
+    return StaticEmbedder()
+
+
+@pytest.fixture
+def searcher(clean_db: Engine, embedder):  # type: ignore[no-untyped-def]
+    from mcp_server.index.search import Searcher
+
+    return Searcher(clean_db, embedder)
+
+
 @pytest.fixture
 def make_repo(tmp_path: Path):  # type: ignore[no-untyped-def]
     """Create a repository from {relative path: content}."""

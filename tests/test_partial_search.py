@@ -45,16 +45,6 @@ PARSER = '''def giraffe_parser(text):
 '''
 
 
-@pytest.fixture(scope="module")
-def embedder() -> StaticEmbedder:
-    return StaticEmbedder()
-
-
-@pytest.fixture
-def searcher(clean_db: Engine, embedder: StaticEmbedder) -> Searcher:
-    return Searcher(clean_db, embedder)
-
-
 def running_job(engine: Engine, *, fraction: float | None = 0.42, root: str = ROOT) -> uuid.UUID:
     jobs = JobStore(engine)
     job = jobs.create(repo_path=root, project_id=PROJECT)

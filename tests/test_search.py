@@ -26,16 +26,6 @@ pytestmark = pytest.mark.timeout(120)
 MODES = ("hybrid", "semantic", "lexical")
 
 
-@pytest.fixture(scope="module")
-def embedder() -> StaticEmbedder:
-    return StaticEmbedder()
-
-
-@pytest.fixture
-def searcher(clean_db: Engine, embedder: StaticEmbedder) -> Searcher:
-    return Searcher(clean_db, embedder)
-
-
 def index(engine: Engine, embedder: StaticEmbedder, root: Path, project: str = "default") -> None:
     IndexRun(
         store=IndexStore(engine),
