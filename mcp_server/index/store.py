@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -315,6 +315,106 @@ class IndexStore:
                 )
         return total_chunks
 
+    def copy_shared(
+        self,
+        state: RunState,
+        wanted: Mapping[str, bytes],
+        *,
+        chunking: str,
+        replaced_file_ids: Mapping[str, int],
+    ) -> dict[str, int]:
+        """Copy, for each wanted path -> content hash, the rows another repository of the project
+        holds for the same path and content in its published generation (file, chunks with their
+        vectors, symbols, occurrences) into generation G; return path -> chunks copied.
+
+        Only from a repository published with the same index format and `chunking`, so the rows
+        are exactly what parsing and embedding the file here would write (the embedded text holds
+        the path, hence the same path). One indexed lookup (`ix_files_content_hash`) per call.
+        One REPEATABLE READ transaction: every statement reads one snapshot, so a source row that
+        its own repository deletes meanwhile is still copied whole, never half. Copies, not shared
+        rows: see design.md, "Content shared across repositories".
+        """
+        if not wanted:
+            return {}
+        snapshot = self._engine.connect().execution_options(isolation_level="REPEATABLE READ")
+        with snapshot as conn, conn.begin():
+            rows = conn.execute(
+                text(
+                    "SELECT f.id, f.path, f.content_hash FROM files f "
+                    "JOIN repositories r ON r.id = f.repository_id "
+                    "WHERE f.content_hash = ANY(:hashes) AND r.project_id = :p AND r.id <> :me "
+                    " AND r.index_format = :fmt AND r.chunking = :k "
+                    " AND f.gen_from <= r.active_generation AND r.active_generation < f.gen_to"
+                ),
+                {
+                    "hashes": list(set(wanted.values())),
+                    "p": state.project_id,
+                    "me": state.repository_id,
+                    "fmt": INDEX_FORMAT,
+                    "k": chunking,
+                },
+            )
+            sources: dict[str, int] = {}
+            for row in rows:
+                if wanted.get(row.path) == bytes(row.content_hash):
+                    sources.setdefault(row.path, row.id)
+            if not sources:
+                return {}
+            paths = list(sources)
+            source_ids = [sources[path] for path in paths]
+            file_ids = self._allocate_ids(conn, "files", len(paths))
+            replaced = [replaced_file_ids[path] for path in paths if path in replaced_file_ids]
+            if replaced:
+                self._mark_replaced(conn, state, replaced)
+            params = {
+                "src": source_ids,
+                "dst": file_ids,
+                "r": state.repository_id,
+                "p": state.project_id,
+                "g": state.generation,
+            }
+            mapping = "JOIN unnest(CAST(:src AS bigint[]), CAST(:dst AS bigint[])) AS m(src, dst) "
+            conn.execute(
+                text(
+                    "INSERT INTO files (id, repository_id, path, language, content_hash, size_bytes, "
+                    " gen_from) SELECT m.dst, :r, f.path, f.language, f.content_hash, f.size_bytes, :g "
+                    f"FROM files f {mapping}ON f.id = m.src"
+                ),
+                params,
+            )
+            copied = conn.execute(
+                text(
+                    "INSERT INTO chunks (file_id, repository_id, project_id, gen_from, path, language, "
+                    " start_line, end_line, symbol, kind, content, embedding_dim, embedding, search_tsv) "
+                    "SELECT m.dst, :r, :p, :g, c.path, c.language, c.start_line, c.end_line, c.symbol, "
+                    " c.kind, c.content, c.embedding_dim, c.embedding, c.search_tsv "
+                    f"FROM chunks c {mapping}ON c.file_id = m.src "
+                    "RETURNING file_id"
+                ),
+                params,
+            )
+            per_file: dict[int, int] = {}
+            for (file_id,) in copied:
+                per_file[file_id] = per_file.get(file_id, 0) + 1
+            conn.execute(
+                text(
+                    "INSERT INTO symbols (file_id, project_id, name, qualified_name, parent, kind, "
+                    " start_line, end_line, signature) "
+                    "SELECT m.dst, :p, s.name, s.qualified_name, s.parent, s.kind, s.start_line, "
+                    f" s.end_line, s.signature FROM symbols s {mapping}ON s.file_id = m.src"
+                ),
+                params,
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO symbol_occurrences (file_id, project_id, name, lines) "
+                    f"SELECT m.dst, :p, o.name, o.lines FROM symbol_occurrences o {mapping}"
+                    "ON o.file_id = m.src"
+                ),
+                params,
+            )
+        return {path: per_file.get(file_id, 0) for path, file_id in zip(paths, file_ids, strict=True)}
+
     def reuse_pending(self, state: RunState, *, replaced_file_ids: Sequence[int]) -> None:
         """An earlier attempt of this generation already wrote these files: only mark what they replace."""
         if replaced_file_ids:
@@ -349,9 +449,17 @@ class IndexStore:
         return found is not None
 
     def publish(
-        self, state: RunState, *, job_id: uuid.UUID | None, replace_project_model: tuple[str, int] | None
+        self,
+        state: RunState,
+        *,
+        job_id: uuid.UUID | None,
+        replace_project_model: tuple[str, int] | None,
+        chunking: str | None = None,
     ) -> None:
         """Make generation G the searchable one, then collect what it replaced.
+
+        `chunking` records what shaped the rows besides the content (None: unknown, so no other
+        repository copies from this one).
 
         Only while the job is still `running`: its row is locked for the switch, so a cancel either
         lands first (nothing is published) or waits and then finds the new index live, and can say so.
@@ -366,9 +474,15 @@ class IndexStore:
             conn.execute(
                 text(
                     "UPDATE repositories SET active_generation = :g, last_indexed_at = now(), "
-                    "last_job_id = :j, index_format = :f WHERE id = :r"
+                    "last_job_id = :j, index_format = :f, chunking = :k WHERE id = :r"
                 ),
-                {"g": state.generation, "j": job_id, "r": state.repository_id, "f": INDEX_FORMAT},
+                {
+                    "g": state.generation,
+                    "j": job_id,
+                    "r": state.repository_id,
+                    "f": INDEX_FORMAT,
+                    "k": chunking,
+                },
             )
             if replace_project_model is not None:
                 model_id, dimension = replace_project_model

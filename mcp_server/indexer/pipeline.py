@@ -3,7 +3,9 @@
 Files stream through the pipeline: the walker yields them one by one, a bounded number are in
 flight in the worker pool at once, and chunks are embedded and written in batches, so memory stays
 flat on huge repositories. Unchanged files (same content hash as the live row) are read and hashed
-but neither parsed nor embedded. Progress goes to the jobs store about twice a second.
+but neither parsed nor embedded; a changed or new file that another repository of the project
+(a second clone, a worktree, another branch) holds with the same path and content has its rows
+copied from there, also without parsing or embedding. Progress goes to the jobs store about twice a second.
 
 About 500 lines, kept as one module: it is one thing, the run's flow control (what is in flight,
 when to embed, write and report, how a run ends), and splitting it would scatter one loop's state.
@@ -51,6 +53,8 @@ FILES_PER_TASK = 16
 DEFAULT_PACK_LINES = 40
 # Up to this many changed files are parsed in the coordinating process before a pool is started.
 INLINE_PARSE_FILES = 32
+# Changed files looked up in the project's other repositories at once (one query per batch).
+COPY_BATCH_FILES = 256
 PROGRESS_INTERVAL_SECONDS = 0.5
 # The estimate's priors, used until the run has measured its own rates: the static embedder's
 # speed, and the HNSW build cost on 2 cores, scaled by dimension: 13.7 s per 100,000 256-d vectors
@@ -77,12 +81,14 @@ class RunCounters:
     files_indexed: int = 0  # accepted files now in the index (changed + unchanged)
     files_changed: int = 0
     files_unchanged: int = 0
+    files_copied: int = 0  # of files_changed: rows copied from another repository of the project
     files_removed: int = 0
     files_skipped: int = 0
     tokens_redacted: int = 0
     files_redacted: int = 0
     chunks_created: int = 0
     chunks_embedded: int = 0
+    chunks_copied: int = 0  # of chunks_created
     phase: JobPhase = JobPhase.SCANNING
     # The whole run's estimate (walk, parse, embed, write, vector index): share done, seconds left.
     progress_fraction: float | None = None
@@ -135,6 +141,7 @@ class IndexRun:
         job_id: uuid.UUID | None = None,
         progress: ProgressCallback | None = None,
         scan_secrets: bool = True,
+        share_content: bool = True,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -155,6 +162,9 @@ class IndexRun:
         self.progress = progress
         # Off only for repositories the user listed in CODEBASE_INDEX_SECRETS_ROOTS.
         self.scan_secrets = scan_secrets
+        # Copy a file's rows from another repository of the project that holds the same content;
+        # never in a forced run, whose point is to parse and embed everything again.
+        self.share_content = share_content and not force
         self.counters = RunCounters()
         self._last_progress = 0.0
         self._pending_writes: list[FileWrite] = []
@@ -172,6 +182,15 @@ class IndexRun:
         # directories, so a file count extrapolated from the first part ran ahead of the work.
         self._bytes_total: int | None = None
         self._bytes_seen = 0
+
+    @property
+    def chunking(self) -> str:
+        """Everything besides a file's path and bytes (and the project's model, and INDEX_FORMAT)
+        that decides the rows a run writes for it; recorded per repository, so rows are copied
+        only between repositories where they would come out the same."""
+        return (
+            f"pack_lines={self.pack_lines};symbols={int(self.with_symbols)};secrets={int(self.scan_secrets)}"
+        )
 
     # --- progress ------------------------------------------------------------------------------
 
@@ -287,6 +306,7 @@ class IndexRun:
         max_pending = self.workers * 4
         executor: ProcessPoolExecutor | None = None
         batch: list[FileTask] = []
+        to_copy: list[FileTask] = []  # changed files that another repository may hold already
         changed = 0
 
         def submit() -> None:
@@ -295,6 +315,18 @@ class IndexRun:
                 executor = self._executor()
             pending.append(executor.submit(process_batch, batch) if executor else process_batch(batch))
             batch = []
+
+        def parse(task: FileTask) -> None:
+            nonlocal changed
+            changed += 1
+            batch.append(task)
+            if len(batch) >= FILES_PER_TASK:
+                submit()
+
+        def copy_or_parse() -> None:
+            for task in self._copy_shared(to_copy, state, seen_paths):
+                parse(task)
+            to_copy.clear()
 
         def consume(item: Future[list[FileResult]] | list[FileResult]) -> None:
             for result in item.result() if isinstance(item, Future) else item:
@@ -336,11 +368,12 @@ class IndexRun:
                 task_or_result = self._read(source, state)
                 if isinstance(task_or_result, FileResult):
                     self._count_and_absorb(task_or_result, state, seen_paths)
+                elif self.share_content:
+                    to_copy.append(task_or_result)
+                    if len(to_copy) >= COPY_BATCH_FILES:
+                        copy_or_parse()
                 else:
-                    changed += 1
-                    batch.append(task_or_result)
-                    if len(batch) >= FILES_PER_TASK:
-                        submit()
+                    parse(task_or_result)
                 # Bounded: at most max_pending batches in flight, so memory stays flat.
                 while pending and (len(pending) >= max_pending or _ready(pending[0])):
                     consume(pending.popleft())
@@ -349,6 +382,7 @@ class IndexRun:
                 else:
                     self._report(f"processed {c.files_seen} of {c.files_total} files")
             c.files_total = walked  # the streaming walk's count is the truth
+            copy_or_parse()
             if batch:
                 submit()
             while pending:
@@ -378,7 +412,10 @@ class IndexRun:
         started = time.perf_counter()
         try:
             self.store.publish(
-                state, job_id=self.job_id, replace_project_model=(model_id, dimension) if self.force else None
+                state,
+                job_id=self.job_id,
+                replace_project_model=(model_id, dimension) if self.force else None,
+                chunking=self.chunking,
             )
         except JobNoLongerRunning:
             raise RunCancelled("the job is no longer running") from None
@@ -447,6 +484,34 @@ class IndexRun:
             self.with_symbols,
         )
 
+    def _copy_shared(self, tasks: list[FileTask], state: RunState, seen_paths: set[str]) -> list[FileTask]:
+        """Copy the rows of the files another repository of the project already holds; return the
+        tasks left to parse."""
+        if not tasks:
+            return []
+        started = time.perf_counter()
+        replaced = {t.relative_path: live.file_id for t in tasks if (live := state.live.get(t.relative_path))}
+        copied = self.store.copy_shared(
+            state,
+            {t.relative_path: t.content_hash for t in tasks},
+            chunking=self.chunking,
+            replaced_file_ids=replaced,
+        )
+        self.counters.add_time("copying shared content", started)
+        left: list[FileTask] = []
+        for task in tasks:
+            chunks = copied.get(task.relative_path)
+            if chunks is None:
+                left.append(task)
+                continue
+            self.counters.chunks_copied += chunks
+            self.counters.chunks_created += chunks
+            result = FileResult(
+                task.relative_path, task.language, "copied", task.content_hash, len(task.data), []
+            )
+            self._count_and_absorb(result, state, seen_paths)
+        return left
+
     def _count_and_absorb(self, result: FileResult, state: RunState, seen_paths: set[str]) -> None:
         self.counters.files_seen += 1
         self._bytes_seen += result.size
@@ -469,6 +534,11 @@ class IndexRun:
                 self.store.drop_pending(state, file_ids=[pending.file_id])
             return
         c.files_changed += 1
+        if result.outcome == "copied":  # written by copy_shared, which also marked what it replaces
+            c.files_copied += 1
+            if pending is not None:
+                self.store.drop_pending(state, file_ids=[pending.file_id])
+            return
         if result.note is not None and len(c.warnings) < 20:
             c.warnings.append(result.note)
         if result.redacted:
