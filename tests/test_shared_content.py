@@ -182,3 +182,14 @@ def test_a_forced_reindex_of_a_clone_embeds_everything_again(clean_db: Engine, f
     assert counters.files_copied == 0
     assert len({t.split("\n", 1)[0].split()[0] for t in embedder.texts}) == 9
     same_hits(clean_db, "marker3", first, second)
+
+
+def test_a_repository_published_before_chunking_was_recorded_is_not_copied_from(
+    clean_db: Engine, first: Path
+) -> None:
+    with clean_db.begin() as conn:
+        conn.execute(text("UPDATE repositories SET chunking = NULL"))
+    embedder = RecordingEmbedder()
+    counters = run(clean_db, clone(first), embedder)
+    assert counters.files_copied == 0
+    assert len({t.split("\n", 1)[0].split()[0] for t in embedder.texts}) == 9

@@ -5,6 +5,8 @@ A run for repository R works on generation G = R.active_generation + 1:
      keeps rows written at `gen_from = G`: a retry reuses those whose content hash still matches.
   2. `write_files` stores new file rows and their chunks at `gen_from = G` and marks the rows they
      replace with `gen_to = G`, committing batch by batch (durable, invisible to search).
+     `copy_shared` does the same with rows copied from another repository of the project that
+     holds the same file (path and content hash), instead of parsed and embedded ones.
   3. `retire_missing` marks deleted files `gen_to = G`; unused pending rows are deleted.
   4. `publish` sets R.active_generation = G in one UPDATE: search now sees the new generation.
      Rows with `gen_to <= G` are garbage-collected afterwards.
@@ -314,6 +316,18 @@ class IndexStore:
                     {"r": state.repository_id, "p": state.project_id, "g": state.generation, "d": dimension},
                 )
         return total_chunks
+
+    def has_shared_sources(self, state: RunState, *, chunking: str) -> bool:
+        """Whether another repository of the project could be copied from (see `copy_shared`)."""
+        with self._engine.connect() as conn:
+            found = conn.execute(
+                text(
+                    "SELECT 1 FROM repositories WHERE project_id = :p AND id <> :me "
+                    "AND active_generation > 0 AND index_format = :fmt AND chunking = :k LIMIT 1"
+                ),
+                {"p": state.project_id, "me": state.repository_id, "fmt": INDEX_FORMAT, "k": chunking},
+            ).scalar()
+        return found is not None
 
     def copy_shared(
         self,

@@ -53,8 +53,10 @@ FILES_PER_TASK = 16
 DEFAULT_PACK_LINES = 40
 # Up to this many changed files are parsed in the coordinating process before a pool is started.
 INLINE_PARSE_FILES = 32
-# Changed files looked up in the project's other repositories at once (one query per batch).
+# Changed files looked up in the project's other repositories at once (one query per batch),
+# and at most this many of their bytes held meanwhile.
 COPY_BATCH_FILES = 256
+COPY_BATCH_BYTES = 16 * 2**20
 PROGRESS_INTERVAL_SECONDS = 0.5
 # The estimate's priors, used until the run has measured its own rates: the static embedder's
 # speed, and the HNSW build cost on 2 cores, scaled by dimension: 13.7 s per 100,000 256-d vectors
@@ -307,7 +309,10 @@ class IndexRun:
         executor: ProcessPoolExecutor | None = None
         batch: list[FileTask] = []
         to_copy: list[FileTask] = []  # changed files that another repository may hold already
+        to_copy_bytes = 0
         changed = 0
+        # Without another repository to copy from (a project's first), files go straight to the parser.
+        share = self.share_content and self.store.has_shared_sources(state, chunking=self.chunking)
 
         def submit() -> None:
             nonlocal executor, batch
@@ -324,9 +329,11 @@ class IndexRun:
                 submit()
 
         def copy_or_parse() -> None:
+            nonlocal to_copy_bytes
             for task in self._copy_shared(to_copy, state, seen_paths):
                 parse(task)
             to_copy.clear()
+            to_copy_bytes = 0
 
         def consume(item: Future[list[FileResult]] | list[FileResult]) -> None:
             for result in item.result() if isinstance(item, Future) else item:
@@ -368,9 +375,10 @@ class IndexRun:
                 task_or_result = self._read(source, state)
                 if isinstance(task_or_result, FileResult):
                     self._count_and_absorb(task_or_result, state, seen_paths)
-                elif self.share_content:
+                elif share:
                     to_copy.append(task_or_result)
-                    if len(to_copy) >= COPY_BATCH_FILES:
+                    to_copy_bytes += len(task_or_result.data)
+                    if len(to_copy) >= COPY_BATCH_FILES or to_copy_bytes >= COPY_BATCH_BYTES:
                         copy_or_parse()
                 else:
                     parse(task_or_result)
