@@ -24,10 +24,12 @@ HOME = Path(tempfile.mkdtemp(prefix="codebase-mcp-bench-"))
 os.environ["CODEBASE_MCP_HOME"] = str(HOME)
 os.environ.pop("DATABASE_URL", None)
 
+from sqlalchemy import text  # noqa: E402
+
 from mcp_server.core.settings import load_settings  # noqa: E402
 from mcp_server.db.database import dispose_engines, get_engine  # noqa: E402
 from mcp_server.index.catalogue import IndexCatalogue  # noqa: E402
-from mcp_server.index.store import IndexStore  # noqa: E402
+from mcp_server.index.store import INDEX_FORMAT, SHARED_LOOKUP, IndexStore  # noqa: E402
 from mcp_server.indexer.entrypoint import embedder_from_settings  # noqa: E402
 from mcp_server.indexer.pipeline import IndexRun, RunCounters  # noqa: E402
 
@@ -82,6 +84,17 @@ def main() -> int:
             f"project {usage['project_id']}: {chunks} chunk rows, {chunk_bytes / 2**20:.1f} MiB "
             f"({chunk_bytes / max(1, chunks):.0f} bytes each, indexes not counted; each clone holds its own)"
         )
+    with engine.connect() as conn:
+        repo_id, chunking = conn.execute(
+            text("SELECT id, chunking FROM repositories WHERE root_path = :r"), {"r": str(second)}
+        ).one()
+        hashes = conn.execute(text("SELECT content_hash FROM files LIMIT 256")).scalars().all()
+        plan = conn.execute(
+            text(f"EXPLAIN {SHARED_LOOKUP}"),
+            {"hashes": hashes, "p": "bench", "me": repo_id, "fmt": INDEX_FORMAT, "k": chunking},
+        ).scalars()
+        uses_index = any("ix_files_content_hash" in line for line in plan)
+    print(f"lookup of 256 hashes uses ix_files_content_hash: {uses_index}")
     return 0
 
 

@@ -88,6 +88,16 @@ class FileWrite:
     occurrences: list[tuple[str, list[int]]] = field(default_factory=list)  # (identifier, lines)
 
 
+# The files another repository of the project holds, published, with these content hashes and
+# the same format and chunking settings (IndexStore.copy_shared); uses ix_files_content_hash.
+SHARED_LOOKUP = (
+    "SELECT f.id, f.path, f.content_hash FROM files f "
+    "JOIN repositories r ON r.id = f.repository_id "
+    "WHERE f.content_hash = ANY(:hashes) AND r.project_id = :p AND r.id <> :me "
+    " AND r.index_format = :fmt AND r.chunking = :k "
+    " AND f.gen_from <= r.active_generation AND r.active_generation < f.gen_to"
+)
+
 # Class of the advisory locks that serialise runs of one repository (the key is a hash of it).
 _RUN_LOCK_CLASS = 0x72756E  # "run"
 
@@ -353,13 +363,7 @@ class IndexStore:
         snapshot = self._engine.connect().execution_options(isolation_level="REPEATABLE READ")
         with snapshot as conn, conn.begin():
             rows = conn.execute(
-                text(
-                    "SELECT f.id, f.path, f.content_hash FROM files f "
-                    "JOIN repositories r ON r.id = f.repository_id "
-                    "WHERE f.content_hash = ANY(:hashes) AND r.project_id = :p AND r.id <> :me "
-                    " AND r.index_format = :fmt AND r.chunking = :k "
-                    " AND f.gen_from <= r.active_generation AND r.active_generation < f.gen_to"
-                ),
+                text(SHARED_LOOKUP),
                 {
                     "hashes": list(set(wanted.values())),
                     "p": state.project_id,
