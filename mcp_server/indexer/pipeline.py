@@ -236,7 +236,8 @@ class IndexRun:
             chunks_known = c.chunks_embedded + self._pending_chunks
             chunks_left = self._pending_chunks + chunks_known / done * left
             per_chunk = embed_seconds / c.chunks_embedded if c.chunks_embedded else PRIOR_SECONDS_PER_CHUNK
-            tail = PUBLISH_SECONDS + self._hnsw_seconds(chunks_known + chunks_left)
+            # Copied chunks go into the graph as well, though nothing embedded them.
+            tail = PUBLISH_SECONDS + self._hnsw_seconds(chunks_known + chunks_left + c.chunks_copied)
             remaining = left * loop_seconds / done + chunks_left * per_chunk + tail
         c.remaining_seconds = round(remaining, 1)
         c.progress_fraction = round(elapsed / (elapsed + remaining), 4) if elapsed + remaining > 0 else 0.0
@@ -249,7 +250,8 @@ class IndexRun:
         """
         if self._tail_started is None:
             self._tail_started = time.monotonic()
-            self._tail_estimate = PUBLISH_SECONDS + self._hnsw_seconds(self.counters.chunks_embedded)
+            graph_chunks = self.counters.chunks_embedded + self.counters.chunks_copied
+            self._tail_estimate = PUBLISH_SECONDS + self._hnsw_seconds(graph_chunks)
         self.counters.phase = JobPhase.WRITING
         self._estimate()
         if self.progress is not None:
