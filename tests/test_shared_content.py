@@ -11,15 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 
 from mcp_server.embeddings import StaticEmbedder
 from mcp_server.index.catalogue import IndexCatalogue
 from mcp_server.index.navigation import Navigator
 from mcp_server.index.search import Searcher
-from mcp_server.index.store import IndexStore
-from mcp_server.indexer.pipeline import IndexRun, RunCounters
+from mcp_server.index.store import SHARED_LOOKUP, IndexStore
+from mcp_server.indexer.pipeline import COPY_BATCH_FILES, IndexRun, RunCounters
 from tests.test_index_runs import RecordingEmbedder
 
 pytestmark = pytest.mark.timeout(120)
@@ -193,3 +193,22 @@ def test_a_repository_published_before_chunking_was_recorded_is_not_copied_from(
     counters = run(clean_db, clone(first), embedder)
     assert counters.files_copied == 0
     assert len({t.split("\n", 1)[0].split()[0] for t in embedder.texts}) == 9
+
+
+def test_the_lookup_is_one_query_per_batch_of_files(clean_db: Engine, make_repo: Any) -> None:
+    count = COPY_BATCH_FILES + 44
+    first = make_repo({f"m/file_{i}.py": f"VALUE_{i} = {i}\n" for i in range(count)}, name="first")
+    run(clean_db, first, RecordingEmbedder())
+    lookups: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith(SHARED_LOOKUP.split(" WHERE ")[0]):
+            lookups.append(statement)
+
+    event.listen(clean_db, "before_cursor_execute", record)
+    try:
+        counters = run(clean_db, clone(first), RecordingEmbedder())
+    finally:
+        event.remove(clean_db, "before_cursor_execute", record)
+    assert counters.files_copied == count
+    assert len(lookups) == 2
