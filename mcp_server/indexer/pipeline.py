@@ -5,7 +5,7 @@ flight in the worker pool at once, and chunks are embedded and written in batche
 flat on huge repositories. Unchanged files (same content hash as the live row) are read and hashed
 but neither parsed nor embedded; a changed or new file that another repository of the project
 (a second clone, a worktree, another branch) holds with the same path and content has its rows
-copied from there, also without parsing or embedding. Progress goes to the jobs store about twice a second.
+copied from there, also unparsed and unembedded. Progress goes to the jobs store twice a second.
 
 About 500 lines, kept as one module: it is one thing, the run's flow control (what is in flight,
 when to embed, write and report, how a run ends), and splitting it would scatter one loop's state.
