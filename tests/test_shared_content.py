@@ -19,7 +19,7 @@ from mcp_server.index.catalogue import IndexCatalogue
 from mcp_server.index.navigation import Navigator
 from mcp_server.index.search import Searcher
 from mcp_server.index.store import SHARED_LOOKUP, IndexStore
-from mcp_server.indexer.pipeline import COPY_BATCH_FILES, IndexRun, RunCounters
+from mcp_server.indexer.pipeline import COPY_BATCH_FILES, IndexRun, RunCancelled, RunCounters
 from tests.test_index_runs import RecordingEmbedder
 
 pytestmark = pytest.mark.timeout(120)
@@ -212,3 +212,30 @@ def test_the_lookup_is_one_query_per_batch_of_files(clean_db: Engine, make_repo:
         event.remove(clean_db, "before_cursor_execute", record)
     assert counters.files_copied == count
     assert len(lookups) == 2
+
+
+def test_a_clone_run_killed_before_publishing_is_finished_by_its_retry_without_embedding(
+    clean_db: Engine, first: Path
+) -> None:
+    second = clone(first)
+
+    def cancel_at_publish(counters: RunCounters, message: str) -> bool:
+        return not message.startswith("publishing")
+
+    killed = IndexRun(
+        store=IndexStore(clean_db),
+        embedder=RecordingEmbedder(),
+        project_id="default",
+        root=second,
+        force=False,
+        max_file_bytes=1_000_000,
+        workers=1,
+        progress=cancel_at_publish,
+    )
+    with pytest.raises(RunCancelled):
+        killed.run()
+    assert killed.counters.files_copied == 10
+    embedder = RecordingEmbedder()
+    counters = run(clean_db, second, embedder)
+    assert (embedder.texts, counters.files_indexed) == ([], 10)
+    same_hits(clean_db, "marker3", first, second)
