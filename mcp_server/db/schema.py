@@ -112,6 +112,10 @@ repositories = Table(
     # The version of what a run writes per file (INDEX_FORMAT in index/store.py): older
     # repositories are re-read in full by their next run and refused by the navigation tools.
     Column("index_format", Integer, nullable=False, server_default="0"),
+    # What shaped its rows besides the content (IndexRun.chunking: lines per packed chunk, symbol
+    # table, secret scanning), recorded at publish; other repositories of the project copy a file's
+    # rows only from a repository with the same value (migration 0005_shared_content).
+    Column("chunking", Text),
     UniqueConstraint("project_id", "root_path", name="uq_repositories_project_root"),
 )
 
@@ -127,6 +131,8 @@ files = Table(
     Column("gen_from", Integer, nullable=False),
     Column("gen_to", Integer, nullable=False, server_default=str(LIVE)),
     Index("ix_files_repository_path", "repository_id", "path"),
+    # Finding the same content in another repository of the project (IndexStore.copy_shared).
+    Index("ix_files_content_hash", "content_hash"),
 )
 
 chunks = Table(

@@ -5,6 +5,8 @@ A run for repository R works on generation G = R.active_generation + 1:
      keeps rows written at `gen_from = G`: a retry reuses those whose content hash still matches.
   2. `write_files` stores new file rows and their chunks at `gen_from = G` and marks the rows they
      replace with `gen_to = G`, committing batch by batch (durable, invisible to search).
+     `copy_shared` does the same with rows copied from another repository of the project that
+     holds the same file (path and content hash), instead of parsed and embedded ones.
   3. `retire_missing` marks deleted files `gen_to = G`; unused pending rows are deleted.
   4. `publish` sets R.active_generation = G in one UPDATE: search now sees the new generation.
      Rows with `gen_to <= G` are garbage-collected afterwards.
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +87,16 @@ class FileWrite:
     symbols: list[SymbolRow] = field(default_factory=list)
     occurrences: list[tuple[str, list[int]]] = field(default_factory=list)  # (identifier, lines)
 
+
+# The files another repository of the project holds, published, with these content hashes and
+# the same format and chunking settings (IndexStore.copy_shared); uses ix_files_content_hash.
+SHARED_LOOKUP = (
+    "SELECT f.id, f.path, f.content_hash FROM files f "
+    "JOIN repositories r ON r.id = f.repository_id "
+    "WHERE f.content_hash = ANY(:hashes) AND r.project_id = :p AND r.id <> :me "
+    " AND r.index_format = :fmt AND r.chunking = :k "
+    " AND f.gen_from <= r.active_generation AND r.active_generation < f.gen_to"
+)
 
 # Class of the advisory locks that serialise runs of one repository (the key is a hash of it).
 _RUN_LOCK_CLASS = 0x72756E  # "run"
@@ -315,6 +327,112 @@ class IndexStore:
                 )
         return total_chunks
 
+    def has_shared_sources(self, state: RunState, *, chunking: str) -> bool:
+        """Whether another repository of the project could be copied from (see `copy_shared`)."""
+        with self._engine.connect() as conn:
+            found = conn.execute(
+                text(
+                    "SELECT 1 FROM repositories WHERE project_id = :p AND id <> :me "
+                    "AND active_generation > 0 AND index_format = :fmt AND chunking = :k LIMIT 1"
+                ),
+                {"p": state.project_id, "me": state.repository_id, "fmt": INDEX_FORMAT, "k": chunking},
+            ).scalar()
+        return found is not None
+
+    def copy_shared(
+        self,
+        state: RunState,
+        wanted: Mapping[str, bytes],
+        *,
+        chunking: str,
+        replaced_file_ids: Mapping[str, int],
+    ) -> dict[str, int]:
+        """Copy, for each wanted path -> content hash, the rows another repository of the project
+        holds for the same path and content in its published generation (file, chunks with their
+        vectors, symbols, occurrences) into generation G; return path -> chunks copied.
+
+        Only from a repository published with the same index format and `chunking`, so the rows
+        are exactly what parsing and embedding the file here would write (the embedded text holds
+        the path, hence the same path). One indexed lookup (`ix_files_content_hash`) per call.
+        One REPEATABLE READ transaction: every statement reads one snapshot, so a source row that
+        its own repository deletes meanwhile is still copied whole, never half. Copies, not shared
+        rows: see design.md, "Content shared across repositories".
+        """
+        if not wanted:
+            return {}
+        snapshot = self._engine.connect().execution_options(isolation_level="REPEATABLE READ")
+        with snapshot as conn, conn.begin():
+            rows = conn.execute(
+                text(SHARED_LOOKUP),
+                {
+                    "hashes": list(set(wanted.values())),
+                    "p": state.project_id,
+                    "me": state.repository_id,
+                    "fmt": INDEX_FORMAT,
+                    "k": chunking,
+                },
+            )
+            sources: dict[str, int] = {}
+            for row in rows:
+                if wanted.get(row.path) == bytes(row.content_hash):
+                    sources.setdefault(row.path, row.id)
+            if not sources:
+                return {}
+            paths = list(sources)
+            source_ids = [sources[path] for path in paths]
+            file_ids = self._allocate_ids(conn, "files", len(paths))
+            replaced = [replaced_file_ids[path] for path in paths if path in replaced_file_ids]
+            if replaced:
+                self._mark_replaced(conn, state, replaced)
+            params = {
+                "src": source_ids,
+                "dst": file_ids,
+                "r": state.repository_id,
+                "p": state.project_id,
+                "g": state.generation,
+            }
+            mapping = "JOIN unnest(CAST(:src AS bigint[]), CAST(:dst AS bigint[])) AS m(src, dst) "
+            conn.execute(
+                text(
+                    "INSERT INTO files (id, repository_id, path, language, content_hash, size_bytes, "
+                    " gen_from) SELECT m.dst, :r, f.path, f.language, f.content_hash, f.size_bytes, :g "
+                    f"FROM files f {mapping}ON f.id = m.src"
+                ),
+                params,
+            )
+            copied = conn.execute(
+                text(
+                    "INSERT INTO chunks (file_id, repository_id, project_id, gen_from, path, language, "
+                    " start_line, end_line, symbol, kind, content, embedding_dim, embedding, search_tsv) "
+                    "SELECT m.dst, :r, :p, :g, c.path, c.language, c.start_line, c.end_line, c.symbol, "
+                    " c.kind, c.content, c.embedding_dim, c.embedding, c.search_tsv "
+                    f"FROM chunks c {mapping}ON c.file_id = m.src "
+                    "RETURNING file_id"
+                ),
+                params,
+            )
+            per_file: dict[int, int] = {}
+            for (file_id,) in copied:
+                per_file[file_id] = per_file.get(file_id, 0) + 1
+            conn.execute(
+                text(
+                    "INSERT INTO symbols (file_id, project_id, name, qualified_name, parent, kind, "
+                    " start_line, end_line, signature) "
+                    "SELECT m.dst, :p, s.name, s.qualified_name, s.parent, s.kind, s.start_line, "
+                    f" s.end_line, s.signature FROM symbols s {mapping}ON s.file_id = m.src"
+                ),
+                params,
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO symbol_occurrences (file_id, project_id, name, lines) "
+                    f"SELECT m.dst, :p, o.name, o.lines FROM symbol_occurrences o {mapping}"
+                    "ON o.file_id = m.src"
+                ),
+                params,
+            )
+        return {path: per_file.get(file_id, 0) for path, file_id in zip(paths, file_ids, strict=True)}
+
     def reuse_pending(self, state: RunState, *, replaced_file_ids: Sequence[int]) -> None:
         """An earlier attempt of this generation already wrote these files: only mark what they replace."""
         if replaced_file_ids:
@@ -349,9 +467,17 @@ class IndexStore:
         return found is not None
 
     def publish(
-        self, state: RunState, *, job_id: uuid.UUID | None, replace_project_model: tuple[str, int] | None
+        self,
+        state: RunState,
+        *,
+        job_id: uuid.UUID | None,
+        replace_project_model: tuple[str, int] | None,
+        chunking: str | None = None,
     ) -> None:
         """Make generation G the searchable one, then collect what it replaced.
+
+        `chunking` records what shaped the rows besides the content (None: unknown, so no other
+        repository copies from this one).
 
         Only while the job is still `running`: its row is locked for the switch, so a cancel either
         lands first (nothing is published) or waits and then finds the new index live, and can say so.
@@ -366,9 +492,15 @@ class IndexStore:
             conn.execute(
                 text(
                     "UPDATE repositories SET active_generation = :g, last_indexed_at = now(), "
-                    "last_job_id = :j, index_format = :f WHERE id = :r"
+                    "last_job_id = :j, index_format = :f, chunking = :k WHERE id = :r"
                 ),
-                {"g": state.generation, "j": job_id, "r": state.repository_id, "f": INDEX_FORMAT},
+                {
+                    "g": state.generation,
+                    "j": job_id,
+                    "r": state.repository_id,
+                    "f": INDEX_FORMAT,
+                    "k": chunking,
+                },
             )
             if replace_project_model is not None:
                 model_id, dimension = replace_project_model

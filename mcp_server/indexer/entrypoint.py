@@ -233,6 +233,11 @@ def run_job(
     )
     if commit:
         summary += f" at commit {commit[:12]}"
+    if counters.files_copied:
+        summary += (
+            f"; {counters.files_copied} of those files ({counters.chunks_copied} chunks) copied from "
+            "another repository of the project, not parsed or embedded again"
+        )
     if counters.tokens_redacted:
         summary += f"; {counters.tokens_redacted} secret tokens redacted in {counters.files_redacted} files"
     if counters.warnings:

@@ -32,7 +32,7 @@ class FileTask:
 class FileResult:
     relative_path: str
     language: str | None
-    outcome: str  # "unchanged" | "reuse" | "changed" | "skipped"
+    outcome: str  # "unchanged" | "reuse" | "copied" | "changed" | "skipped"
     content_hash: bytes
     size: int
     chunks: list[tuple[int, int, str | None, str, str]]

@@ -3,7 +3,9 @@
 Files stream through the pipeline: the walker yields them one by one, a bounded number are in
 flight in the worker pool at once, and chunks are embedded and written in batches, so memory stays
 flat on huge repositories. Unchanged files (same content hash as the live row) are read and hashed
-but neither parsed nor embedded. Progress goes to the jobs store about twice a second.
+but neither parsed nor embedded; a changed or new file that another repository of the project
+(a second clone, a worktree, another branch) holds with the same path and content has its rows
+copied from there, also unparsed and unembedded. Progress goes to the jobs store twice a second.
 
 About 500 lines, kept as one module: it is one thing, the run's flow control (what is in flight,
 when to embed, write and report, how a run ends), and splitting it would scatter one loop's state.
@@ -51,6 +53,10 @@ FILES_PER_TASK = 16
 DEFAULT_PACK_LINES = 40
 # Up to this many changed files are parsed in the coordinating process before a pool is started.
 INLINE_PARSE_FILES = 32
+# Changed files looked up in the project's other repositories at once (one query per batch),
+# and at most this many of their bytes held meanwhile.
+COPY_BATCH_FILES = 256
+COPY_BATCH_BYTES = 16 * 2**20
 PROGRESS_INTERVAL_SECONDS = 0.5
 # The estimate's priors, used until the run has measured its own rates: the static embedder's
 # speed, and the HNSW build cost on 2 cores, scaled by dimension: 13.7 s per 100,000 256-d vectors
@@ -77,12 +83,14 @@ class RunCounters:
     files_indexed: int = 0  # accepted files now in the index (changed + unchanged)
     files_changed: int = 0
     files_unchanged: int = 0
+    files_copied: int = 0  # of files_changed: rows copied from another repository of the project
     files_removed: int = 0
     files_skipped: int = 0
     tokens_redacted: int = 0
     files_redacted: int = 0
     chunks_created: int = 0
     chunks_embedded: int = 0
+    chunks_copied: int = 0  # of chunks_created
     phase: JobPhase = JobPhase.SCANNING
     # The whole run's estimate (walk, parse, embed, write, vector index): share done, seconds left.
     progress_fraction: float | None = None
@@ -135,6 +143,7 @@ class IndexRun:
         job_id: uuid.UUID | None = None,
         progress: ProgressCallback | None = None,
         scan_secrets: bool = True,
+        share_content: bool = True,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -155,6 +164,9 @@ class IndexRun:
         self.progress = progress
         # Off only for repositories the user listed in CODEBASE_INDEX_SECRETS_ROOTS.
         self.scan_secrets = scan_secrets
+        # Copy a file's rows from another repository of the project that holds the same content;
+        # never in a forced run, whose point is to parse and embed everything again.
+        self.share_content = share_content and not force
         self.counters = RunCounters()
         self._last_progress = 0.0
         self._pending_writes: list[FileWrite] = []
@@ -172,6 +184,15 @@ class IndexRun:
         # directories, so a file count extrapolated from the first part ran ahead of the work.
         self._bytes_total: int | None = None
         self._bytes_seen = 0
+
+    @property
+    def chunking(self) -> str:
+        """Everything besides a file's path and bytes (and the project's model, and INDEX_FORMAT)
+        that decides the rows a run writes for it; recorded per repository, so rows are copied
+        only between repositories where they would come out the same."""
+        return (
+            f"pack_lines={self.pack_lines};symbols={int(self.with_symbols)};secrets={int(self.scan_secrets)}"
+        )
 
     # --- progress ------------------------------------------------------------------------------
 
@@ -215,7 +236,8 @@ class IndexRun:
             chunks_known = c.chunks_embedded + self._pending_chunks
             chunks_left = self._pending_chunks + chunks_known / done * left
             per_chunk = embed_seconds / c.chunks_embedded if c.chunks_embedded else PRIOR_SECONDS_PER_CHUNK
-            tail = PUBLISH_SECONDS + self._hnsw_seconds(chunks_known + chunks_left)
+            # Copied chunks go into the graph as well, though nothing embedded them.
+            tail = PUBLISH_SECONDS + self._hnsw_seconds(chunks_known + chunks_left + c.chunks_copied)
             remaining = left * loop_seconds / done + chunks_left * per_chunk + tail
         c.remaining_seconds = round(remaining, 1)
         c.progress_fraction = round(elapsed / (elapsed + remaining), 4) if elapsed + remaining > 0 else 0.0
@@ -228,7 +250,8 @@ class IndexRun:
         """
         if self._tail_started is None:
             self._tail_started = time.monotonic()
-            self._tail_estimate = PUBLISH_SECONDS + self._hnsw_seconds(self.counters.chunks_embedded)
+            graph_chunks = self.counters.chunks_embedded + self.counters.chunks_copied
+            self._tail_estimate = PUBLISH_SECONDS + self._hnsw_seconds(graph_chunks)
         self.counters.phase = JobPhase.WRITING
         self._estimate()
         if self.progress is not None:
@@ -287,7 +310,11 @@ class IndexRun:
         max_pending = self.workers * 4
         executor: ProcessPoolExecutor | None = None
         batch: list[FileTask] = []
+        to_copy: list[FileTask] = []  # changed files that another repository may hold already
+        to_copy_bytes = 0
         changed = 0
+        # Without another repository to copy from (a project's first), files go straight to the parser.
+        share = self.share_content and self.store.has_shared_sources(state, chunking=self.chunking)
 
         def submit() -> None:
             nonlocal executor, batch
@@ -295,6 +322,20 @@ class IndexRun:
                 executor = self._executor()
             pending.append(executor.submit(process_batch, batch) if executor else process_batch(batch))
             batch = []
+
+        def parse(task: FileTask) -> None:
+            nonlocal changed
+            changed += 1
+            batch.append(task)
+            if len(batch) >= FILES_PER_TASK:
+                submit()
+
+        def copy_or_parse() -> None:
+            nonlocal to_copy_bytes
+            for task in self._copy_shared(to_copy, state, seen_paths):
+                parse(task)
+            to_copy.clear()
+            to_copy_bytes = 0
 
         def consume(item: Future[list[FileResult]] | list[FileResult]) -> None:
             for result in item.result() if isinstance(item, Future) else item:
@@ -336,11 +377,13 @@ class IndexRun:
                 task_or_result = self._read(source, state)
                 if isinstance(task_or_result, FileResult):
                     self._count_and_absorb(task_or_result, state, seen_paths)
+                elif share:
+                    to_copy.append(task_or_result)
+                    to_copy_bytes += len(task_or_result.data)
+                    if len(to_copy) >= COPY_BATCH_FILES or to_copy_bytes >= COPY_BATCH_BYTES:
+                        copy_or_parse()
                 else:
-                    changed += 1
-                    batch.append(task_or_result)
-                    if len(batch) >= FILES_PER_TASK:
-                        submit()
+                    parse(task_or_result)
                 # Bounded: at most max_pending batches in flight, so memory stays flat.
                 while pending and (len(pending) >= max_pending or _ready(pending[0])):
                     consume(pending.popleft())
@@ -349,6 +392,7 @@ class IndexRun:
                 else:
                     self._report(f"processed {c.files_seen} of {c.files_total} files")
             c.files_total = walked  # the streaming walk's count is the truth
+            copy_or_parse()
             if batch:
                 submit()
             while pending:
@@ -378,7 +422,10 @@ class IndexRun:
         started = time.perf_counter()
         try:
             self.store.publish(
-                state, job_id=self.job_id, replace_project_model=(model_id, dimension) if self.force else None
+                state,
+                job_id=self.job_id,
+                replace_project_model=(model_id, dimension) if self.force else None,
+                chunking=self.chunking,
             )
         except JobNoLongerRunning:
             raise RunCancelled("the job is no longer running") from None
@@ -447,6 +494,34 @@ class IndexRun:
             self.with_symbols,
         )
 
+    def _copy_shared(self, tasks: list[FileTask], state: RunState, seen_paths: set[str]) -> list[FileTask]:
+        """Copy the rows of the files another repository of the project already holds; return the
+        tasks left to parse."""
+        if not tasks:
+            return []
+        started = time.perf_counter()
+        replaced = {t.relative_path: live.file_id for t in tasks if (live := state.live.get(t.relative_path))}
+        copied = self.store.copy_shared(
+            state,
+            {t.relative_path: t.content_hash for t in tasks},
+            chunking=self.chunking,
+            replaced_file_ids=replaced,
+        )
+        self.counters.add_time("copying shared content", started)
+        left: list[FileTask] = []
+        for task in tasks:
+            chunks = copied.get(task.relative_path)
+            if chunks is None:
+                left.append(task)
+                continue
+            self.counters.chunks_copied += chunks
+            self.counters.chunks_created += chunks
+            result = FileResult(
+                task.relative_path, task.language, "copied", task.content_hash, len(task.data), []
+            )
+            self._count_and_absorb(result, state, seen_paths)
+        return left
+
     def _count_and_absorb(self, result: FileResult, state: RunState, seen_paths: set[str]) -> None:
         self.counters.files_seen += 1
         self._bytes_seen += result.size
@@ -469,6 +544,11 @@ class IndexRun:
                 self.store.drop_pending(state, file_ids=[pending.file_id])
             return
         c.files_changed += 1
+        if result.outcome == "copied":  # written by copy_shared, which also marked what it replaces
+            c.files_copied += 1
+            if pending is not None:
+                self.store.drop_pending(state, file_ids=[pending.file_id])
+            return
         if result.note is not None and len(c.warnings) < 20:
             c.warnings.append(result.note)
         if result.redacted:
