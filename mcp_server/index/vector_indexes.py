@@ -8,14 +8,20 @@ builds the expressions search must use to hit them, and creates, drops and resto
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
+import threading
+from collections.abc import Callable
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
+log = logging.getLogger(__name__)
+
 # pgvector: HNSW supports up to 2,000 dimensions for `vector` and 4,000 for `halfvec`.
 MAX_VECTOR_HNSW_DIM = 2000
 PROJECT_LITERAL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+BUILD_PROGRESS_SECONDS = 0.5
 # Bulk loads build the HNSW graph once at the end: about 5x faster than inserting into it.
 INDEX_BUILD_SETTINGS = ("SET maintenance_work_mem = '512MB'", "SET max_parallel_maintenance_workers = 2")
 
@@ -65,7 +71,13 @@ class VectorIndexes:
             conn.execute(text(f"DROP INDEX IF EXISTS {vector_index_name(project_id, dimension)}"))
             conn.commit()
 
-    def ensure(self, project_id: str, dimension: int) -> None:
+    def ensure(
+        self, project_id: str, dimension: int, progress: Callable[[float], None] | None = None
+    ) -> None:
+        """Build the project's index if it has none. `progress` is called about every half second
+        from another thread with the share of the build done (the table scan's blocks, which
+        pgvector's HNSW build reports in pg_stat_progress_create_index while it loads tuples): the
+        build is one statement that takes tens of seconds on a large project."""
         name = vector_index_name(project_id, dimension)
         with self._engine.connect() as conn:
             if conn.execute(text("SELECT to_regclass(:n)"), {"n": name}).scalar():
@@ -73,14 +85,44 @@ class VectorIndexes:
             _lock_project_ddl(conn, project_id)
             for statement in INDEX_BUILD_SETTINGS:
                 conn.execute(text(statement))
-            conn.execute(
-                text(
-                    f"CREATE INDEX IF NOT EXISTS {name} ON chunks USING hnsw "
-                    f"({vector_expression(dimension)} {vector_opclass(dimension)}) "
-                    f"WHERE {vector_index_predicate(project_id, dimension)}"
+            done = threading.Event()
+            watcher = None
+            if progress is not None:
+                backend = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+                watcher = threading.Thread(
+                    target=self._watch_build, args=(backend, progress, done), daemon=True
                 )
-            )
-            conn.commit()
+                watcher.start()
+            try:
+                conn.execute(
+                    text(
+                        f"CREATE INDEX IF NOT EXISTS {name} ON chunks USING hnsw "
+                        f"({vector_expression(dimension)} {vector_opclass(dimension)}) "
+                        f"WHERE {vector_index_predicate(project_id, dimension)}"
+                    )
+                )
+                conn.commit()
+            finally:
+                done.set()
+                if watcher is not None:
+                    watcher.join(5)
+
+    def _watch_build(self, backend: int, progress: Callable[[float], None], done: threading.Event) -> None:
+        try:
+            with self._engine.connect() as conn:
+                while not done.wait(BUILD_PROGRESS_SECONDS):
+                    row = conn.execute(
+                        text(
+                            "SELECT blocks_done, blocks_total FROM pg_stat_progress_create_index"
+                            " WHERE pid = :pid"
+                        ),
+                        {"pid": backend},
+                    ).first()
+                    conn.commit()
+                    if row is not None and row.blocks_total:
+                        progress(min(1.0, row.blocks_done / row.blocks_total))
+        except Exception:  # progress is a nicety: the build goes on without it
+            log.warning("could not follow the vector index build", exc_info=True)
 
     def restore_missing(self) -> list[str]:
         """Rebuild the HNSW index of every project that lacks one and has no active job: a bulk run
