@@ -64,3 +64,8 @@ class SearchTimeout(CodebaseMCPError):
 
 class JobNoLongerRunning(CodebaseMCPError):
     """The job left `running` (cancelled, failed) before its index run could publish."""
+
+
+class ShardGenerationMoved(CodebaseMCPError):
+    """Another run published the repository while the shards of a sharded run were writing the
+    generation after it: their rows can no longer be published."""

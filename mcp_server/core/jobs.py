@@ -33,7 +33,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine, RowMapping
 
 from mcp_server.core.errors import InvalidTransition, JobNotFound
-from mcp_server.db.schema import indexing_jobs
+from mcp_server.db.schema import indexing_jobs, job_shards
 
 
 class JobStatus(enum.StrEnum):
@@ -113,6 +113,7 @@ class Job:
     k8s_job_name: str | None
     progress_fraction: float | None
     remaining_seconds: float | None
+    shards: int
 
     @classmethod
     def from_row(cls, row: RowMapping) -> Job:
@@ -153,6 +154,22 @@ class Job:
         return round(remaining * elapsed / self.files_seen, 1)
 
 
+@dataclass(frozen=True, slots=True)
+class ShardProgress:
+    """One shard of a sharded run, as its last progress report left it."""
+
+    shard: int  # 0-based, as JOB_COMPLETION_INDEX numbers the pods of an Indexed Job
+    status: str  # running, done
+    attempts: int
+    phase: str | None
+    message: str | None
+    files_seen: int
+    files_total: int | None
+    files_indexed: int
+    chunks_created: int
+    progress_fraction: float | None
+
+
 def _clip(message: str | None) -> str | None:
     if message is None:
         return None
@@ -184,6 +201,7 @@ class JobStore:
         k8s_namespace: str | None = None,
         k8s_name: str | None = None,
         unless_active: bool = False,
+        shards: int = 1,
     ) -> Job:
         """Insert a `pending` job. With an explicit `job_id` that already exists, return that row
         (idempotent: the operator adopting a row the MCP tool created, or a replayed event). With
@@ -202,6 +220,7 @@ class JobStore:
             "k8s_namespace": k8s_namespace,
             "k8s_name": k8s_name,
             "phase": JobPhase.QUEUED,
+            "shards": shards,
         }
         with self._engine.begin() as conn:
             if unless_active:
@@ -404,6 +423,111 @@ class JobStore:
         )
         with self._engine.begin() as conn:
             return conn.execute(stmt).rowcount == 1
+
+    def update_shard_progress(
+        self,
+        job_id: uuid.UUID,
+        shard: int,
+        *,
+        phase: JobPhase,
+        message: str,
+        files_seen: int,
+        files_total: int | None,
+        files_indexed: int,
+        files_skipped: int,
+        chunks_created: int,
+        progress_fraction: float | None,
+        remaining_seconds: float | None,
+    ) -> bool:
+        """Record one shard's progress, then the job's as the sum of its shards' (files, chunks),
+        their mean share done (a shard not started yet counts as 0) and the longest time left;
+        returns False when the job is no longer running. One transaction, so a reader never sees
+        the job's sums disagree with its shards'."""
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(job_shards)
+                .where(job_shards.c.job_id == job_id, job_shards.c.shard == shard)
+                .values(
+                    phase=phase,
+                    message=_clip(message),
+                    files_seen=files_seen,
+                    files_total=files_total,
+                    files_indexed=files_indexed,
+                    files_skipped=files_skipped,
+                    chunks_created=chunks_created,
+                    progress_fraction=progress_fraction,
+                    remaining_seconds=remaining_seconds,
+                    updated_at=func.now(),
+                )
+            )
+            totals = conn.execute(
+                select(
+                    func.count().label("started"),
+                    func.count().filter(job_shards.c.status == "done").label("done"),
+                    func.sum(job_shards.c.files_seen).label("files_seen"),
+                    func.sum(job_shards.c.files_total).label("files_total"),
+                    func.count(job_shards.c.files_total).label("totals_known"),
+                    func.sum(job_shards.c.files_indexed).label("files_indexed"),
+                    func.sum(job_shards.c.files_skipped).label("files_skipped"),
+                    func.sum(job_shards.c.chunks_created).label("chunks_created"),
+                    func.sum(
+                        case((job_shards.c.status == "done", 1.0), else_=job_shards.c.progress_fraction)
+                    ).label("fraction"),
+                    func.max(job_shards.c.remaining_seconds).label("remaining"),
+                    func.max(indexing_jobs.c.shards).label("shards"),
+                )
+                .select_from(job_shards.join(indexing_jobs, indexing_jobs.c.id == job_shards.c.job_id))
+                .where(job_shards.c.job_id == job_id)
+            ).one()
+            count = int(totals.shards or 1)
+            done = int(totals.done or 0)
+            summary = f"{done} of {count} shards done; shard {shard + 1}: {message}"
+            all_counted = totals.totals_known == count
+            stmt = (
+                update(indexing_jobs)
+                .where(indexing_jobs.c.id == job_id, indexing_jobs.c.status == JobStatus.RUNNING.value)
+                .values(
+                    updated_at=func.now(),
+                    heartbeat_at=func.now(),
+                    # A shard at its end says nothing of the run's phase: the others work on.
+                    phase=indexing_jobs.c.phase if phase is JobPhase.DONE else phase,
+                    progress_message=_clip(summary),
+                    files_seen=int(totals.files_seen or 0),
+                    # The total is known once every shard has counted its part.
+                    files_total=int(totals.files_total) if all_counted else None,
+                    files_indexed=int(totals.files_indexed or 0),
+                    files_skipped=int(totals.files_skipped or 0),
+                    chunks_created=int(totals.chunks_created or 0),
+                    progress_fraction=(
+                        round(float(totals.fraction) / count, 4) if totals.fraction is not None else None
+                    ),
+                    remaining_seconds=totals.remaining,
+                )
+            )
+            return conn.execute(stmt).rowcount == 1
+
+    def shard_progress(self, job_id: uuid.UUID) -> builtins.list[ShardProgress]:
+        """The shards of a sharded run that have started, in order (the operator shows them in
+        the IndexingRequest's status, `codebase-mcp status` in its output)."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(job_shards).where(job_shards.c.job_id == job_id).order_by(job_shards.c.shard)
+            ).mappings()
+            return [
+                ShardProgress(
+                    shard=row["shard"],
+                    status=row["status"],
+                    attempts=row["attempts"],
+                    phase=row["phase"],
+                    message=row["message"],
+                    files_seen=row["files_seen"],
+                    files_total=row["files_total"],
+                    files_indexed=row["files_indexed"],
+                    chunks_created=row["chunks_created"],
+                    progress_fraction=row["progress_fraction"],
+                )
+                for row in rows
+            ]
 
     def set_runner(self, job_id: uuid.UUID, runner: str) -> None:
         with self._engine.begin() as conn:

@@ -155,6 +155,15 @@ class JobSettings(_Group):
     )
     """A watched repository is also checked whole this often, in case events were lost."""
 
+    shard_parallelism: int = Field(default=0, ge=0, le=64, validation_alias="CODEBASE_SHARD_PARALLELISM")
+    """At most this many shards of one sharded run index at once (a Kubernetes Indexed Job's
+    parallelism, the local launcher's processes); 0: one per CPU core here, all of them on a cluster."""
+
+    files_per_shard: int = Field(
+        default=20_000, ge=100, le=10_000_000, validation_alias="CODEBASE_FILES_PER_SHARD"
+    )
+    """`shards: auto` splits a run into one shard per this many files (counted before the run)."""
+
     @field_validator("allowed_roots", mode="before")
     @classmethod
     def _split_roots(cls, value: object) -> object:

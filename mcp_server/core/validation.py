@@ -10,7 +10,7 @@ import os
 import re
 import stat
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mcp_server.core import path_policy
@@ -33,6 +33,27 @@ def validate_project_id(project_id: str | None, *, default: str = "default") -> 
             "starting and ending with a letter or digit (like a DNS label)"
         )
     return project_id
+
+
+def validate_shards(shards: object, *, count_files: Callable[[], int] | None, files_per_shard: int) -> int:
+    """How many shards a run gets: a number from 1 to MAX_SHARDS, or 'auto' (one per
+    `files_per_shard` files, counted by `count_files`; None when the tree cannot be read here)."""
+    from mcp_server.indexer.shards import MAX_SHARDS, auto_count
+
+    if shards is None:
+        return 1
+    if shards == "auto":
+        if count_files is None:
+            raise InvalidInput(
+                "shards='auto' counts the files first and needs a directory this server can read; "
+                "give a number of shards for a git source"
+            )
+        return auto_count(count_files(), files_per_shard=files_per_shard)
+    if isinstance(shards, str) and shards.isdigit():
+        shards = int(shards)
+    if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= MAX_SHARDS:
+        raise InvalidInput(f"shards must be 'auto' or a whole number from 1 to {MAX_SHARDS}, got {shards!r}")
+    return shards
 
 
 def validate_job_id(job_id: str | uuid.UUID) -> uuid.UUID:

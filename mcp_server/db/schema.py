@@ -28,6 +28,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     SmallInteger,
     Table,
     Text,
@@ -35,7 +36,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, TSVECTOR, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR, UUID
 
 metadata = MetaData()
 
@@ -76,6 +77,8 @@ indexing_jobs = Table(
     # done and the seconds left when it last reported (migration 0004_progress_estimate).
     Column("progress_fraction", Float),
     Column("remaining_seconds", Float),
+    # How many shards the run is split into (1: unsharded; migration 0006_sharded_runs).
+    Column("shards", SmallInteger, nullable=False, server_default="1"),
     CheckConstraint(
         "status IN ('pending', 'running', 'completed', 'failed', 'cancelled')",
         name="indexing_jobs_status_check",
@@ -87,6 +90,32 @@ indexing_jobs = Table(
         postgresql_where=text("status IN ('pending', 'running')"),
     ),
     Index("ix_indexing_jobs_created_at", text("created_at DESC")),
+    CheckConstraint("shards BETWEEN 1 AND 64", name="indexing_jobs_shards_check"),
+)
+
+# One row per shard of a sharded run (IndexStore.begin_shard / finish_shard): the generation all
+# shards write, the shard's state and progress; the job's progress columns are their sum.
+job_shards = Table(
+    "job_shards",
+    metadata,
+    Column("job_id", UUID(as_uuid=True), ForeignKey("indexing_jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("shard", SmallInteger, nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("status", Text, nullable=False, server_default="running"),
+    Column("attempts", Integer, nullable=False, server_default="1"),
+    Column("phase", Text),
+    Column("message", Text),
+    Column("files_seen", Integer, nullable=False, server_default="0"),
+    Column("files_total", Integer),
+    Column("files_indexed", Integer, nullable=False, server_default="0"),
+    Column("files_skipped", Integer, nullable=False, server_default="0"),
+    Column("chunks_created", Integer, nullable=False, server_default="0"),
+    Column("progress_fraction", Float),
+    Column("remaining_seconds", Float),
+    Column("counters", JSONB),  # the shard's RunCounters at its end, summed into the run's summary
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("job_id", "shard", name="job_shards_pkey"),
+    CheckConstraint("status IN ('running', 'done')", name="job_shards_status_check"),
 )
 
 projects = Table(

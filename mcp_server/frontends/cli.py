@@ -126,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ref", default=None, help="with a git URL: the branch, tag or commit to index")
     p.add_argument("--project", default=None, help="project id (default 'default')")
     p.add_argument("--force", action="store_true", help="re-embed every file")
+    p.add_argument(
+        "--shards",
+        default=None,
+        help="split the run across N indexer processes (Kubernetes: pods), 1-64, or 'auto' "
+        "(one per CODEBASE_FILES_PER_SHARD files)",
+    )
     p.add_argument("--wait", action="store_true", help="show progress and wait; exit 1 if the job fails")
     p.add_argument("--dry-run", action="store_true", help="start nothing; say what a run would index")
     p.add_argument("--json", action="store_true")
@@ -218,6 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--job-id", required=True)
     run.add_argument("--termination-log", default=None, help="file for the failure reason")
     run.add_argument("--checkout", default=None, help="a git source already cloned by `indexer clone --into`")
+    run.add_argument(
+        "--shard",
+        type=int,
+        default=None,
+        help="which shard of a sharded job to run, from 0 (default: $JOB_COMPLETION_INDEX, as an Indexed "
+        "Job's pod has it)",
+    )
     clone = idx_sub.add_parser("clone", help="clone a git source (the Job's init container)")
     clone.add_argument("--url", required=True)
     clone.add_argument("--ref", default=None)

@@ -168,6 +168,15 @@ def build_server(
             str | None,
             Field(description="With git_url: a branch, tag or commit SHA; default the default branch."),
         ] = None,
+        shards: Annotated[
+            int | Literal["auto"] | None,
+            Field(
+                description="Split the run across this many indexer processes (Kubernetes: pods of one "
+                "Indexed Job), 1-64, each indexing the files whose path hashes to it; 'auto': one per "
+                "CODEBASE_FILES_PER_SHARD files (directories only). For very large repositories; "
+                "default 1."
+            ),
+        ] = None,
     ) -> contract.JobStarted:
         """Start indexing a repository in the background and return its job_id at once.
 
@@ -180,7 +189,15 @@ def build_server(
             return cast(contract.JobStarted, await _call(svc.plan_indexing, repo_path, git_url=git_url))
         return cast(
             contract.JobStarted,
-            await _call(svc.start_indexing, repo_path, project_id, force_reindex, git_url=git_url, ref=ref),
+            await _call(
+                svc.start_indexing,
+                repo_path,
+                project_id,
+                force_reindex,
+                git_url=git_url,
+                ref=ref,
+                shards=shards,
+            ),
         )
 
     @mcp.tool(annotations=contract.reads("Indexing job status"))

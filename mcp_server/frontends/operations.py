@@ -6,11 +6,13 @@ CodebaseMCPError with a message written for a person, which each front end repor
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 import re
 import uuid
 from datetime import datetime
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
@@ -26,6 +28,7 @@ from mcp_server.core.validation import (
     validate_job_id,
     validate_project_id,
     validate_repo_path,
+    validate_shards,
 )
 from mcp_server.db.database import get_engine
 from mcp_server.embeddings.base import Embedder
@@ -67,7 +70,21 @@ def job_to_dict(job: Job) -> dict[str, Any]:
         "percent": job.percent,
         "eta_seconds": job.eta_seconds,
         "force_reindex": job.force_reindex,
+        "shards": job.shards,
     }
+
+
+def _count_files(settings: Settings, root: str) -> int:
+    """The files a run of `root` would consider (a count-only walk: no contents read)."""
+    from mcp_server.indexer.walker import WalkStats, walk_repository
+
+    walk = walk_repository(
+        Path(root),
+        max_file_bytes=settings.indexing.max_file_bytes,
+        extra_ignores=settings.indexing.extra_ignores,
+        stats=WalkStats(),
+    )
+    return sum(1 for _ in walk)
 
 
 def _freshness(project_id: str, root: str, last_synced_at: object) -> dict[str, Any]:
@@ -123,13 +140,22 @@ class CodebaseService:
         *,
         git_url: str | None = None,
         ref: str | None = None,
+        shards: int | str | None = None,
     ) -> dict[str, Any]:
         """Queue a run over a directory (`repo_path`) or a git repository (`git_url`, at `ref`:
-        a branch, tag or commit SHA; the default branch when None), and return at once."""
+        a branch, tag or commit SHA; the default branch when None), and return at once.
+
+        `shards`: split the run across that many indexer processes or pods ('auto': one per
+        CODEBASE_FILES_PER_SHARD files)."""
         if not isinstance(force_reindex, bool):
             raise InvalidInput("force_reindex must be true or false")
         project = validate_project_id(project_id, default=DEFAULT_PROJECT_ID)
         url, key = self._source(repo_path, git_url, ref)
+        shard_count = validate_shards(
+            shards,
+            count_files=None if url else lambda: _count_files(self.settings, key),
+            files_per_shard=self.settings.jobs.files_per_shard,
+        )
         new_id = uuid.uuid4()
         job = self.jobs.create(
             job_id=new_id,
@@ -140,6 +166,7 @@ class CodebaseService:
             source_git_url=url,
             source_git_ref=ref if url else None,
             unless_active=True,
+            shards=shard_count,
         )
         root = key
         if job.id != new_id:
@@ -219,7 +246,10 @@ class CodebaseService:
         synced = IndexCatalogue(self.engine).last_synced(
             project_id=job.project_id, root_paths=[job.repo_path]
         )
-        return {**job_to_dict(job), **_freshness(job.project_id, job.repo_path, synced.get(job.repo_path))}
+        answer = {**job_to_dict(job), **_freshness(job.project_id, job.repo_path, synced.get(job.repo_path))}
+        if job.shards > 1:
+            answer["shard_progress"] = [dataclasses.asdict(s) for s in self.jobs.shard_progress(job.id)]
+        return answer
 
     def list_repositories(self, project_id: str | None = None) -> dict[str, Any]:
         """What is indexed: counts, last sync, watch state and embedding model per repository."""

@@ -42,6 +42,21 @@ class JobStarted(TypedDict, total=False):
     embedding_backend: str
 
 
+class ShardInfo(TypedDict):
+    """One shard of a sharded run."""
+
+    shard: int
+    status: Annotated[str, Field(description="running or done")]
+    attempts: int
+    phase: str | None
+    message: str | None
+    files_seen: int
+    files_total: int | None
+    files_indexed: int
+    chunks_created: int
+    progress_fraction: float | None
+
+
 class JobInfo(TypedDict):
     """One indexing job: its state, counters and progress."""
 
@@ -71,6 +86,13 @@ class JobInfo(TypedDict):
     ]
     eta_seconds: Annotated[float | None, Field(description="Estimated seconds left; null when unknown.")]
     force_reindex: bool
+    shards: Annotated[int, Field(description="How many shards the run is split into (1: unsharded).")]
+    shard_progress: NotRequired[
+        Annotated[
+            list[ShardInfo],
+            Field(description="A sharded run's shards that have started: state, files and chunks of each."),
+        ]
+    ]
     last_synced_at: NotRequired[
         Annotated[str | None, Field(description="When the repository's index was last published.")]
     ]

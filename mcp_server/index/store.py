@@ -21,8 +21,9 @@ in lexical_text.py, the HNSW indexes in vector_indexes.py, listing and deleting 
 from __future__ import annotations
 
 import contextlib
+import json
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,9 +32,10 @@ import numpy.typing as npt
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
-from mcp_server.core.errors import EmbeddingModelMismatch, JobNoLongerRunning
+from mcp_server.core.errors import EmbeddingModelMismatch, JobNoLongerRunning, ShardGenerationMoved
 from mcp_server.db.schema import LIVE
 from mcp_server.index.lexical_text import lexical_body, lexical_text
+from mcp_server.indexer.shards import Shard
 
 # The version of what a run writes per file, recorded per repository at publish time. 1: chunks
 # plus the symbol table (definitions, identifier occurrences). A repository of an older format is
@@ -55,6 +57,9 @@ class RunState:
     generation: int  # the generation this run writes
     live: dict[str, KnownFile]  # path -> row visible in the active generation
     pending: dict[str, KnownFile]  # path -> row written at this generation by an earlier attempt
+    # The repository had no live file at all (a first index): for a shard, `live` holds only its
+    # own part, which may be empty in a repository that is not.
+    empty_before: bool = False
 
 
 @dataclass(slots=True)
@@ -153,78 +158,184 @@ class IndexStore:
     # --- a run ----------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def repository_lock(self, *, project_id: str, root_path: str) -> Iterator[None]:
+    def repository_lock(self, *, project_id: str, root_path: str, shared: bool = False) -> Iterator[None]:
         """Hold the run lock of one repository: runs of it, whoever starts them (a job's indexer,
         a watcher's sync), never interleave. A session lock on a connection of its own, so the
-        run's transactions do not release it; a database restart does (and fails the run)."""
+        run's transactions do not release it; a database restart does (and fails the run).
+
+        `shared`: the shards of one sharded run hold it together (only one job of a repository is
+        ever active, so shared holders are shards of the same run); an unsharded run or a sync
+        waits for all of them."""
         key = {"c": _RUN_LOCK_CLASS, "k": f"{project_id}/{root_path}"}
+        kind = "_shared" if shared else ""
         with self._engine.connect() as conn:
-            conn.execute(text("SELECT pg_advisory_lock(:c, hashtext(:k))"), key)
+            conn.execute(text(f"SELECT pg_advisory_lock{kind}(:c, hashtext(:k))"), key)
             conn.commit()
             try:
                 yield
             finally:
                 with contextlib.suppress(Exception):  # a lost connection holds no lock any more
-                    conn.execute(text("SELECT pg_advisory_unlock(:c, hashtext(:k))"), key)
+                    conn.execute(text(f"SELECT pg_advisory_unlock{kind}(:c, hashtext(:k))"), key)
                     conn.commit()
 
     def begin_run(self, *, project_id: str, root_path: str) -> RunState:
         with self._engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO repositories (project_id, root_path) VALUES (:p, :r) "
-                    "ON CONFLICT (project_id, root_path) DO NOTHING"
-                ),
-                {"p": project_id, "r": root_path},
-            )
-            repo = conn.execute(
-                text(
-                    "SELECT id, active_generation, index_format FROM repositories "
-                    "WHERE project_id = :p AND root_path = :r FOR UPDATE"
-                ),
-                {"p": project_id, "r": root_path},
-            ).one()
+            repo = self._lock_repository(conn, project_id, root_path)
+            generation = repo.active_generation + 1
+            self._undo_killed_run(conn, repo.id, repo.active_generation, generation)
+            return self._run_state(conn, repo, project_id, generation, owns=None)
+
+    def begin_shard(self, *, project_id: str, root_path: str, job_id: uuid.UUID, shard: Shard) -> RunState:
+        """`begin_run` for one shard of a sharded run: the first shard to start fixes the generation
+        all of them write (and undoes a killed earlier run's marks); a later one, or a retry,
+        takes that generation and undoes only its own part's marks. The state holds only the
+        files the shard owns."""
+        with self._engine.begin() as conn:
+            repo = self._lock_repository(conn, project_id, root_path)
             active = repo.active_generation
-            generation = active + 1
-            params = {"r": repo.id, "a": active, "live": LIVE}
-            # Undo the "replaced" marks of a killed run; its new rows (gen_from = G) stay for reuse.
+            fixed = conn.execute(
+                text("SELECT generation FROM job_shards WHERE job_id = :j LIMIT 1"), {"j": job_id}
+            ).scalar()
+            if fixed is None:
+                generation = active + 1
+                self._undo_killed_run(conn, repo.id, active, generation)
+            else:
+                generation = fixed
+                if active != generation - 1:
+                    raise ShardGenerationMoved(
+                        f"the repository was published by another run (generation {active}) while this "
+                        f"sharded run was writing generation {generation}; start the job again"
+                    )
+                marked = conn.execute(
+                    text(
+                        "SELECT id, path FROM files WHERE repository_id = :r "
+                        "AND gen_to > :a AND gen_to <> :live"
+                    ),
+                    {"r": repo.id, "a": active, "live": LIVE},
+                )
+                own = [row.id for row in marked if shard.owns(row.path)]
+                if own:
+                    params = {"ids": own, "live": LIVE}
+                    conn.execute(text("UPDATE files SET gen_to = :live WHERE id = ANY(:ids)"), params)
+                    conn.execute(text("UPDATE chunks SET gen_to = :live WHERE file_id = ANY(:ids)"), params)
             conn.execute(
                 text(
-                    "UPDATE files SET gen_to = :live "
-                    "WHERE repository_id = :r AND gen_to > :a AND gen_to <> :live"
+                    "INSERT INTO job_shards (job_id, shard, generation) VALUES (:j, :s, :g) "
+                    "ON CONFLICT (job_id, shard) DO UPDATE SET status = 'running', counters = NULL, "
+                    " attempts = job_shards.attempts + 1, updated_at = now()"
                 ),
-                params,
+                {"j": job_id, "s": shard.index, "g": generation},
             )
+            return self._run_state(conn, repo, project_id, generation, owns=shard.owns)
+
+    def finish_shard(self, *, job_id: uuid.UUID, shard: Shard, counters: Mapping[str, Any]) -> bool:
+        """Record a shard's end; True when it is the last of its run, which then publishes.
+
+        Under the job row's lock, so of two shards ending at once exactly one sees all done.
+        """
+        with self._engine.begin() as conn:
+            status = conn.execute(
+                text("SELECT status FROM indexing_jobs WHERE id = :j FOR UPDATE"), {"j": job_id}
+            ).scalar()
+            if status != "running":
+                raise JobNoLongerRunning(f"job {job_id} is {status}; its index was not published")
             conn.execute(
                 text(
-                    "UPDATE chunks SET gen_to = :live "
-                    "WHERE repository_id = :r AND gen_to > :a AND gen_to <> :live"
+                    "UPDATE job_shards SET status = 'done', counters = CAST(:c AS jsonb), "
+                    "progress_fraction = 1, remaining_seconds = 0, updated_at = now() "
+                    "WHERE job_id = :j AND shard = :s"
                 ),
-                params,
+                {"j": job_id, "s": shard.index, "c": json.dumps(dict(counters))},
             )
-            conn.execute(
-                text("DELETE FROM files WHERE repository_id = :r AND gen_from > :g"),
-                {"r": repo.id, "g": generation},
-            )
-            live: dict[str, KnownFile] = {}
-            pending: dict[str, KnownFile] = {}
+            done = conn.execute(
+                text("SELECT count(*) FROM job_shards WHERE job_id = :j AND status = 'done'"), {"j": job_id}
+            ).scalar()
+        return done == shard.count
+
+    def shard_counters(self, job_id: uuid.UUID) -> list[dict[str, Any]]:
+        """What each finished shard of a run counted (its RunCounters), for the run's summary."""
+        with self._engine.connect() as conn:
             rows = conn.execute(
                 text(
-                    "SELECT id, path, content_hash, gen_from FROM files "
-                    "WHERE repository_id = :r AND gen_to > :a"
+                    "SELECT counters FROM job_shards WHERE job_id = :j AND counters IS NOT NULL "
+                    "ORDER BY shard"
                 ),
-                {"r": repo.id, "a": active},
+                {"j": job_id},
             )
-            # Rows of an older format lack what this version writes per file (the symbol table):
-            # an impossible hash makes every file "changed", so it is re-read and replaced.
-            stale = repo.index_format < INDEX_FORMAT
-            for row in rows:
-                known = KnownFile(row.id, b"" if stale else bytes(row.content_hash))
-                if row.gen_from <= active:
-                    live[row.path] = known
-                else:
-                    pending[row.path] = known
-        return RunState(repo.id, project_id, generation, live, pending)
+            return [dict(row.counters) for row in rows]
+
+    @staticmethod
+    def _lock_repository(conn: Connection, project_id: str, root_path: str) -> Any:
+        conn.execute(
+            text(
+                "INSERT INTO repositories (project_id, root_path) VALUES (:p, :r) "
+                "ON CONFLICT (project_id, root_path) DO NOTHING"
+            ),
+            {"p": project_id, "r": root_path},
+        )
+        return conn.execute(
+            text(
+                "SELECT id, active_generation, index_format FROM repositories "
+                "WHERE project_id = :p AND root_path = :r FOR UPDATE"
+            ),
+            {"p": project_id, "r": root_path},
+        ).one()
+
+    @staticmethod
+    def _undo_killed_run(conn: Connection, repository_id: int, active: int, generation: int) -> None:
+        """Undo the "replaced" marks of a killed run; its new rows (gen_from = G) stay for reuse."""
+        params = {"r": repository_id, "a": active, "live": LIVE}
+        conn.execute(
+            text(
+                "UPDATE files SET gen_to = :live WHERE repository_id = :r AND gen_to > :a AND gen_to <> :live"
+            ),
+            params,
+        )
+        conn.execute(
+            text(
+                "UPDATE chunks SET gen_to = :live "
+                "WHERE repository_id = :r AND gen_to > :a AND gen_to <> :live"
+            ),
+            params,
+        )
+        conn.execute(
+            text("DELETE FROM files WHERE repository_id = :r AND gen_from > :g"),
+            {"r": repository_id, "g": generation},
+        )
+
+    @staticmethod
+    def _run_state(
+        conn: Connection,
+        repo: Any,
+        project_id: str,
+        generation: int,
+        *,
+        owns: Callable[[str], bool] | None,
+    ) -> RunState:
+        active = repo.active_generation
+        live: dict[str, KnownFile] = {}
+        pending: dict[str, KnownFile] = {}
+        rows = conn.execute(
+            text(
+                "SELECT id, path, content_hash, gen_from FROM files WHERE repository_id = :r AND gen_to > :a"
+            ),
+            {"r": repo.id, "a": active},
+        )
+        # Rows of an older format lack what this version writes per file (the symbol table):
+        # an impossible hash makes every file "changed", so it is re-read and replaced.
+        stale = repo.index_format < INDEX_FORMAT
+        any_live = False
+        for row in rows:
+            if row.gen_from <= active:
+                any_live = True
+            if owns is not None and not owns(row.path):
+                continue
+            known = KnownFile(row.id, b"" if stale else bytes(row.content_hash))
+            if row.gen_from <= active:
+                live[row.path] = known
+            else:
+                pending[row.path] = known
+        return RunState(repo.id, project_id, generation, live, pending, empty_before=not any_live)
 
     def write_files(
         self,

@@ -12,6 +12,7 @@ runner: the local supervisor and the operator map them to the job's terminal sta
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -37,6 +38,7 @@ from mcp_server.indexer import git_source, secrets
 from mcp_server.indexer.git_cache import GitCache
 from mcp_server.indexer.outcome import IndexerExit
 from mcp_server.indexer.pipeline import IndexRun, RunCancelled, RunCounters
+from mcp_server.indexer.shards import Shard
 
 log = logging.getLogger(__name__)
 
@@ -128,13 +130,42 @@ def clone_source(
     return IndexerExit.INDEXED
 
 
+def _shard(job_shards: int, index: int | None) -> Shard | None:
+    """The shard this process runs: `--shard`, else the Indexed Job's JOB_COMPLETION_INDEX."""
+    if job_shards <= 1:
+        return None
+    if index is None:
+        raw = os.environ.get("JOB_COMPLETION_INDEX", "")
+        if not raw.isdigit():
+            raise InvalidInput(
+                f"the job has {job_shards} shards: give --shard N or set JOB_COMPLETION_INDEX "
+                f"(0..{job_shards - 1})"
+            )
+        index = int(raw)
+    try:
+        return Shard(index, job_shards)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+
+
 def run_job(
-    settings: Settings, job_id: uuid.UUID, *, termination_log: str | None, checkout: Path | None = None
+    settings: Settings,
+    job_id: uuid.UUID,
+    *,
+    termination_log: str | None,
+    checkout: Path | None = None,
+    shard_index: int | None = None,
 ) -> int:
     engine = get_engine(settings)
     jobs = JobStore(engine)
     job = jobs.get(job_id)
     logs.set_context(job_id=str(job_id), project_id=job.project_id)
+    try:
+        shard = _shard(job.shards, shard_index)
+    except InvalidInput as exc:
+        return _reported(exc, termination_log)
+    if shard is not None:
+        logs.set_context(job_id=str(job_id), project_id=job.project_id, shard=str(shard.index))
     if job.status is JobStatus.PENDING:
         jobs.mark_running(job_id)  # Kubernetes: the pod may start before the operator reflects it
         job = jobs.get(job_id)
@@ -146,6 +177,20 @@ def run_job(
 
     def progress(counters: RunCounters, message: str) -> bool:
         disk_guard()
+        if shard is not None:
+            return jobs.update_shard_progress(
+                job_id,
+                shard.index,
+                phase=counters.phase,
+                message=message,
+                files_seen=counters.files_seen,
+                files_total=counters.files_total,
+                files_indexed=counters.files_indexed,
+                files_skipped=counters.files_skipped,
+                chunks_created=counters.chunks_created,
+                progress_fraction=counters.progress_fraction,
+                remaining_seconds=counters.remaining_seconds,
+            )
         return jobs.update_progress(
             job_id,
             phase=counters.phase,
@@ -161,7 +206,11 @@ def run_job(
 
     # The row says the indexer is at work before the slow part of its start (the embedding model,
     # the repository's state in the index).
-    jobs.update_progress(job_id, phase=JobPhase.SCANNING, message="starting the indexer")
+    jobs.update_progress(
+        job_id,
+        phase=JobPhase.SCANNING,
+        message="starting the indexer" if shard is None else f"starting the indexer ({shard})",
+    )
     commit: str | None = None  # of a git source
     with ExitStack() as stack:
         try:
@@ -209,8 +258,11 @@ def run_job(
                 job_id=job_id,
                 progress=progress,
                 scan_secrets=not _secrets_opted_in(settings, job.repo_path),
+                shard=shard,
             )
             counters = run.run()
+            if shard is not None and run.published:  # the last shard: the summary is the run's
+                counters = RunCounters.total(run.store.shard_counters(job_id))
         except RunCancelled:
             write_termination_message(termination_log, "the job was cancelled while indexing")
             return IndexerExit.NOT_RUNNABLE
@@ -242,6 +294,14 @@ def run_job(
         summary += f"; {counters.tokens_redacted} secret tokens redacted in {counters.files_redacted} files"
     if counters.warnings:
         summary += "; " + "; ".join(counters.warnings[:10])
+    if shard is not None and not run.published:
+        # Another shard is still at work; the last one publishes and writes the run's summary.
+        summary = f"{shard} done: {summary}"
+        progress(counters, summary)
+        write_termination_message(termination_log, summary)
+        return IndexerExit.INDEXED
+    if shard is not None:
+        summary += f" by {shard.count} shards"
     jobs.update_progress(
         job_id,
         phase=JobPhase.DONE,

@@ -43,6 +43,7 @@ from mcp_server.indexer.file_tasks import (
     FileTask,
     process_batch,
 )
+from mcp_server.indexer.shards import Shard
 from mcp_server.indexer.types import SourceFile
 from mcp_server.indexer.walker import IGNORED, WalkStats, walk_repository
 
@@ -104,6 +105,39 @@ class RunCounters:
     def add_time(self, stage: str, started: float) -> None:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
 
+    def to_json(self) -> dict[str, object]:
+        """What a shard records at its end (job_shards.counters), for the run's summary."""
+        return {name: getattr(self, name) for name in (*_SUMMED, "skipped_reasons", "warnings")}
+
+    @classmethod
+    def total(cls, parts: Sequence[dict[str, object]]) -> RunCounters:
+        """The counters of a whole sharded run: its shards' summed."""
+        total = cls(phase=JobPhase.DONE)
+        for part in parts:
+            for name in _SUMMED:
+                setattr(total, name, getattr(total, name) + int(part.get(name) or 0))  # type: ignore[call-overload]
+            for reason, count in dict(part.get("skipped_reasons") or {}).items():  # type: ignore[call-overload]
+                total.skipped_reasons[reason] = total.skipped_reasons.get(reason, 0) + int(count)
+            total.warnings.extend(list(part.get("warnings") or []))  # type: ignore[call-overload]
+        total.files_total = total.files_seen
+        return total
+
+
+_SUMMED = (
+    "files_seen",
+    "files_indexed",
+    "files_changed",
+    "files_unchanged",
+    "files_copied",
+    "files_removed",
+    "files_skipped",
+    "tokens_redacted",
+    "files_redacted",
+    "chunks_created",
+    "chunks_embedded",
+    "chunks_copied",
+)
+
 
 ProgressCallback = Callable[[RunCounters, str], bool]
 
@@ -144,7 +178,10 @@ class IndexRun:
         progress: ProgressCallback | None = None,
         scan_secrets: bool = True,
         share_content: bool = True,
+        shard: Shard | None = None,
     ) -> None:
+        if shard is not None and job_id is None:
+            raise ValueError("a sharded run belongs to a job (its shards meet in job_shards)")
         self.store = store
         self.embedder = embedder
         self.project_id = project_id
@@ -167,6 +204,10 @@ class IndexRun:
         # Copy a file's rows from another repository of the project that holds the same content;
         # never in a forced run, whose point is to parse and embed everything again.
         self.share_content = share_content and not force
+        # One part of a sharded run: only the files whose path hashes to it; the last shard to
+        # finish publishes (see shards.py). None: the whole repository, published by this run.
+        self.shard = shard if shard is not None and shard.count > 1 else None
+        self.published = False
         self.counters = RunCounters()
         self._last_progress = 0.0
         self._pending_writes: list[FileWrite] = []
@@ -276,7 +317,9 @@ class IndexRun:
     # --- the run -------------------------------------------------------------------------------
 
     def run(self) -> RunCounters:
-        with self.store.repository_lock(project_id=self.project_id, root_path=self.repository_key):
+        with self.store.repository_lock(
+            project_id=self.project_id, root_path=self.repository_key, shared=self.shard is not None
+        ):
             return self._locked_run()
 
     def _locked_run(self) -> RunCounters:
@@ -284,10 +327,19 @@ class IndexRun:
         self.store.check_project_model(
             self.project_id, model_id=model_id, dimension=dimension, allow_change=self.force
         )
-        state = self.store.begin_run(project_id=self.project_id, root_path=self.repository_key)
+        if self.shard is not None:
+            assert self.job_id is not None
+            state = self.store.begin_shard(
+                project_id=self.project_id,
+                root_path=self.repository_key,
+                job_id=self.job_id,
+                shard=self.shard,
+            )
+        else:
+            state = self.store.begin_run(project_id=self.project_id, root_path=self.repository_key)
         # A first index or a forced one writes most rows anew: build the vector graph once at the
         # end. An incremental run inserts its few changed chunks into the existing graph.
-        bulk = self.force or not state.live
+        bulk = self.force or state.empty_before
         self._bulk = bulk
         if bulk:
             VectorIndexes(self.store.engine).drop(self.project_id, dimension)
@@ -295,13 +347,19 @@ class IndexRun:
             counters = self._run(state)
         finally:
             self._writer.shutdown(wait=True, cancel_futures=True)
-            if bulk:
-                self._begin_tail("building the vector index")
-            started = time.perf_counter()
-            VectorIndexes(self.store.engine).ensure(
-                self.project_id, dimension, progress=self._building if bulk else None
-            )
-            self.counters.add_time("vector index", started)
+            # A shard that did not publish leaves the graph to the last one (building it while the
+            # others still write would make each of their rows an insert into it); a failed
+            # shard's runner restores it when the whole run has ended.
+            if self.shard is None or self.published:
+                if bulk:
+                    self._begin_tail("building the vector index")
+                started = time.perf_counter()
+                VectorIndexes(self.store.engine).ensure(
+                    self.project_id, dimension, progress=self._building if bulk else None
+                )
+                self.counters.add_time("vector index", started)
+        if not self.published:
+            return counters
         if bulk:
             started = time.perf_counter()
             self.store.analyze()
@@ -371,6 +429,8 @@ class IndexRun:
                 stats=WalkStats(),
             )
             for counted_source in count_only:
+                if not self._owns(counted_source.relative_path):
+                    continue
                 counted += 1
                 counted_bytes += counted_source.size
                 self._report(f"found {counted} files so far")
@@ -385,9 +445,11 @@ class IndexRun:
                 max_file_bytes=self.max_file_bytes,
                 extra_ignores=self.extra_ignores,
                 stats=walk_stats,
-                read_contents=True if self.changed_paths is None else self._must_read(state),
+                read_contents=self._must_read(state),
             )
             for source in sources:
+                if not self._owns(source.relative_path):
+                    continue  # another shard's (the walker did not read it)
                 walked += 1
                 task_or_result = self._read(source, state)
                 if isinstance(task_or_result, FileResult):
@@ -422,7 +484,8 @@ class IndexRun:
             if executor is not None:
                 executor.shutdown(wait=True, cancel_futures=True)
         c.files_total = c.files_seen
-        self._absorb_walk(walk_stats)
+        if self.shard is None or self.shard.index == 0:  # the walk's skips are the tree's: count once
+            self._absorb_walk(walk_stats)
         self._flush(state)
         self._wait_for_write()
 
@@ -435,6 +498,15 @@ class IndexRun:
         # Raises when the job was cancelled meanwhile: a cancelled run never publishes.
         self._report("publishing the new index generation", force=True)
         started = time.perf_counter()
+        if self.shard is not None:
+            assert self.job_id is not None
+            try:
+                last = self.store.finish_shard(job_id=self.job_id, shard=self.shard, counters=c.to_json())
+            except JobNoLongerRunning:
+                raise RunCancelled("the job is no longer running") from None
+            if not last:  # another shard is still at work: the last one to finish publishes
+                c.phase = JobPhase.DONE
+                return c
         try:
             self.store.publish(
                 state,
@@ -445,6 +517,7 @@ class IndexRun:
         except JobNoLongerRunning:
             raise RunCancelled("the job is no longer running") from None
         c.add_time("publishing", started)
+        self.published = True
         c.phase = JobPhase.DONE
         return c
 
@@ -466,9 +539,16 @@ class IndexRun:
         context.set_forkserver_preload(["mcp_server.indexer.chunker"])
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
 
+    def _owns(self, relative_path: str) -> bool:
+        return self.shard is None or self.shard.owns(relative_path)
+
     def _must_read(self, state: RunState) -> Callable[[str], bool]:
-        changed = self.changed_paths or frozenset()
-        return lambda relative: relative in changed or relative not in state.live
+        """Which files the walker reads: a shard's own; of a watcher's sync, only the changed ones
+        and those not in the index yet."""
+        if self.changed_paths is None:
+            return self._owns
+        changed = self.changed_paths
+        return lambda relative: self._owns(relative) and (relative in changed or relative not in state.live)
 
     def _read(self, source: SourceFile, state: RunState) -> FileTask | FileResult:
         """Read and hash a file: a result when it needs no parsing, else a parse task."""

@@ -18,7 +18,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -27,6 +29,7 @@ from mcp_server.core.jobs import JobStatus, JobStore
 from mcp_server.core.lifecycle import DATABASE_ERRORS, Outcome
 from mcp_server.core.settings import DatabaseSettings, JobSettings, LoggingSettings, Settings, load_settings
 from mcp_server.db.database import get_engine
+from mcp_server.index.store import IndexStore
 from mcp_server.index.vector_indexes import VectorIndexes
 from mcp_server.indexer.outcome import IndexerExit, failure_reason
 from mcp_server.runners.local import LocalLauncher
@@ -38,6 +41,10 @@ HEARTBEAT_SECONDS = 5.0
 KILL_GRACE_SECONDS = 10.0
 # How long the job's outcome is retried while the database is away (a restart, a failover).
 RECORD_RETRY_SECONDS = 600.0
+# A failed shard of a sharded job runs again this many times, alone (the Indexed Job's
+# backoffLimitPerIndex); the indexer's refusals (bad input, not runnable) are never retried.
+SHARD_RETRIES = 1
+RETRY_NEVER = (IndexerExit.INVALID_INPUT, IndexerExit.NOT_RUNNABLE)
 _PR_SET_PDEATHSIG = 1
 T = TypeVar("T")
 
@@ -81,6 +88,55 @@ def _tail(path: Path, lines: int = 5) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+@dataclass
+class _ShardProcess:
+    """One indexer child: the whole job, or one shard of a sharded one."""
+
+    index: int | None  # None: an unsharded job
+    reason_path: Path
+    log_path: Path
+    attempts: int = 0
+    child: subprocess.Popen[bytes] | None = None
+
+    def start(self, job_id: uuid.UUID, runs: Path, env: dict[str, str]) -> None:
+        self.attempts += 1
+        self.reason_path.unlink(missing_ok=True)
+        command = [
+            sys.executable,
+            "-P",
+            "-m",
+            "mcp_server.frontends.cli",
+            "indexer",
+            "run",
+            "--job-id",
+            str(job_id),
+            "--termination-log",
+            str(self.reason_path),
+        ]
+        if self.index is not None:
+            command += ["--shard", str(self.index)]
+        with open(self.log_path, "ab", opener=lambda path, flags: os.open(path, flags, 0o600)) as log_file:
+            self.child = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                cwd=runs,
+                env=env,
+                preexec_fn=_die_with_parent,
+                process_group=0,  # its own group, so that _kill_leftovers reaches its workers
+            )
+
+
+def _shard_env(shards: int, parallel: int) -> dict[str, str]:
+    """The children's environment: shards that run side by side share the cores, so each gets
+    its share of parser workers unless the user chose a number."""
+    env = dict(os.environ)
+    if shards > 1 and "CODEBASE_INDEXER_WORKERS" not in env:
+        env["CODEBASE_INDEXER_WORKERS"] = str(max(1, (os.cpu_count() or 1) // parallel))
+    return env
+
+
 def supervise(settings: Settings, job_id: uuid.UUID) -> int:
     jobs = JobStore(get_engine(settings))
     job = jobs.get(job_id)
@@ -89,41 +145,34 @@ def supervise(settings: Settings, job_id: uuid.UUID) -> int:
         return 0
     runs = settings.database.runs_dir
     runs.mkdir(parents=True, exist_ok=True)
-    reason_path = runs / f"{job_id}.reason"
-    log_path = runs / f"{job_id}.indexer.log"
-    reason_path.unlink(missing_ok=True)
-    timeout = job.timeout_seconds or settings.jobs.timeout_seconds
     os.chmod(runs, 0o700)  # job logs may quote repository content and paths: owner only
-    with open(log_path, "ab", opener=lambda path, flags: os.open(path, flags, 0o600)) as log_file:
-        child = subprocess.Popen(
-            [
-                sys.executable,
-                "-P",
-                "-m",
-                "mcp_server.frontends.cli",
-                "indexer",
-                "run",
-                "--job-id",
-                str(job_id),
-                "--termination-log",
-                str(reason_path),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            cwd=runs,
-            preexec_fn=_die_with_parent,
-            process_group=0,  # its own group, so that _kill_leftovers reaches its workers
-        )
+    timeout = job.timeout_seconds or settings.jobs.timeout_seconds
+    # A sharded job runs its shards as children, `parallel` at a time (an Indexed Job's
+    # parallelism); a failed shard is run once more by itself (its backoffLimitPerIndex).
+    if job.shards > 1:
+        processes = [
+            _ShardProcess(k, runs / f"{job_id}.{k}.reason", runs / f"{job_id}.shard-{k}.log")
+            for k in range(job.shards)
+        ]
+    else:
+        processes = [_ShardProcess(None, runs / f"{job_id}.reason", runs / f"{job_id}.indexer.log")]
+    parallel = min(len(processes), settings.jobs.shard_parallelism or os.cpu_count() or 1)
+    env = _shard_env(job.shards, parallel)
+    queue = deque(processes)
+    running: list[_ShardProcess] = []
+    failed: _ShardProcess | None = None
     started = time.monotonic()
     last_heartbeat = started
     outcome: str | None = None
     try:
-        while child.poll() is None:
+        while (queue or running) and failed is None:
+            while queue and len(running) < parallel:
+                process = queue.popleft()
+                process.start(job_id, runs, env)
+                running.append(process)
             time.sleep(POLL_SECONDS)
             now = time.monotonic()
             if now - started > timeout:
-                _stop(child)
                 outcome = (
                     f"timed out after {timeout} s (INDEXING_JOB_TIMEOUT_SECONDS); the indexer was stopped"
                 )
@@ -138,23 +187,42 @@ def supervise(settings: Settings, job_id: uuid.UUID) -> int:
                     log.warning("job %s: heartbeat failed: %s", job_id, _first_line(exc))
                     still_running = True
                 if not still_running:  # cancelled or failed elsewhere
-                    _stop(child)
                     outcome = "left-running"
                     break
-    except BaseException:
-        _stop(child)
-        raise
-    returncode = child.wait()
-    _kill_leftovers(child)
+            for process in list(running):
+                assert process.child is not None
+                if process.child.poll() is None:
+                    continue
+                _kill_leftovers(process.child)
+                running.remove(process)
+                code = process.child.returncode
+                if code == IndexerExit.INDEXED:
+                    continue
+                if (
+                    process.index is not None
+                    and code not in RETRY_NEVER
+                    and process.attempts <= SHARD_RETRIES
+                ):
+                    log.warning(
+                        "job %s: shard %d exited with %s; running it again", job_id, process.index, code
+                    )
+                    queue.appendleft(process)
+                    continue
+                failed = process
+                break
+    finally:
+        for process in running:
+            if process.child is not None:
+                _stop(process.child)
     if outcome == "left-running":
         log.info("job %s left the running state; indexer stopped", job_id)
     else:
         _until_it_lands(
             "recording the job's outcome",
-            lambda: _record_outcome(jobs, job_id, outcome, returncode, reason_path, log_path),
+            lambda: _record_outcome(jobs, job_id, outcome, failed, len(processes)),
         )
     # Best effort: any later dispatch or server start does both again.
-    if returncode != 0:
+    if outcome is not None or failed is not None:
         _until_it_lands("restoring vector indexes", VectorIndexes(jobs.engine).restore_missing, 30)
     _until_it_lands("dispatching the next job", LocalLauncher(settings, jobs).dispatch, 30)
     return 0
@@ -164,18 +232,26 @@ def _record_outcome(
     jobs: JobStore,
     job_id: uuid.UUID,
     outcome: str | None,
-    returncode: int,
-    reason_path: Path,
-    log_path: Path,
+    failed: _ShardProcess | None,
+    shards: int,
 ) -> None:
     if outcome is not None:
         result = Outcome.failed(outcome)
-    elif returncode == IndexerExit.INDEXED:
-        result = Outcome.completed()
-    elif returncode == IndexerExit.NOT_RUNNABLE and jobs.get(job_id).status is not JobStatus.RUNNING:
-        return  # cancelled meanwhile: the row already says so
+    elif failed is None:
+        if shards > 1 and not IndexStore(jobs.engine).published_by(job_id):
+            # Cannot happen unless a shard broke the protocol: say so rather than claim success.
+            result = Outcome.failed(f"all {shards} shards ended but none published the index")
+        else:
+            result = Outcome.completed()
     else:
-        result = Outcome.failed(failure_reason(returncode, _tail(reason_path, 20) or _tail(log_path)))
+        assert failed.child is not None
+        returncode = failed.child.returncode
+        if returncode == IndexerExit.NOT_RUNNABLE and jobs.get(job_id).status is not JobStatus.RUNNING:
+            return  # cancelled meanwhile: the row already says so
+        reason = failure_reason(returncode, _tail(failed.reason_path, 20) or _tail(failed.log_path))
+        if failed.index is not None:
+            reason = f"shard {failed.index + 1} of {shards} (attempt {failed.attempts}): {reason}"
+        result = Outcome.failed(reason)
     lifecycle.record(
         jobs,
         job_id,

@@ -52,7 +52,13 @@ def cmd_indexer(settings: Settings, args: argparse.Namespace) -> int:
             termination_log=termination_log,
         )
     checkout = Path(args.checkout) if args.checkout else None
-    return run_job(settings, validate_job_id(args.job_id), termination_log=termination_log, checkout=checkout)
+    return run_job(
+        settings,
+        validate_job_id(args.job_id),
+        termination_log=termination_log,
+        checkout=checkout,
+        shard_index=args.shard,
+    )
 
 
 def cmd_operator(settings: Settings, args: argparse.Namespace) -> int:
