@@ -135,7 +135,8 @@ def live_rows(engine: Engine, project: str) -> dict[str, Any]:
         ).all()
         occurrences = conn.execute(
             text(
-                f"SELECT f.path, o.name, o.lines FROM symbol_occurrences o JOIN files f ON f.id = o.file_id {live}"
+                "SELECT f.path, o.name, o.lines FROM symbol_occurrences o "
+                f"JOIN files f ON f.id = o.file_id {live}"
             ),
             {"p": project},
         ).all()
