@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -270,3 +271,44 @@ def test_a_cancelled_sharded_run_never_publishes(clean_db: Engine, tree: Path) -
         _run(clean_db, "c", tree, shard=Shard(1, 2), job_id=job_id)
     assert live_rows(clean_db, "c")["files"] == []
     assert jobs.get(job_id).status is JobStatus.CANCELLED
+
+
+@pytest.mark.slow
+def test_the_local_launcher_runs_the_shards_as_processes_and_completes_the_job(
+    settings: Any, clean_db: Engine, make_repo: Any
+) -> None:
+    """The whole path: the tool's `shards`, the supervisor's children (`indexer run --shard K`),
+    the summed progress, one published generation equal to an unsharded run's."""
+    from mcp_server.frontends.operations import CodebaseService
+
+    files = {f"pkg/mod_{i}.py": f"def function_{i}(x):\n    return x + {i}\n" for i in range(60)}
+    root = make_repo(files, name="sharded")
+    svc = CodebaseService(settings, engine=clean_db)
+    started = svc.start_indexing(str(root), project_id="procs", shards=3)
+    deadline = time.monotonic() + 120
+    while (status := svc.get_status(started["job_id"]))["status"] not in ("completed", "failed", "cancelled"):
+        assert time.monotonic() < deadline, status
+        time.sleep(0.2)
+    assert status["status"] == "completed", status
+    assert status["shards"] == 3 and status["files_indexed"] == 60
+    assert "by 3 shards" in status["progress_message"]
+    assert [s["status"] for s in status["shard_progress"]] == ["done"] * 3
+    assert sum(s["files_indexed"] for s in status["shard_progress"]) == 60
+    _run(clean_db, "single", root, shard=None, job_id=None)
+    assert live_rows(clean_db, "procs") == live_rows(clean_db, "single")
+
+
+def test_shards_is_validated_where_it_enters(settings: Any, clean_db: Engine, make_repo: Any) -> None:
+    from mcp_server.core.errors import InvalidInput
+    from mcp_server.frontends.operations import CodebaseService
+
+    root = make_repo({"a.py": "x = 1\n"}, name="v")
+    svc = CodebaseService(settings, engine=clean_db)
+    for bad in (0, 65, -1, "three", 2.5, True):
+        with pytest.raises(InvalidInput, match="shards"):
+            svc.start_indexing(str(root), project_id="v", shards=bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="auto"):
+        svc.start_indexing(git_url="https://example.com/r.git", project_id="v", shards="auto")
+    started = svc.start_indexing(str(root), project_id="v", shards="auto")
+    assert svc.jobs.get(uuid.UUID(started["job_id"])).shards == 1  # one file: one shard
+    svc.cancel_job(started["job_id"])
