@@ -53,6 +53,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "mcp_server.core.settings",
             "mcp_server.core.errors",
             "mcp_server.core.validation",
+            "mcp_server.core.shards",
         ),
     ),
 ]

@@ -23,11 +23,11 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from mcp_server.core.jobs import JobStatus, JobStore
+from mcp_server.core.shards import Shard, shard_of
 from mcp_server.embeddings import StaticEmbedder
 from mcp_server.index.search import Searcher
 from mcp_server.index.store import IndexStore
 from mcp_server.indexer.pipeline import IndexRun, RunCancelled, RunCounters
-from mcp_server.indexer.shards import Shard, shard_of
 
 pytestmark = pytest.mark.timeout(300)
 

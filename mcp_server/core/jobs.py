@@ -113,7 +113,7 @@ class Job:
     k8s_job_name: str | None
     progress_fraction: float | None
     remaining_seconds: float | None
-    shards: int
+    shards: int = 1  # how many shards the run is split into
 
     @classmethod
     def from_row(cls, row: RowMapping) -> Job:

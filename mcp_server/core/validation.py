@@ -38,7 +38,7 @@ def validate_project_id(project_id: str | None, *, default: str = "default") -> 
 def validate_shards(shards: object, *, count_files: Callable[[], int] | None, files_per_shard: int) -> int:
     """How many shards a run gets: a number from 1 to MAX_SHARDS, or 'auto' (one per
     `files_per_shard` files, counted by `count_files`; None when the tree cannot be read here)."""
-    from mcp_server.indexer.shards import MAX_SHARDS, auto_count
+    from mcp_server.core.shards import MAX_SHARDS, auto_count
 
     if shards is None:
         return 1

@@ -33,9 +33,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 from mcp_server.core.errors import EmbeddingModelMismatch, JobNoLongerRunning, ShardGenerationMoved
+from mcp_server.core.shards import Shard
 from mcp_server.db.schema import LIVE
 from mcp_server.index.lexical_text import lexical_body, lexical_text
-from mcp_server.indexer.shards import Shard
 
 # The version of what a run writes per file, recorded per repository at publish time. 1: chunks
 # plus the symbol table (definitions, identifier occurrences). A repository of an older format is

@@ -24,6 +24,7 @@ from mcp_server.core import logs
 from mcp_server.core.errors import CodebaseMCPError, InvalidInput
 from mcp_server.core.jobs import JobPhase, JobStatus, JobStore
 from mcp_server.core.settings import Settings
+from mcp_server.core.shards import Shard
 from mcp_server.core.validation import (
     check_local_git_url,
     redact_userinfo,
@@ -38,7 +39,6 @@ from mcp_server.indexer import git_source, secrets
 from mcp_server.indexer.git_cache import GitCache
 from mcp_server.indexer.outcome import IndexerExit
 from mcp_server.indexer.pipeline import IndexRun, RunCancelled, RunCounters
-from mcp_server.indexer.shards import Shard
 
 log = logging.getLogger(__name__)
 

@@ -32,6 +32,7 @@ import numpy.typing as npt
 
 from mcp_server.core.errors import CodebaseMCPError, JobNoLongerRunning
 from mcp_server.core.jobs import JobPhase
+from mcp_server.core.shards import Shard
 from mcp_server.embeddings.base import Embedder
 from mcp_server.index import term_stats
 from mcp_server.index.store import ChunkRow, FileWrite, IndexStore, RunState
@@ -43,7 +44,6 @@ from mcp_server.indexer.file_tasks import (
     FileTask,
     process_batch,
 )
-from mcp_server.indexer.shards import Shard
 from mcp_server.indexer.types import SourceFile
 from mcp_server.indexer.walker import IGNORED, WalkStats, walk_repository
 
