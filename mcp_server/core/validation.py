@@ -15,6 +15,7 @@ from pathlib import Path
 
 from mcp_server.core import path_policy
 from mcp_server.core.errors import InvalidInput, InvalidProjectId, InvalidRepositoryPath
+from mcp_server.core.shards import MAX_SHARDS, auto_count
 
 # Like a Kubernetes DNS label: it is also used in object names and labels.
 PROJECT_ID_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -38,8 +39,6 @@ def validate_project_id(project_id: str | None, *, default: str = "default") -> 
 def validate_shards(shards: object, *, count_files: Callable[[], int] | None, files_per_shard: int) -> int:
     """How many shards a run gets: a number from 1 to MAX_SHARDS, or 'auto' (one per
     `files_per_shard` files, counted by `count_files`; None when the tree cannot be read here)."""
-    from mcp_server.core.shards import MAX_SHARDS, auto_count
-
     if shards is None:
         return 1
     if shards == "auto":

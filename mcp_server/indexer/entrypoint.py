@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
@@ -177,32 +178,20 @@ def run_job(
 
     def progress(counters: RunCounters, message: str) -> bool:
         disk_guard()
+        values: dict[str, Any] = {
+            "phase": counters.phase,
+            "message": message,
+            "files_seen": counters.files_seen,
+            "files_total": counters.files_total,
+            "files_indexed": counters.files_indexed,
+            "files_skipped": counters.files_skipped,
+            "chunks_created": counters.chunks_created,
+            "progress_fraction": counters.progress_fraction,
+            "remaining_seconds": counters.remaining_seconds,
+        }
         if shard is not None:
-            return jobs.update_shard_progress(
-                job_id,
-                shard.index,
-                phase=counters.phase,
-                message=message,
-                files_seen=counters.files_seen,
-                files_total=counters.files_total,
-                files_indexed=counters.files_indexed,
-                files_skipped=counters.files_skipped,
-                chunks_created=counters.chunks_created,
-                progress_fraction=counters.progress_fraction,
-                remaining_seconds=counters.remaining_seconds,
-            )
-        return jobs.update_progress(
-            job_id,
-            phase=counters.phase,
-            message=message,
-            files_seen=counters.files_seen,
-            files_total=counters.files_total,
-            files_indexed=counters.files_indexed,
-            files_skipped=counters.files_skipped,
-            chunks_created=counters.chunks_created,
-            progress_fraction=counters.progress_fraction,
-            remaining_seconds=counters.remaining_seconds,
-        )
+            return jobs.update_shard_progress(job_id, shard.index, **values)
+        return jobs.update_progress(job_id, **values)
 
     # The row says the indexer is at work before the slow part of its start (the embedding model,
     # the repository's state in the index).
