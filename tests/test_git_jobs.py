@@ -68,6 +68,26 @@ def test_a_tag_of_a_file_url_is_indexed_searchable_under_url_hash_ref_and_a_late
     assert "1 new or changed" in again["progress_message"]  # incremental: one new file
 
 
+def test_a_sharded_git_job_fetches_one_commit_and_its_shards_complete_it(remote: Remote, home: Path) -> None:
+    """Each shard process fetches for itself, each into its own work tree (one shared name made
+    them wait on its lock and run one after another); all record the same commit."""
+    svc = CodebaseService(load_settings())
+    started = svc.start_indexing(git_url=remote.url, ref="main", shards=2)
+    done = _wait(svc, started["job_id"])
+    assert done["status"] == "completed", done
+    assert "by 2 shards" in done["progress_message"], done
+    key = f"{remote.url}#main"
+    assert _found(svc, "second", key) == {"b.py"}
+    with svc.engine.connect() as conn:
+        commits = conn.execute(
+            text("SELECT DISTINCT source_commit FROM job_shards WHERE job_id = :j"), {"j": started["job_id"]}
+        ).scalars()
+        assert list(commits) == [remote.rev("main")]
+    # Both work trees are gone with the run.
+    checkouts = GitCache(load_settings().database.git_dir).entry(remote.url) / "checkouts"
+    assert [p.name for p in checkouts.iterdir() if p.is_dir()] == []
+
+
 @pytest.fixture
 def root_log_handlers() -> Iterator[None]:
     """cli.main points logging at the captured stderr; put back what was there after the test."""

@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from mcp_server.core.errors import ShardSourceMoved
 from mcp_server.core.jobs import JobStatus, JobStore
 from mcp_server.core.shards import Shard, shard_of
 from mcp_server.embeddings import StaticEmbedder
@@ -271,6 +272,24 @@ def test_a_cancelled_sharded_run_never_publishes(clean_db: Engine, tree: Path) -
         _run(clean_db, "c", tree, shard=Shard(1, 2), job_id=job_id)
     assert live_rows(clean_db, "c")["files"] == []
     assert jobs.get(job_id).status is JobStatus.CANCELLED
+
+
+def test_shards_of_a_git_run_that_checked_out_different_commits_stop_the_run(
+    clean_db: Engine, tree: Path
+) -> None:
+    """Every shard fetches the source itself: a branch pushed to while they start would publish a
+    generation of two trees. The shard that got the other commit stops, the old index stays."""
+    index_sharded(clean_db, "git", tree, 1)
+    before = live_rows(clean_db, "git")
+    job_id = _job(clean_db, "git", tree, 3)
+    first, moved = "a" * 40, "b" * 40
+    _run(clean_db, "git", tree, shard=Shard(0, 3), job_id=job_id, source_commit=first)
+    _run(clean_db, "git", tree, shard=Shard(1, 3), job_id=job_id, source_commit=first)
+    with pytest.raises(ShardSourceMoved, match=r"shard 3 of 3 checked out commit bbbbbbbbbbbb but shard 1"):
+        _run(clean_db, "git", tree, shard=Shard(2, 3), job_id=job_id, source_commit=moved)
+    assert live_rows(clean_db, "git") == before
+    # The same commit (a retry after the push was undone, say) completes the run.
+    assert _run(clean_db, "git", tree, shard=Shard(2, 3), job_id=job_id, source_commit=first).published
 
 
 @pytest.mark.slow

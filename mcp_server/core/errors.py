@@ -69,3 +69,8 @@ class JobNoLongerRunning(CodebaseMCPError):
 class ShardGenerationMoved(CodebaseMCPError):
     """Another run published the repository while the shards of a sharded run were writing the
     generation after it: their rows can no longer be published."""
+
+
+class ShardSourceMoved(CodebaseMCPError):
+    """The shards of a sharded git run checked out different commits (the branch moved while they
+    fetched): one generation cannot mix two trees."""

@@ -113,6 +113,7 @@ job_shards = Table(
     Column("progress_fraction", Float),
     Column("remaining_seconds", Float),
     Column("counters", JSONB),  # the shard's RunCounters at its end, summed into the run's summary
+    Column("source_commit", Text),  # a git source's commit this shard checked out (all must agree)
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("job_id", "shard", name="job_shards_pkey"),
     CheckConstraint("status IN ('running', 'done')", name="job_shards_status_check"),

@@ -32,7 +32,12 @@ import numpy.typing as npt
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
-from mcp_server.core.errors import EmbeddingModelMismatch, JobNoLongerRunning, ShardGenerationMoved
+from mcp_server.core.errors import (
+    EmbeddingModelMismatch,
+    JobNoLongerRunning,
+    ShardGenerationMoved,
+    ShardSourceMoved,
+)
 from mcp_server.core.shards import Shard
 from mcp_server.db.schema import LIVE
 from mcp_server.index.lexical_text import lexical_body, lexical_text
@@ -185,13 +190,40 @@ class IndexStore:
             self._undo_killed_run(conn, repo.id, repo.active_generation, generation)
             return self._run_state(conn, repo, project_id, generation, owns=None)
 
-    def begin_shard(self, *, project_id: str, root_path: str, job_id: uuid.UUID, shard: Shard) -> RunState:
+    def begin_shard(
+        self,
+        *,
+        project_id: str,
+        root_path: str,
+        job_id: uuid.UUID,
+        shard: Shard,
+        source_commit: str | None = None,
+    ) -> RunState:
         """`begin_run` for one shard of a sharded run: the first shard to start fixes the generation
         all of them write (and undoes a killed earlier run's marks); a later one, or a retry,
         takes that generation and undoes only its own part's marks. The state holds only the
-        files the shard owns."""
+        files the shard owns.
+
+        `source_commit`: the commit a git source's shard checked out. Each shard fetches for
+        itself, so a branch pushed to while they start would mix two trees in one generation:
+        a shard that got another commit than the shards before it stops the run."""
         with self._engine.begin() as conn:
             repo = self._lock_repository(conn, project_id, root_path)
+            if source_commit is not None:
+                other = conn.execute(
+                    text(
+                        "SELECT shard, source_commit FROM job_shards WHERE job_id = :j AND shard <> :s "
+                        "AND source_commit IS NOT NULL AND source_commit <> :c LIMIT 1"
+                    ),
+                    {"j": job_id, "s": shard.index, "c": source_commit},
+                ).first()
+                if other is not None:
+                    raise ShardSourceMoved(
+                        f"{shard} checked out commit {source_commit[:12]} but shard {other.shard + 1} "
+                        f"indexed {other.source_commit[:12]}: the branch moved while the run started, "
+                        "and one generation cannot mix two commits. The previous index is kept; run "
+                        "again, or give a commit SHA as the ref"
+                    )
             active = repo.active_generation
             fixed = conn.execute(
                 text("SELECT generation FROM job_shards WHERE job_id = :j LIMIT 1"), {"j": job_id}
@@ -220,11 +252,13 @@ class IndexStore:
                     conn.execute(text("UPDATE chunks SET gen_to = :live WHERE file_id = ANY(:ids)"), params)
             conn.execute(
                 text(
-                    "INSERT INTO job_shards (job_id, shard, generation) VALUES (:j, :s, :g) "
+                    "INSERT INTO job_shards (job_id, shard, generation, source_commit) "
+                    "VALUES (:j, :s, :g, :c) "
                     "ON CONFLICT (job_id, shard) DO UPDATE SET status = 'running', counters = NULL, "
-                    " attempts = job_shards.attempts + 1, updated_at = now()"
+                    " attempts = job_shards.attempts + 1, source_commit = EXCLUDED.source_commit, "
+                    " updated_at = now()"
                 ),
-                {"j": job_id, "s": shard.index, "g": generation},
+                {"j": job_id, "s": shard.index, "g": generation, "c": source_commit},
             )
             return self._run_state(conn, repo, project_id, generation, owns=shard.owns)
 
@@ -242,10 +276,21 @@ class IndexStore:
             conn.execute(
                 text(
                     "UPDATE job_shards SET status = 'done', counters = CAST(:c AS jsonb), "
-                    "progress_fraction = 1, remaining_seconds = 0, updated_at = now() "
+                    "progress_fraction = 1, remaining_seconds = 0, updated_at = now(), "
+                    # The shard's own final figures, not its last progress report's.
+                    "files_seen = :seen, files_total = :seen, files_indexed = :indexed, "
+                    "files_skipped = :skipped, chunks_created = :chunks "
                     "WHERE job_id = :j AND shard = :s"
                 ),
-                {"j": job_id, "s": shard.index, "c": json.dumps(dict(counters))},
+                {
+                    "j": job_id,
+                    "s": shard.index,
+                    "c": json.dumps(dict(counters)),
+                    "seen": int(counters.get("files_seen") or 0),
+                    "indexed": int(counters.get("files_indexed") or 0),
+                    "skipped": int(counters.get("files_skipped") or 0),
+                    "chunks": int(counters.get("chunks_created") or 0),
+                },
             )
             done = conn.execute(
                 text("SELECT count(*) FROM job_shards WHERE job_id = :j AND status = 'done'"), {"j": job_id}

@@ -37,7 +37,7 @@ from mcp_server.db.embedded import free_bytes
 from mcp_server.embeddings import create_embedder
 from mcp_server.index.store import IndexStore
 from mcp_server.indexer import git_source, secrets
-from mcp_server.indexer.git_cache import GitCache
+from mcp_server.indexer.git_cache import FULL_SHA_RE, GitCache
 from mcp_server.indexer.outcome import IndexerExit
 from mcp_server.indexer.pipeline import IndexRun, RunCancelled, RunCounters
 
@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"  # read by Kubernetes into the pod status
+COMMIT_FILE = "commit"  # beside the clone in --into/--checkout: the commit `indexer clone` checked out
 
 
 def embedder_from_settings(settings: Settings):  # type: ignore[no-untyped-def]
@@ -126,9 +127,21 @@ def clone_source(
             credentials=git_source.credentials_from_secret(credentials) if credentials else None,
         ) as fetched:
             log.info("cloned %s into %s (commit %s)", redact_userinfo(url), fetched.path, fetched.commit)
+            # For the indexer container: its summary names the commit, and the shards of a sharded
+            # run (a clone each) check that they all got the same one.
+            (into / COMMIT_FILE).write_text(fetched.commit + "\n")
     except CodebaseMCPError as exc:
         return _reported(exc, termination_log)
     return IndexerExit.INDEXED
+
+
+def _cloned_commit(checkout: Path) -> str | None:
+    """The commit `indexer clone` wrote beside its clone (absent from an older image's clone)."""
+    try:
+        text = (checkout / COMMIT_FILE).read_text(errors="replace").strip()
+    except OSError:
+        return None
+    return text if FULL_SHA_RE.fullmatch(text) else None
 
 
 def _shard(job_shards: int, index: int | None) -> Shard | None:
@@ -207,6 +220,7 @@ def run_job(
                 root = checkout / "checkout"  # cloned by the Job's init container
                 if not root.is_dir():
                     raise InvalidInput(f"--checkout {checkout}: no clone in it (did the clone step run?)")
+                commit = _cloned_commit(checkout)
                 repository_key = job.repo_path
             elif job.source_git_url:
                 url, ref = validate_git_source(job.source_git_url, job.source_git_ref)
@@ -224,7 +238,9 @@ def run_job(
                         url,
                         ref,
                         cache=cache,
-                        name=str(job_id),
+                        # A work tree per shard: one name would make the shards wait for each
+                        # other on its lock (GitCache.hold) and run one after another.
+                        name=str(job_id) if shard is None else f"{job_id}.{shard.index}",
                         credentials=git_source.credentials_from_settings(settings.git),
                     )
                 )
@@ -248,6 +264,7 @@ def run_job(
                 progress=progress,
                 scan_secrets=not _secrets_opted_in(settings, job.repo_path),
                 shard=shard,
+                source_commit=commit,
             )
             counters = run.run()
             if shard is not None and run.published:  # the last shard: the summary is the run's

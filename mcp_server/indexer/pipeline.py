@@ -179,6 +179,7 @@ class IndexRun:
         scan_secrets: bool = True,
         share_content: bool = True,
         shard: Shard | None = None,
+        source_commit: str | None = None,  # of a git source: the shards of a run must agree on it
     ) -> None:
         if shard is not None and job_id is None:
             raise ValueError("a sharded run belongs to a job (its shards meet in job_shards)")
@@ -207,6 +208,7 @@ class IndexRun:
         # One part of a sharded run: only the files whose path hashes to it; the last shard to
         # finish publishes (see shards.py). None: the whole repository, published by this run.
         self.shard = shard if shard is not None and shard.count > 1 else None
+        self.source_commit = source_commit
         self.published = False
         self.counters = RunCounters()
         self._last_progress = 0.0
@@ -334,6 +336,7 @@ class IndexRun:
                 root_path=self.repository_key,
                 job_id=self.job_id,
                 shard=self.shard,
+                source_commit=self.source_commit,
             )
         else:
             state = self.store.begin_run(project_id=self.project_id, root_path=self.repository_key)
