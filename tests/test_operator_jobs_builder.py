@@ -340,3 +340,37 @@ def test_a_priority_class_alone_does_not_suspend_the_job() -> None:
 def test_malformed_queue_and_priority_class_names_are_refused(field: str, value: object) -> None:
     with pytest.raises(InvalidInput, match=f"spec.{field}"):
         parse_spec({"source": {"path": "/workspace/a"}, field: value})
+
+
+def test_an_unsharded_request_is_one_pod_that_is_never_retried() -> None:
+    spec = manifest()["spec"]
+    assert spec["backoffLimit"] == 0
+    assert "completionMode" not in spec and "backoffLimitPerIndex" not in spec
+
+
+def test_a_sharded_request_is_an_indexed_job_whose_shards_retry_alone() -> None:
+    job = manifest({"projectId": "web", "source": {"path": "/workspace/mono"}, "shards": 5})
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed"
+    assert spec["completions"] == 5 and spec["parallelism"] == 5
+    # One retry per shard; a shard that fails twice fails the Job at once.
+    assert spec["backoffLimitPerIndex"] == 1 and spec["maxFailedIndexes"] == 0
+    assert "backoffLimit" not in spec
+    # Exit 1 counts against the shard's own retries; refused input and "not runnable" are final.
+    (fail_job,) = [r for r in spec["podFailurePolicy"]["rules"] if r.get("onExitCodes")]
+    assert fail_job["action"] == "FailJob"
+    assert fail_job["onExitCodes"]["values"] == [2, 3]
+    # The pod learns its shard from JOB_COMPLETION_INDEX: the command names none.
+    assert container(job)["command"] == ["codebase-mcp", "indexer", "run", "--job-id", str(JOB_ID)]
+
+
+def test_shard_parallelism_bounds_the_pods_of_a_sharded_job_at_once() -> None:
+    spec = {"projectId": "web", "source": {"path": "/workspace/mono"}, "shards": 8}
+    assert manifest(spec, CODEBASE_SHARD_PARALLELISM=3)["spec"]["parallelism"] == 3
+    assert manifest(spec, CODEBASE_SHARD_PARALLELISM=20)["spec"]["parallelism"] == 8
+
+
+@pytest.mark.parametrize("shards", [0, 65, -1, "4", 2.5, True])
+def test_spec_shards_must_be_an_integer_from_1_to_64(shards: object) -> None:
+    with pytest.raises(InvalidInput, match=r"spec\.shards must be an integer from 1 to 64"):
+        parse_spec({"projectId": "web", "source": {"path": "/w/x"}, "shards": shards})

@@ -509,3 +509,84 @@ def test_a_kueue_job_still_holds_its_repository(settings: Settings, store: JobSt
     reconciler.resync()
     assert kube.created == [job_name(first)]
     assert f"job {first} of the same repository" in kube.requests["later"]["status"]["message"]
+
+
+def _run_shards(engine: Any, row: Any, root: Any) -> None:
+    """What the Indexed Job's pods do: each shard indexes its part, the last one publishes."""
+    from mcp_server.core.shards import Shard
+    from mcp_server.embeddings import StaticEmbedder
+    from mcp_server.index.store import IndexStore
+    from mcp_server.indexer.pipeline import IndexRun
+
+    for index in range(row.shards):
+        IndexRun(
+            store=IndexStore(engine),
+            embedder=StaticEmbedder(),
+            project_id=row.project_id,
+            root=root,
+            repository_key=row.repo_path,
+            force=False,
+            max_file_bytes=1_000_000,
+            workers=1,
+            job_id=row.id,
+            shard=Shard(index, row.shards),
+        ).run()
+
+
+def test_a_sharded_request_is_complete_when_its_indexed_job_is_and_a_shard_published(
+    settings: Settings, store: JobStore, kube: FakeKube, clean_db: Any, make_repo: Any
+) -> None:
+    root = make_repo({f"m{i}.py": f"def f{i}():\n    return {i}\n" for i in range(12)}, name="mono")
+    reconciler = make_reconciler(settings, store, kube)
+    body = kube.add_request("mono", path_spec("mono", shards=3))
+    reconciler.admit(body)
+    job_id = uuid.UUID(kube.requests["mono"]["status"]["jobId"])
+    assert store.get(job_id).shards == 3
+    reconciler.resync()
+    job = kube.jobs[job_name(job_id)]
+    assert (job["spec"]["completionMode"], job["spec"]["completions"]) == ("Indexed", 3)
+
+    kube.add_pod(job_name(job_id), "Running")
+    reconciler.pod_changed(kube.pods[0])
+    assert store.get(job_id).status is JobStatus.RUNNING
+    _run_shards(clean_db, store.get(job_id), root)
+    # One shard's pod succeeding ends only its part: the row waits for the Job.
+    kube.pods[0]["status"] = {
+        "phase": "Succeeded",
+        "containerStatuses": [{"name": "indexer", "state": {"terminated": {"exitCode": 0}}}],
+    }
+    reconciler.pod_changed(kube.pods[0])
+    assert store.get(job_id).status is JobStatus.RUNNING
+    reconciler.resync()
+    shards = kube.requests["mono"]["status"]["shards"]
+    assert [(s["index"], s["state"]) for s in shards] == [(0, "Done"), (1, "Done"), (2, "Done")]
+    assert sum(s["filesIndexed"] for s in shards) == 12
+
+    reconciler.job_changed(kube.finish(job_name(job_id), "Complete"))
+    assert store.get(job_id).status is JobStatus.COMPLETED
+    assert kube.requests["mono"]["status"]["phase"] == "Completed"
+
+
+def test_a_sharded_job_complete_without_a_published_index_fails(
+    settings: Settings, store: JobStore, kube: FakeKube
+) -> None:
+    reconciler = make_reconciler(settings, store, kube)
+    reconciler.admit(kube.add_request("broken", path_spec("broken", shards=2)))
+    job_id = uuid.UUID(kube.requests["broken"]["status"]["jobId"])
+    reconciler.resync()
+    reconciler.job_changed(kube.finish(job_name(job_id), "Complete"))
+    row = store.get(job_id)
+    assert row.status is JobStatus.FAILED
+    assert row.error_message == "all 2 shards ended but none published the index"
+
+
+def test_a_job_row_of_another_shard_count_is_not_adopted(
+    settings: Settings, store: JobStore, kube: FakeKube
+) -> None:
+    reconciler = make_reconciler(settings, store, kube)
+    row = store.create(repo_path="/workspace/a", project_id="default", shards=4)
+    reconciler.admit(kube.add_request("index-y", path_spec("a", jobId=str(row.id), shards=2)))
+    status = kube.requests["index-y"]["status"]
+    assert status["phase"] == "Failed"
+    assert "names a job of 4 shards, not of spec.shards 2" in status["message"]
+    assert kube.created == []

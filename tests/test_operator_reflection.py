@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from codebase_operator import reflection
 
-from mcp_server.core.jobs import Job, JobStatus
+from mcp_server.core.jobs import Job, JobStatus, ShardProgress
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -111,6 +111,22 @@ def test_the_latest_failed_pod_is_the_one_reported() -> None:
     newer = pod(exit_code=2, message="second", created=NOW)
     reason = reflection.failure_reason(job(("Failed", "PodFailurePolicy", "")), [newer, older])
     assert "second" in reason and "exit code 2" in reason
+
+
+def test_a_failed_shard_is_named_by_its_completion_index() -> None:
+    failed = job(("Failed", "MaxFailedIndexesExceeded", "Job has exceeded the specified maximal number"))
+    failed["spec"]["completions"] = 4
+    shard = pod(exit_code=1, message="EmbeddingError: server unreachable")
+    shard["metadata"]["annotations"] = {reflection.COMPLETION_INDEX_ANNOTATION: "2"}
+    reason = reflection.failure_reason(failed, [shard])
+    assert reason == (
+        "shard 3 of 4: the indexer failed (exit code 1): EmbeddingError: server unreachable "
+        "(MaxFailedIndexesExceeded)"
+    )
+    assert reflection.failure_code(reason) == "MaxFailedIndexesExceeded"
+    # An unsharded Job's pod names no shard, whatever its annotations.
+    single = job(("Failed", "PodFailurePolicy", ""))
+    assert not reflection.failure_reason(single, [shard]).startswith("shard")
 
 
 def test_job_outcome_and_activity() -> None:
@@ -232,6 +248,37 @@ def test_status_of_a_queued_then_running_then_completed_request() -> None:
         "message": done["message"],
         "lastTransitionTime": None,
     }
+
+
+def test_a_sharded_runs_status_lists_its_shards_as_their_rows_left_them() -> None:
+    shards = [
+        ShardProgress(0, "done", 1, "done", "shard 1 of 2 done: indexed 5 files", 5, 5, 5, 20, 1.0),
+        ShardProgress(1, "running", 2, "embedding", "embedding 3 of 7 files", 3, 7, 2, 9, 0.4),
+    ]
+    status = reflection.request_status(
+        row(JobStatus.RUNNING, started_at=NOW, files_indexed=7), job_name="j", shards=shards
+    )
+    assert status["shards"] == [
+        {
+            "index": 0,
+            "state": "Done",
+            "attempts": 1,
+            "filesIndexed": 5,
+            "filesTotal": 5,
+            "chunksCreated": 20,
+            "message": "shard 1 of 2 done: indexed 5 files",
+        },
+        {
+            "index": 1,
+            "state": "Running",
+            "attempts": 2,
+            "filesIndexed": 2,
+            "filesTotal": 7,
+            "chunksCreated": 9,
+            "message": "embedding 3 of 7 files",
+        },
+    ]
+    assert "shards" not in reflection.request_status(row(JobStatus.RUNNING), job_name="j")
 
 
 def test_failed_status_carries_the_rows_error_message() -> None:

@@ -90,6 +90,15 @@ class Outcome:
         return cls(JobStatus.CANCELLED, reason)
 
 
+def succeeded(shards: int, *, published: bool) -> Outcome:
+    """The outcome of a run whose every process or pod succeeded. A sharded run is complete only
+    if its last shard published the generation; all shards ending without that cannot happen
+    unless one broke the protocol, and is said rather than reported as a success."""
+    if shards > 1 and not published:
+        return Outcome.failed(f"all {shards} shards ended but none published the index")
+    return Outcome.completed()
+
+
 def record(
     jobs: JobStore,
     job_id: uuid.UUID,

@@ -155,7 +155,13 @@ class JobSettings(_Group):
     )
     """A watched repository is also checked whole this often, in case events were lost."""
 
-    shard_parallelism: int = Field(default=0, ge=0, le=64, validation_alias="CODEBASE_SHARD_PARALLELISM")
+    shard_parallelism: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        validation_alias="CODEBASE_SHARD_PARALLELISM",
+        json_schema_extra=_chart(".Values.indexer.shardParallelism | quote"),
+    )
     """At most this many shards of one sharded run index at once (a Kubernetes Indexed Job's
     parallelism, the local launcher's processes); 0: one per CPU core here, all of them on a cluster."""
 

@@ -156,13 +156,6 @@ class CodebaseService:
             count_files=None if url else lambda: _count_files(self.settings, key),
             files_per_shard=self.settings.jobs.files_per_shard,
         )
-        if shard_count > 1 and self.settings.jobs.launcher == "kubernetes":
-            # The operator does not build Indexed Jobs yet (issue 15): refuse rather than start a
-            # Job whose pod would not know its shard.
-            raise InvalidInput(
-                "sharded runs are not available with CODEBASE_LAUNCHER=kubernetes yet; use shards=1 "
-                "there (the local launcher runs shards as processes)"
-            )
         new_id = uuid.uuid4()
         job = self.jobs.create(
             job_id=new_id,

@@ -34,6 +34,11 @@ _MEANINGS = {
 # The exit codes by which the indexer itself reports a failure (a Job's podFailurePolicy fails
 # the Job at once on these instead of retrying the pod).
 FAILURE_EXITS = (IndexerExit.FAILED, IndexerExit.INVALID_INPUT, IndexerExit.NOT_RUNNABLE)
+# A failed shard of a sharded job runs again this many times, alone (the local supervisor; an
+# Indexed Job's backoffLimitPerIndex). The indexer's refusals are never retried: a bad input or a
+# cancelled job is the same for every attempt.
+SHARD_RETRIES = 1
+RETRY_NEVER = (IndexerExit.INVALID_INPUT, IndexerExit.NOT_RUNNABLE)
 
 
 def _signal_name(number: int) -> str:

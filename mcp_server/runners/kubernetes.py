@@ -56,6 +56,8 @@ def request_body(job: Job, *, default_timeout: int) -> dict[str, Any]:
             "jobId": str(job.id),
             "forceReindex": job.force_reindex,
             "timeoutSeconds": timeout,
+            # The operator runs a sharded job as an Indexed Job and checks this against the row.
+            **({"shards": job.shards} if job.shards > 1 else {}),
         },
     }
 

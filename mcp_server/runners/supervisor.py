@@ -31,7 +31,7 @@ from mcp_server.core.settings import DatabaseSettings, JobSettings, LoggingSetti
 from mcp_server.db.database import get_engine
 from mcp_server.index.store import IndexStore
 from mcp_server.index.vector_indexes import VectorIndexes
-from mcp_server.indexer.outcome import IndexerExit, failure_reason
+from mcp_server.indexer.outcome import RETRY_NEVER, SHARD_RETRIES, IndexerExit, failure_reason
 from mcp_server.runners.local import LocalLauncher
 
 log = logging.getLogger("codebase_mcp.supervisor")
@@ -41,10 +41,6 @@ HEARTBEAT_SECONDS = 5.0
 KILL_GRACE_SECONDS = 10.0
 # How long the job's outcome is retried while the database is away (a restart, a failover).
 RECORD_RETRY_SECONDS = 600.0
-# A failed shard of a sharded job runs again this many times, alone (the Indexed Job's
-# backoffLimitPerIndex); the indexer's refusals (bad input, not runnable) are never retried.
-SHARD_RETRIES = 1
-RETRY_NEVER = (IndexerExit.INVALID_INPUT, IndexerExit.NOT_RUNNABLE)
 _PR_SET_PDEATHSIG = 1
 T = TypeVar("T")
 
@@ -238,11 +234,9 @@ def _record_outcome(
     if outcome is not None:
         result = Outcome.failed(outcome)
     elif failed is None:
-        if shards > 1 and not IndexStore(jobs.engine).published_by(job_id):
-            # Cannot happen unless a shard broke the protocol: say so rather than claim success.
-            result = Outcome.failed(f"all {shards} shards ended but none published the index")
-        else:
-            result = Outcome.completed()
+        result = lifecycle.succeeded(
+            shards, published=shards > 1 and IndexStore(jobs.engine).published_by(job_id)
+        )
     else:
         assert failed.child is not None
         returncode = failed.child.returncode

@@ -18,6 +18,12 @@ Why these fields:
   with `suspend: true` and the `kueue.x-k8s.io/queue-name` label; Kueue unsuspends it when its
   ClusterQueue has quota. The operator neither holds such a Job back nor counts it against
   MAX_CONCURRENT_INDEXING_JOBS (two limits on one Job would leave Kueue's quota idle).
+- spec.shards > 1: an Indexed Job (completionMode Indexed, completions N), each pod indexing the
+  files of shard JOB_COMPLETION_INDEX; parallelism is CODEBASE_SHARD_PARALLELISM (0: all N);
+  backoffLimitPerIndex 1, so a shard that fails (exit 1, or a crash) runs once more by itself
+  while the others carry on, and maxFailedIndexes 0, so a shard that fails twice fails the Job
+  at once instead of letting the rest run for nothing. Exits 2 and 3 still fail the whole Job:
+  a refused input or a cancelled job is the same for every shard.
 - A source.git Job clones in an init container (`indexer clone`), the only container that mounts
   the source.git.secretRef Secret and the only one without DATABASE_URL; the indexer container
   then indexes the checkout in the shared /tmp emptyDir and never sees the credentials.
@@ -32,7 +38,7 @@ from typing import Any
 
 from codebase_operator.spec import RequestSpec
 from mcp_server.core.settings import Settings
-from mcp_server.indexer.outcome import FAILURE_EXITS
+from mcp_server.indexer.outcome import FAILURE_EXITS, RETRY_NEVER, SHARD_RETRIES
 from mcp_server.runners.kube_api import ObjectRef
 
 CONTAINER_NAME = "indexer"
@@ -253,6 +259,38 @@ def build_job(
             settings.kubernetes.indexer_gpu_count
         )
 
+    failure_rules: list[dict[str, Any]] = [
+        {
+            "action": "FailJob",
+            "onExitCodes": {
+                "containerName": CONTAINER_NAME,
+                "operator": "In",
+                # A shard's exit 1 (a failure that may be transient) counts against its own
+                # backoffLimitPerIndex instead; refused input and "not runnable" are final.
+                "values": [int(code) for code in (FAILURE_EXITS if spec.shards == 1 else RETRY_NEVER)],
+            },
+        },
+    ]
+    if init_containers:
+        failure_rules.append(
+            {
+                "action": "FailJob",
+                "onExitCodes": {"containerName": CLONE_CONTAINER_NAME, "operator": "NotIn", "values": [0]},
+            }
+        )
+    failure_rules.append({"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]})
+    if spec.shards > 1:
+        parallelism = settings.jobs.shard_parallelism or spec.shards
+        completion: dict[str, Any] = {
+            "completionMode": "Indexed",
+            "completions": spec.shards,
+            "parallelism": min(spec.shards, parallelism),
+            "backoffLimitPerIndex": SHARD_RETRIES,
+            "maxFailedIndexes": 0,
+        }
+    else:
+        completion = {"backoffLimit": 0}
+
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -274,35 +312,9 @@ def build_job(
         },
         "spec": {
             **({"suspend": True} if queue else {}),
-            "backoffLimit": 0,
+            **completion,
             "activeDeadlineSeconds": spec.timeout_seconds or settings.jobs.timeout_seconds,
-            "podFailurePolicy": {
-                "rules": [
-                    {
-                        "action": "FailJob",
-                        "onExitCodes": {
-                            "containerName": CONTAINER_NAME,
-                            "operator": "In",
-                            "values": [int(code) for code in FAILURE_EXITS],
-                        },
-                    },
-                    *(
-                        [
-                            {
-                                "action": "FailJob",
-                                "onExitCodes": {
-                                    "containerName": CLONE_CONTAINER_NAME,
-                                    "operator": "NotIn",
-                                    "values": [0],
-                                },
-                            }
-                        ]
-                        if init_containers
-                        else []
-                    ),
-                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
-                ]
-            },
+            "podFailurePolicy": {"rules": failure_rules},
             "template": {
                 "metadata": {"labels": pod_labels, "annotations": pod_annotations},
                 "spec": {

@@ -94,5 +94,6 @@ class Publisher:
             previous=previous,
             generation=meta(body).get("generation"),
             waiting_message=waiting_message,
+            shards=self.jobs.shard_progress(row.id) if row.shards > 1 else (),
         )
         return wanted if reflection.status_differs(previous, wanted) else None

@@ -48,6 +48,7 @@ from mcp_server.core.jobs import Job, JobStatus, JobStore
 from mcp_server.core.lifecycle import Outcome
 from mcp_server.core.settings import Settings
 from mcp_server.core.validation import redact_userinfo, validate_job_id, validate_project_id
+from mcp_server.index.store import IndexStore
 from mcp_server.runners.kube_api import KubernetesError, NotFound, ObjectRef
 
 
@@ -160,11 +161,13 @@ class Reconciler:
                 source_git_ref=spec.git_ref,
                 k8s_namespace=ref.namespace,
                 k8s_name=ref.name,
+                shards=spec.shards,
             )
             jl.info(
-                "accepted: job row created for %s in project %s",
+                "accepted: job row created for %s in project %s%s",
                 redact_userinfo(spec.repo_key),
                 spec.project_id,
+                f" ({spec.shards} shards)" if spec.shards > 1 else "",
             )
         self.publish(job_id, body=body)
         self.wake()
@@ -177,6 +180,8 @@ class Reconciler:
             )
         if row.repo_path != spec.repo_key:
             return f"spec.jobId {row.id} names a job for {row.repo_path!r}, not for {spec.repo_key!r}"
+        if row.shards != spec.shards:
+            return f"spec.jobId {row.id} names a job of {row.shards} shards, not of spec.shards {spec.shards}"
         if (
             row.k8s_name
             and (row.k8s_namespace, row.k8s_name) != (ref.namespace, ref.name)
@@ -312,7 +317,12 @@ class Reconciler:
     def _outcome_of_job(self, job: Body, finished: str | None) -> Outcome:
         namespace, name = key(job)
         if finished == "Complete":
-            return Outcome.completed()
+            job_id = reflection.job_id_of(job)
+            shards = int((job.get("spec") or {}).get("completions") or 1)
+            published = (
+                shards > 1 and job_id is not None and IndexStore(self.jobs.engine).published_by(job_id)
+            )
+            return lifecycle.succeeded(shards, published=published)
         if finished == "Failed":
             job_id = reflection.job_id_of(job)
             pods = self.kube.list_pods(namespace, label_selector=f"{JOB_ID_LABEL}={job_id}")
@@ -349,7 +359,8 @@ class Reconciler:
                 self._observe_latency("Running", reflection.running_since(pod))
                 job_log(job_id).info("running (pod %s/%s %s)", namespace, name, phase)
             term = reflection.terminated_state(pod)
-            if phase == "Succeeded" and term is not None and term.get("exitCode") == 0:
+            one_pod = row.shards == 1  # a shard's pod succeeding ends only its part of the run
+            if one_pod and phase == "Succeeded" and term is not None and term.get("exitCode") == 0:
                 # Final for a one-pod Job (backoffLimit 0): no need to wait for the Job controller
                 # to set Complete, which it does about half a second later. Failures do wait: the
                 # podFailurePolicy decides whether a failed pod fails the Job or is replaced.

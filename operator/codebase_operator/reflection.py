@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from codebase_operator.jobs_builder import CLONE_CONTAINER_NAME, CONTAINER_NAME, JOB_ID_LABEL
-from mcp_server.core.jobs import Job, JobStatus
+from mcp_server.core.jobs import Job, JobStatus, ShardProgress
 from mcp_server.indexer import outcome
 
 PHASES: dict[JobStatus, str] = {
@@ -46,6 +46,7 @@ STUCK_WAITING_REASONS = frozenset(
 FINAL_WAITING_REASONS = frozenset({"ErrImageNeverPull", "InvalidImageName"})
 
 Body = Mapping[str, Any]
+COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 
 
 # --- small readers ------------------------------------------------------------------------------
@@ -94,6 +95,16 @@ def job_outcome(job: Body) -> str | None:
 def job_is_active(job: Body) -> bool:
     """Counts against MAX_CONCURRENT_INDEXING_JOBS: not finished and not being deleted."""
     return job_outcome(job) is None and not (job.get("metadata") or {}).get("deletionTimestamp")
+
+
+def completion_index(pod: Body) -> int | None:
+    """The shard an Indexed Job's pod runs (its JOB_COMPLETION_INDEX), from the annotation the Job
+    controller sets."""
+    value = ((pod.get("metadata") or {}).get("annotations") or {}).get(COMPLETION_INDEX_ANNOTATION)
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 def pod_phase(pod: Body) -> str:
@@ -172,17 +183,20 @@ def failure_reason(job: Body, pods: Iterable[Body] = ()) -> str:
             "stopped (DeadlineExceeded)"
         )
     ordered = sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""))
+    completions = int((job.get("spec") or {}).get("completions") or 1)
     for pod in reversed(ordered):
+        index = completion_index(pod) if completions > 1 else None
+        shard = f"shard {index + 1} of {completions}: " if index is not None else ""
         clone = clone_terminated_state(pod)
         if clone and clone.get("exitCode") not in (None, 0):
             exit_text = outcome.failure_reason(
                 clone.get("exitCode"), clone.get("message"), clone.get("reason")
             )
-            return f"the clone step failed: {exit_text} ({reason})"
+            return f"{shard}the clone step failed: {exit_text} ({reason})"
         term = terminated_state(pod)
         if term and term.get("exitCode") not in (None, 0):
             exit_text = outcome.failure_reason(term.get("exitCode"), term.get("message"), term.get("reason"))
-            return f"{exit_text} ({reason})"
+            return f"{shard}{exit_text} ({reason})"
     message = str(cond.get("message") or "").strip()
     return f"the indexing Job failed ({reason})" + (f": {message}" if message else "")
 
@@ -261,8 +275,10 @@ def request_status(
     previous: Mapping[str, Any] | None = None,
     generation: int | None = None,
     waiting_message: str | None = None,
+    shards: Sequence[ShardProgress] = (),
 ) -> dict[str, Any]:
-    """The IndexingRequest status that reflects a job row (the row is the source of truth)."""
+    """The IndexingRequest status that reflects a job row (the row is the source of truth), with
+    a sharded run's shards as their rows left them."""
     previous = previous or {}
     phase = PHASES[row.status]
     if row.status in (JobStatus.FAILED, JobStatus.CANCELLED):
@@ -311,9 +327,25 @@ def request_status(
         "completedAt": format_time(row.completed_at),
         "conditions": _conditions(previous.get("conditions") or [], wanted, now, generation),
     }
+    if shards:
+        status["shards"] = [shard_status(shard) for shard in shards]
     if generation is not None:
         status["observedGeneration"] = generation
     return status
+
+
+def shard_status(shard: ShardProgress) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "index": shard.shard,
+        "state": "Done" if shard.status == "done" else "Running",
+        "attempts": shard.attempts,
+        "filesIndexed": shard.files_indexed,
+        "chunksCreated": shard.chunks_created,
+        "message": (shard.message or "")[:300],
+    }
+    if shard.files_total is not None:
+        item["filesTotal"] = shard.files_total
+    return item
 
 
 def invalid_status(

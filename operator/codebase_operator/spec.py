@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mcp_server.core.errors import InvalidInput
+from mcp_server.core.shards import MAX_SHARDS
 from mcp_server.core.validation import (
     check_path_syntax,
     git_repository_key,
@@ -42,6 +43,7 @@ class RequestSpec:
     git_secret: str | None = None  # source.git.secretRef.name: credentials for the clone only
     queue_name: str | None = None  # spec.queueName: a Kueue LocalQueue
     priority_class_name: str | None = None
+    shards: int = 1  # spec.shards: >1 runs as an Indexed Job, one pod per shard
 
     @property
     def repo_key(self) -> str:
@@ -125,6 +127,10 @@ def parse_spec(spec: Any, *, workspace_root: str | None = None) -> RequestSpec:
         )
     queue_name = _optional_name(spec, "queueName", _QUEUE_NAME_RE, "a Kueue LocalQueue in this namespace")
     priority_class = _optional_name(spec, "priorityClassName", _SECRET_NAME_RE, "a PriorityClass")
+    shards = 1 if spec.get("shards") is None else spec["shards"]
+    if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= MAX_SHARDS:
+        # No `auto` here: the operator cannot count a tree it does not mount; the MCP tool can.
+        raise InvalidInput(f"spec.shards must be an integer from 1 to {MAX_SHARDS}")
     return RequestSpec(
         project_id=project_id,
         path=path,
@@ -136,6 +142,7 @@ def parse_spec(spec: Any, *, workspace_root: str | None = None) -> RequestSpec:
         git_secret=git_secret,
         queue_name=queue_name,
         priority_class_name=priority_class,
+        shards=shards,
     )
 
 

@@ -4,6 +4,7 @@ RBAC) turns them into Jobs, kwok drives the pods, and the job row and the resour
 
 from __future__ import annotations
 
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -230,6 +231,68 @@ def test_a_failing_pod_fails_the_job_with_its_exit_code_and_message(
     status = wait_phase(kube, namespace, "broken", "Failed")
     assert status["message"] == row.error_message
     assert {c["type"]: c["status"] for c in status["conditions"]}["Finished"] == "True"
+
+
+def test_a_sharded_request_is_an_indexed_job_whose_pods_learn_their_shard(
+    namespace: str, kube: Any, store: JobStore, start_operator: Any
+) -> None:
+    """The real Job controller runs the shards: an Indexed Job, `parallelism` pods at a time, each
+    with its completion index. kwok's pods run no indexer, so no shard publishes: the Job's
+    success must not pass for the run's (the row fails, saying so), and no single pod's success
+    may complete the row before the Job does."""
+    operator = start_operator(CODEBASE_SHARD_PARALLELISM="2")
+    kube.create_indexing_request(
+        namespace,
+        indexing_request(
+            "mono", {"source": {"path": "/workspace/mono"}, "shards": 3}, annotations={RUN: "1s"}
+        ),
+    )
+    row = wait_row(store, namespace, "mono", JobStatus.FAILED, operator)
+    assert row.shards == 3
+    assert row.error_message == "all 3 shards ended but none published the index"
+    (job,) = jobs_for(kube, namespace, row.id)
+    assert (job["spec"]["completionMode"], job["spec"]["completions"], job["spec"]["parallelism"]) == (
+        "Indexed",
+        3,
+        2,
+    )
+    assert job_outcome(job) == "Complete"
+    pods = kube.list_pods(namespace, label_selector=f"{JOB_ID_LABEL}={row.id}")
+    indexes = sorted(p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"] for p in pods)
+    assert indexes == ["0", "1", "2"]
+    env = {e["name"] for e in pods[0]["spec"]["containers"][0]["env"]}
+    assert "JOB_COMPLETION_INDEX" in env  # what `indexer run` reads for its shard
+    assert wait_phase(kube, namespace, "mono", "Failed")["message"] == row.error_message
+
+
+def test_a_failing_shard_is_retried_alone_then_fails_the_run_naming_it(
+    namespace: str, kube: Any, store: JobStore, start_operator: Any
+) -> None:
+    operator = start_operator()
+    kube.create_indexing_request(
+        namespace,
+        indexing_request(
+            "flaky",
+            {"source": {"path": "/workspace/flaky"}, "shards": 2},
+            labels={"codebase-mcp.dev/test-fail-exit-code": "1"},
+            annotations={"codebase-mcp.dev/test-fail-message": "EmbeddingError: server unreachable"},
+        ),
+    )
+    row = wait_row(store, namespace, "flaky", JobStatus.FAILED, operator, timeout=60)
+    message = row.error_message or ""
+    assert re.fullmatch(
+        r"shard [12] of 2: the indexer failed \(exit code 1\): EmbeddingError: server unreachable "
+        r"\((MaxFailedIndexesExceeded|FailedIndexes)\)",
+        message,
+    ), message
+    pods = kube.list_pods(namespace, label_selector=f"{JOB_ID_LABEL}={row.id}")
+    per_index: dict[str, int] = {}
+    for pod in pods:
+        index = pod["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]
+        per_index[index] = per_index.get(index, 0) + 1
+    # backoffLimitPerIndex 1: the shard that failed the run ran twice, by itself.
+    assert max(per_index.values()) == 2, per_index
+    assert wait_phase(kube, namespace, "flaky", "Failed")["message"] == message
 
 
 def test_a_job_past_its_deadline_fails_with_deadline_exceeded(

@@ -246,6 +246,39 @@ def test_an_indexing_request_applied_with_kubectl_completes_on_the_real_node_and
     release.figures["applied_path_s"] = round((row.completed_at - row.created_at).total_seconds(), 1)
 
 
+def test_a_sharded_run_is_an_indexed_job_whose_real_pods_index_one_generation(release: Release) -> None:
+    """`shards` through the MCP tool: the server's IndexingRequest says spec.shards, the operator
+    makes an Indexed Job, three real pods each index their part of the same tree, the last one
+    publishes, and the run finds what the unsharded mission run found."""
+    started = release.tool(
+        "start_indexing_background", repo_path=f"{WORKSPACE_MOUNT}/big", project_id="sharded", shards=3
+    )
+    job_id = uuid.UUID(started["job_id"])
+    name = f"index-{job_id}"
+    status = wait_phase(release, name, "Completed", timeout=600)
+    row = request_row(release, name, JobStatus.COMPLETED)
+    assert row.shards == 3 and row.files_indexed == BIG_FILES, (row, status)
+    assert (row.progress_message or "").endswith("by 3 shards"), row.progress_message
+    shards = status["shards"]
+    assert [(s["index"], s["state"]) for s in shards] == [(0, "Done"), (1, "Done"), (2, "Done")], shards
+    assert sum(s["filesIndexed"] for s in shards) == BIG_FILES and status["filesIndexed"] == BIG_FILES
+
+    (job,) = release.get("jobs", "-l", f"codebase-mcp.dev/job-id={job_id}")["items"]
+    assert (job["spec"]["completionMode"], job["spec"]["completions"]) == ("Indexed", 3)
+    pods = release.indexer_pods(job_id)
+    done = {
+        p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]
+        for p in pods
+        if p["status"]["containerStatuses"][0]["state"].get("terminated", {}).get("exitCode") == 0
+    }
+    assert done == {"0", "1", "2"}, release.describe_pods()
+
+    found = release.tool("search_code", query=f"{BIG_MARKER} flux capacitor", project_id="sharded", limit=5)
+    paths = [r["file_path"] for r in found["results"]]
+    assert paths and paths[0].endswith(f"module_{BIG_FILES // 2}.py"), found
+    release.figures["sharded_index_s"] = round((row.completed_at - row.created_at).total_seconds(), 1)
+
+
 # --- failures, for real -----------------------------------------------------------------------------
 
 
