@@ -843,3 +843,12 @@ def test_packing_keeps_the_line_guarantees() -> None:
 
 def test_packing_never_makes_more_chunks() -> None:
     assert len(chunk_source(PACKABLE, "python", pack_lines=40)) < len(chunk_source(PACKABLE, "python"))
+
+
+def test_an_empty_go_type_group_costs_nothing_but_itself() -> None:
+    """`type ()` (two files of Go's own src/ have one) made the whole file fall back to text
+    chunks without symbols: the Go type refinement indexed a child that is not there."""
+    from mcp_server.indexer.chunker import analyse_source
+
+    analysed = analyse_source("package p\n\ntype ()\n\nfunc F() {}\n", "go")
+    assert any(c.symbol == "F" for c in analysed.chunks), analysed.chunks

@@ -188,7 +188,8 @@ def _refine_kind(node: Node, kind: str) -> str | None:
     """Kinds that the node type alone does not tell; None when it is no definition after all."""
     node_type = node.type
     if node_type == "type_declaration":  # Go: only struct and interface types are definitions
-        spec = node.named_child(0)
+        # `type ()` is a declaration with no spec at all: named_child(0) raises there.
+        spec = node.named_child(0) if node.named_child_count else None
         value = spec.child_by_field_name("type") if spec is not None else None
         if value is None:
             return None
