@@ -125,6 +125,7 @@ def test_mcp_start_indexing_with_the_kubernetes_launcher(
         "jobId": str(job_id),
         "forceReindex": False,
         "timeoutSeconds": settings.jobs.timeout_seconds,
+        "shards": 1,  # the CRD's default: the server names shards only for a sharded job
     }
     wait_row(store, namespace, name, JobStatus.COMPLETED, operator)
     status = wait_phase(kube, namespace, name, "Completed")
