@@ -405,6 +405,13 @@ def test_a_job_that_cannot_create_its_pod_says_why_then_fails_and_frees_its_slot
         and "exceeded quota" in status["message"]
     )
     assert store.get(ids[0]).status is JobStatus.PENDING  # not yet
+    # Our status patch comes back as an event of the request; that handler knows nothing of the
+    # FailedCreate, and must not put the plain "waiting for its pod" message back (a flicker
+    # that also reverts the status every resync).
+    events_before = list(kube.events)
+    reconciler.admit(kube.get_indexing_request(NS, "a"))
+    assert "FailedCreate" in kube.requests["a"]["status"]["message"]
+    assert kube.events == events_before
 
     kube.jobs[name]["metadata"]["creationTimestamp"] = "2000-01-01T00:00:00Z"
     reconciler.resync()

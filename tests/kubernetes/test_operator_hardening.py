@@ -265,9 +265,8 @@ def test_a_resource_quota_that_blocks_pods_fails_the_job_within_seconds_and_free
         timeout=30,
         message="the quota controller to publish the quota",
     )
-    operator = start_operator(MAX_CONCURRENT_INDEXING_JOBS="1", POD_PENDING_TIMEOUT_SECONDS="8")
+    operator = start_operator(MAX_CONCURRENT_INDEXING_JOBS="1", POD_PENDING_TIMEOUT_SECONDS="15")
     kube.create_indexing_request(namespace, path_request("blocked"))
-    kube.create_indexing_request(namespace, path_request("next"))
     blocked = wait_for(
         lambda: store.find_by_k8s_name(namespace=namespace, name="blocked"),
         timeout=30,
@@ -279,7 +278,16 @@ def test_a_resource_quota_that_blocks_pods_fails_the_job_within_seconds_and_free
         timeout=30,
         message=lambda: f"the quota to show in the status: {status_of(kube, namespace, 'blocked')}",
     )
+    # The status stays: no publisher puts the plain "waiting for its pod" message back.
     assert "exceeded quota" in status_of(kube, namespace, "blocked")["message"]
+    # Only now the second request, so that the first surely holds the only slot (two rows
+    # created in the same millisecond are admitted in either order).
+    kube.create_indexing_request(namespace, path_request("next"))
+    wait_for(
+        lambda: "free slot" in status_of(kube, namespace, "next").get("message", ""),
+        timeout=30,
+        message=lambda: f"next to wait for the slot: {status_of(kube, namespace, 'next')}",
+    )
     failed = wait_row(store, namespace, "blocked", JobStatus.FAILED, operator, timeout=60)
     assert time.monotonic() - started < 60  # not the hour of activeDeadlineSeconds
     assert "could not create its pod" in (failed.error_message or "")
