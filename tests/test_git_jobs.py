@@ -5,8 +5,10 @@ servers made in the test."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +19,12 @@ from git_remotes import TOKEN, Remote, make_remote, token_server
 from sqlalchemy import text
 
 from mcp_server.core.errors import InvalidInput
+from mcp_server.core.jobs import JobStore
 from mcp_server.core.settings import Settings, load_settings
+from mcp_server.db.database import get_engine
 from mcp_server.frontends import cli
 from mcp_server.frontends.operations import CodebaseService
+from mcp_server.indexer.entrypoint import run_job, work_tree_name
 from mcp_server.indexer.git_cache import GitCache
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -86,6 +91,37 @@ def test_a_sharded_git_job_fetches_one_commit_and_its_shards_complete_it(remote:
     # Both work trees are gone with the run.
     checkouts = GitCache(load_settings().database.git_dir).entry(remote.url) / "checkouts"
     assert [p.name for p in checkouts.iterdir() if p.is_dir()] == []
+
+
+def test_a_shard_of_a_local_git_job_does_not_wait_for_the_other_shards_work_tree(
+    remote: Remote, home: Path
+) -> None:
+    """Shard 0 holds its work tree (the lock GitCache.hold takes for the whole run); shard 1 must
+    fetch and index meanwhile. With one work tree per job, shard 1 waited on shard 0's lock and
+    the shards of a local run ran one after another."""
+    settings = load_settings()
+    jobs = JobStore(get_engine(settings))
+    job = jobs.create(
+        repo_path=f"{remote.url}#main",
+        project_id="default",
+        source_git_url=remote.url,
+        source_git_ref="main",
+        shards=2,
+    )
+    checkouts = GitCache(settings.database.git_dir).entry(remote.url) / "checkouts"
+    checkouts.mkdir(parents=True, exist_ok=True)
+    result: list[int] = []
+    with (checkouts / f"{work_tree_name(job.id, 0)}.lock").open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # shard 0, busy indexing
+        shard_1 = threading.Thread(
+            target=lambda: result.append(run_job(settings, job.id, termination_log=None, shard_index=1)),
+            daemon=True,
+        )
+        shard_1.start()
+        shard_1.join(timeout=90)
+        assert not shard_1.is_alive(), "shard 1 waited for shard 0's work tree"
+    assert result == [0]
+    assert [(p.shard, p.status) for p in jobs.shard_progress(job.id)] == [(1, "done")]
 
 
 @pytest.fixture

@@ -162,6 +162,13 @@ def _shard(job_shards: int, index: int | None) -> Shard | None:
         raise InvalidInput(str(exc)) from None
 
 
+def work_tree_name(job_id: uuid.UUID, shard_index: int | None) -> str:
+    """The name of a local git run's work tree in the cache (`checkouts/<name>`). One per shard:
+    a shared name would make the shards wait for each other on its lock (GitCache.hold) and run
+    one after another."""
+    return str(job_id) if shard_index is None else f"{job_id}.{shard_index}"
+
+
 def run_job(
     settings: Settings,
     job_id: uuid.UUID,
@@ -238,9 +245,7 @@ def run_job(
                         url,
                         ref,
                         cache=cache,
-                        # A work tree per shard: one name would make the shards wait for each
-                        # other on its lock (GitCache.hold) and run one after another.
-                        name=str(job_id) if shard is None else f"{job_id}.{shard.index}",
+                        name=work_tree_name(job_id, None if shard is None else shard.index),
                         credentials=git_source.credentials_from_settings(settings.git),
                     )
                 )
