@@ -356,13 +356,28 @@ def test_migration_command_brings_a_fresh_database_to_head(
 def test_releases_install_beside_a_crd_they_do_not_own(
     cluster: DevCluster, tools: Tools, chart_namespace: str
 ) -> None:
-    """The session applied the CRD with kubectl (as `deploy/base` users and a first release's
-    kept CRD leave it): two releases in two namespaces install anyway and say they use it."""
+    """The session applied the CRD with kubectl (as `deploy/base` users leave it): two releases in
+    two namespaces install anyway and say they use it. Then the CRD as an uninstalled release
+    leaves it (`helm.sh/resource-policy: keep`, its ownership annotations still on): a release under
+    a new name installs beside it too, instead of failing with "invalid ownership metadata"."""
     other = f"chart-{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", other)
     installed: list[tuple[str, str]] = []
+    crd_name = "crd/indexingrequests.codebase-mcp.dev"
+    kept_by = {
+        "meta.helm.sh/release-name": "uninstalled",
+        "meta.helm.sh/release-namespace": "long-gone",
+        "helm.sh/resource-policy": "keep",
+    }
     try:
-        for release, namespace in (("first", chart_namespace), ("second", other)):
+        for release, namespace in (("first", chart_namespace), ("second", other), ("third", other)):
+            if release == "third":
+                before = cluster.kubectl("get", crd_name, "-o", "jsonpath={.metadata.annotations}").stdout
+                assert "meta.helm.sh/release-name" not in before  # first and second took nothing over
+                cluster.kubectl(
+                    "annotate", crd_name, "--overwrite", *(f"{k}={v}" for k, v in kept_by.items())
+                )
+                cluster.kubectl("label", crd_name, "--overwrite", "app.kubernetes.io/managed-by=Helm")
             proc = helm(
                 tools,
                 "install",
@@ -380,9 +395,13 @@ def test_releases_install_beside_a_crd_they_do_not_own(
             assert proc.returncode == 0, proc.stderr
             installed.append((release, namespace))
             assert "already existed" in proc.stdout
-        crd = cluster.kubectl("get", "crd", "indexingrequests.codebase-mcp.dev", "-o", "json").stdout
-        assert "meta.helm.sh/release-name" not in crd  # nobody took it over
+        annotations = json.loads(
+            cluster.kubectl("get", crd_name, "-o", "jsonpath={.metadata.annotations}").stdout or "{}"
+        )
+        assert annotations.get("meta.helm.sh/release-name") == "uninstalled"  # nobody took it over
     finally:
+        cluster.kubectl("annotate", crd_name, *(f"{k}-" for k in kept_by), check=False)
+        cluster.kubectl("label", crd_name, "app.kubernetes.io/managed-by-", check=False)
         for release, namespace in installed:
             helm(
                 tools,
