@@ -7,9 +7,12 @@ deleted requests, invalid specs and refused adoptions.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import itertools
+import threading
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -80,7 +83,12 @@ class FakeKube:
         return copy.deepcopy(dict(body))
 
     def list_jobs(self, namespace: str | None, *, label_selector: str) -> list[dict[str, Any]]:
-        return [copy.deepcopy(j) for j in self.jobs.values()]
+        wanted = dict(term.split("=", 1) for term in label_selector.split(",") if term)
+        return [
+            copy.deepcopy(j)
+            for j in self.jobs.values()
+            if wanted.items() <= (j["metadata"].get("labels") or {}).items()
+        ]
 
     def patch_job(self, namespace: str, name: str, patch: Any) -> dict[str, Any]:
         self.jobs[name]["spec"].update(copy.deepcopy(patch["spec"]))
@@ -159,7 +167,7 @@ def store(clean_db: Any) -> JobStore:
 def make_reconciler(
     settings: Settings, store: JobStore, kube: FakeKube, **groups: dict[str, Any]
 ) -> Reconciler:
-    tuned = settings.replace(jobs={"max_concurrent": 2}, **groups)
+    tuned = settings.replace(**{"jobs": {"max_concurrent": 2}, **groups})
     return Reconciler(settings=tuned, jobs=store, kube=kube, metrics=OperatorMetrics(), namespace=NS)
 
 
@@ -597,3 +605,142 @@ def test_a_job_row_of_another_shard_count_is_not_adopted(
     assert status["phase"] == "Failed"
     assert "names a job of 4 shards, not of spec.shards 2" in status["message"]
     assert kube.created == []
+
+
+# --- reading from kopf's indices (cluster_view) ----------------------------------------------------
+
+
+class CountingKube(FakeKube):
+    """Counts the LIST requests the resync's reading would send."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lists: list[str] = []
+
+    def list_indexing_requests(self, namespace: str | None) -> list[dict[str, Any]]:
+        self.lists.append("indexingrequests")
+        return super().list_indexing_requests(namespace)
+
+    def list_jobs(self, namespace: str | None, *, label_selector: str) -> list[dict[str, Any]]:
+        self.lists.append(f"jobs {label_selector}")
+        return super().list_jobs(namespace, label_selector=label_selector)
+
+    def list_pods(self, namespace: str | None, *, label_selector: str) -> list[dict[str, Any]]:
+        self.lists.append("pods")
+        return super().list_pods(namespace, label_selector=label_selector)
+
+
+class Indices:
+    """kopf's indices as the view reads them (key -> store of values), filled by the test, which
+    decides how far they lag the API server; read on a real event loop in its own thread, as
+    kopf's is."""
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.jobs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.pods: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def catch_up(self, kube: FakeKube) -> None:
+        self.requests = {(NS, n): [copy.deepcopy(b)] for n, b in kube.requests.items()}
+        self.jobs = {(NS, n): [copy.deepcopy(j)] for n, j in kube.jobs.items()}
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+        self.loop.close()
+
+
+@pytest.fixture
+def indices() -> Iterator[Indices]:
+    made = Indices()
+    yield made
+    made.close()
+
+
+def attach(reconciler: Reconciler, indices: Indices) -> None:
+    # The dicts are replaced by catch_up: hand the view live proxies to whatever is current.
+    class Live(dict[Any, Any]):
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def __iter__(self) -> Iterator[Any]:
+            return iter(getattr(indices, self.name))
+
+        def __getitem__(self, item: Any) -> Any:
+            return getattr(indices, self.name)[item]
+
+    reconciler.view.attach(indices.loop, requests=Live("requests"), jobs=Live("jobs"), pods=Live("pods"))
+    reconciler.view.mark_complete()
+
+
+def test_the_resync_reads_kopfs_indices_instead_of_listing_every_period(
+    settings: Settings, store: JobStore, indices: Indices
+) -> None:
+    kube = CountingKube()
+    reconciler = make_reconciler(settings, store, kube)
+    ids = admit_all(reconciler, kube, ["a", "b"])
+    reconciler.resync()  # not attached yet: it lists, as before kopf has indexed anything
+    assert len(kube.lists) == 3
+    attach(reconciler, indices)
+    indices.catch_up(kube)
+    kube.lists.clear()
+    for _ in range(5):
+        reconciler.resync()
+    assert kube.lists == []
+    assert kube.created == [job_name(ids[0]), job_name(ids[1])]
+    assert reconciler.metrics.resync_reads.labels(source="index")._value.get() == 5
+
+
+def test_a_job_the_index_does_not_show_yet_is_not_created_twice_counted_out_or_called_deleted(
+    settings: Settings, store: JobStore, kube: FakeKube, indices: Indices
+) -> None:
+    reconciler = make_reconciler(settings, store, kube)  # at most 2 at once
+    ids = admit_all(reconciler, kube, ["a", "b", "c"])
+    attach(reconciler, indices)
+    indices.catch_up(kube)  # the requests, with their status, but no Job yet
+    reconciler.resync()
+    assert kube.created == [job_name(ids[0]), job_name(ids[1])]
+    store.mark_running(ids[0])  # its pod started, and the indexer said so, before the index knew
+    for _ in range(3):  # the watch events of the new Jobs are late
+        indices.requests = {(NS, n): [copy.deepcopy(b)] for n, b in kube.requests.items()}
+        reconciler.resync()
+    assert kube.created == [job_name(ids[0]), job_name(ids[1])]  # no third: the limit holds
+    assert [store.get(i).status for i in ids] == [  # none "deleted"
+        JobStatus.RUNNING,
+        JobStatus.PENDING,
+        JobStatus.PENDING,
+    ]
+
+    # A Job that the API server has but the index never showed (another replica created it):
+    # asked before being called deleted.
+    indices.catch_up(kube)
+    reconciler.view._created.clear()
+    del indices.jobs[(NS, job_name(ids[0]))]
+    reconciler.resync()
+    assert store.get(ids[0]).status is JobStatus.RUNNING
+    # Really gone from the API server too: now it is.
+    del kube.jobs[job_name(ids[0])]
+    reconciler.resync()
+    row = store.get(ids[0])
+    assert row.status is JobStatus.FAILED and "was deleted before its outcome" in (row.error_message or "")
+
+
+def test_a_job_the_resync_deleted_frees_its_slot_before_the_index_drops_it(
+    settings: Settings, store: JobStore, kube: FakeKube, indices: Indices
+) -> None:
+    reconciler = make_reconciler(settings, store, kube, jobs={"max_concurrent": 1})
+    ids = admit_all(reconciler, kube, ["a", "b"])
+    attach(reconciler, indices)
+    indices.catch_up(kube)
+    reconciler.resync()
+    assert kube.created == [job_name(ids[0])]
+    indices.catch_up(kube)
+    kube.requests.pop("a")
+    reconciler.request_deleted(copy.deepcopy(indices.requests[(NS, "a")][0]))  # deletes its Job
+    assert job_name(ids[0]) not in kube.jobs
+    indices.requests.pop((NS, "a"))  # the index still has the Job
+    reconciler.resync()
+    assert kube.created == [job_name(ids[0]), job_name(ids[1])]

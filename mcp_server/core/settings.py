@@ -632,8 +632,8 @@ class OperatorSettings(_Group):
         validation_alias="OPERATOR_RESYNC_SECONDS",
         json_schema_extra=_chart(".Values.operator.resyncSeconds | quote"),
     )
-    """How often the operator re-lists IndexingRequests, Jobs and pods and converges, whatever the watches
-    said.
+    """How often the operator re-reads IndexingRequests, Jobs and pods (from kopf's watch-fed indices, not
+    LIST requests) and converges, whatever the events said.
     """
 
     leader_election: bool = Field(default=True, validation_alias="OPERATOR_LEADER_ELECTION")

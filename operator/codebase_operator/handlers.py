@@ -11,6 +11,7 @@ not the leader) the resync does later: every handler is a shortcut for latency, 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,8 +50,35 @@ def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
         info: kopf.ConnectionInfo | None = kopf.login_via_client(**kwargs)
         return info
 
+    # The resync's view of the cluster (`cluster_view`): kopf keeps these from the watch streams
+    # it runs for the handlers below, so the resync needs no LIST requests of its own.
+    @kopf.index(GROUP, VERSION, PLURAL, id="requests_index", registry=registry)
+    def requests_index(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+        return {_key(body): _plain(body)}
+
+    @kopf.index("batch", "v1", "jobs", labels=MANAGED, id="jobs_index", registry=registry)
+    def jobs_index(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+        return {_key(body): _plain(body)}
+
+    @kopf.index("v1", "pods", labels=MANAGED, id="pods_index", registry=registry)
+    def pods_index(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+        return {_key(body): _plain(body)}
+
+    @kopf.on.startup(registry=registry)
+    async def attach_indices(**kwargs: Any) -> None:
+        # Async, so that this runs on the loop that writes the indices (the view copies them there).
+        # kopf passes each index as the keyword argument named by its id (a nested function's
+        # default id would be "build_registry.<locals>....").
+        reconciler.view.attach(
+            asyncio.get_running_loop(),
+            requests=kwargs["requests_index"],
+            jobs=kwargs["jobs_index"],
+            pods=kwargs["pods_index"],
+        )
+
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     def request_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        reconciler.view.mark_complete()  # kopf calls no handler before every index is populated
         if not reconciler.is_leader():
             return
         with _left_to_the_resync(body):
@@ -61,6 +89,7 @@ def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
 
     @kopf.on.event("batch", "v1", "jobs", labels=MANAGED, registry=registry)
     def job_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        reconciler.view.mark_complete()
         if not reconciler.is_leader():
             return
         with _left_to_the_resync(body):
@@ -68,6 +97,7 @@ def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
 
     @kopf.on.event("v1", "pods", labels=MANAGED, registry=registry)
     def pod_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        reconciler.view.mark_complete()
         if not reconciler.is_leader():
             return
         with _left_to_the_resync(body):
@@ -78,6 +108,10 @@ def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
         return reconciler.health()
 
     return registry
+
+
+def _key(body: kopf.Body) -> tuple[str, str]:
+    return (body.get("metadata", {}).get("namespace", ""), body.get("metadata", {}).get("name", ""))
 
 
 def _plain(body: kopf.Body) -> dict[str, Any]:

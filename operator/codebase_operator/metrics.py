@@ -44,7 +44,14 @@ class OperatorMetrics:
         )
         self.resync_seconds = Histogram(
             "codebase_mcp_operator_resync_seconds",
-            "Duration of one full resync (list, reflect, admit).",
+            "Duration of one full resync (read, reflect, admit).",
+            registry=self.registry,
+        )
+        self.resync_reads = Counter(
+            "codebase_mcp_operator_resync_reads",
+            "Resyncs by where they read the cluster's objects: kopf's indices (index) or three LIST "
+            "requests (api, until the indices are complete).",
+            ["source"],
             registry=self.registry,
         )
         self.resync_errors = Counter(

@@ -4,9 +4,9 @@ Two ways in, one set of idempotent steps:
 
 - Edge-triggered, for latency (this module): kopf hands every IndexingRequest, Job and pod event
   to `admit`, `request_deleted`, `job_changed` and `pod_changed`, which reflect that one object.
-- Level-triggered, for correctness (`resync`): a loop that lists everything and converges it, and
-  the only place that creates Jobs (admission under MAX_CONCURRENT_INDEXING_JOBS, one active job per
-  repository and project, oldest first).
+- Level-triggered, for correctness (`resync`): a loop that reads everything (from kopf's indices,
+  `cluster_view`) and converges it, and the only place that creates Jobs (admission under
+  MAX_CONCURRENT_INDEXING_JOBS, one active job per repository and project, oldest first).
 
 Only the leader acts (`leadership`): on the other replicas every handler and the loop return at
 once, so two replicas never create more Jobs than the limit nor post an Event twice.
@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from codebase_operator import reflection
+from codebase_operator.cluster_view import ClusterView
 from codebase_operator.jobs_builder import JOB_ID_LABEL, job_name
 from codebase_operator.metrics import OperatorMetrics
 from codebase_operator.objects import (
@@ -81,6 +82,7 @@ class Reconciler:
         self.namespace = namespace  # None: all namespaces
         self.leader: Leader = leader or _Always()
         self._wake = threading.Event()
+        self.view = ClusterView(kube, namespace)
         self.publisher = Publisher(jobs, kube)
         self.publish = self.publisher.publish
         self.loop = Resync(self)
@@ -251,6 +253,7 @@ class Reconciler:
         finally:
             # Even when the database is down: the Job must not run on (the resync cancels the row later).
             if self.kube.delete_job(ref.namespace, job_name(job_id)):
+                self.view.job_deleted(ref.namespace, job_name(job_id))
                 jl.info("deleted Job %s (propagation Background)", job_name(job_id))
             self.wake()
 

@@ -1,10 +1,13 @@
-"""The level-triggered loop: list everything, converge everything, and admit new Jobs.
+"""The level-triggered loop: read everything, converge everything, and admit new Jobs.
 
 `Resync.resync` runs every OPERATOR_RESYNC_SECONDS and whenever an event wakes it, on the leader
 only. It reflects finished Jobs an event missed, gives finished and recorded Jobs their TTL, fails
 pods stuck Pending and Jobs that cannot create their pod (FailedCreate), notices Jobs or requests
 that vanished, and is the only place that creates Jobs: admission is decided by one thread of one
 replica, with the policy both runners share (`mcp_server.core.lifecycle.admissible`).
+
+It reads the cluster from `cluster_view` (kopf's watch-fed indices once complete, LIST requests
+before that), so a pass costs the API server nothing but the writes it decides on.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from codebase_operator import reflection
 from codebase_operator.jobs_builder import (
-    MANAGED_SELECTOR,
+    JOB_ID_LABEL,
     build_job,
     is_suspended,
     job_name,
@@ -80,9 +83,9 @@ class Resync:
 
     def _resync(self) -> None:
         r = self.r
-        requests = r.kube.list_indexing_requests(r.namespace)
-        k8s_jobs = r.kube.list_jobs(r.namespace, label_selector=MANAGED_SELECTOR)
-        pods = r.kube.list_pods(r.namespace, label_selector=MANAGED_SELECTOR)
+        snapshot = r.view.snapshot()
+        r.metrics.resync_reads.labels(source=snapshot.source).inc()
+        requests, k8s_jobs, pods = snapshot.requests, snapshot.jobs, snapshot.pods
         pending_pods = {reflection.job_id_of(p): p for p in pods if reflection.pod_phase(p) == "Pending"}
         with_pods = {reflection.job_id_of(p) for p in pods}
         by_key = {key(req): req for req in requests}
@@ -155,6 +158,7 @@ class Resync:
                 and row.id not in jobs_by_id
                 and row.id not in stopped
                 and status.get("jobName")
+                and not self._job_exists(row.id, snapshot.source)
             ):
                 # Jobs get their TTL only after the outcome is recorded: someone deleted this one.
                 self.r.record(
@@ -185,7 +189,8 @@ class Resync:
             if r.kube.get_indexing_request(row.k8s_namespace, row.k8s_name) is None:
                 reason = f"the IndexingRequest {row.k8s_namespace}/{row.k8s_name} was deleted"
                 r.record(row.id, Outcome.cancelled(reason))
-                r.kube.delete_job(row.k8s_namespace, job_name(row.id))
+                if r.kube.delete_job(row.k8s_namespace, job_name(row.id)):
+                    r.view.job_deleted(row.k8s_namespace, job_name(row.id))
 
         # 5. Admission, with the policy the local launcher uses too.
         self._admit(jobs_by_id, stopped, pending_rows)
@@ -273,7 +278,9 @@ class Resync:
         )
         name = manifest["metadata"]["name"]
         try:
-            r.kube.create_job(ref.namespace, manifest)
+            made = r.kube.create_job(ref.namespace, manifest)
+            made.setdefault("metadata", {}).setdefault("namespace", ref.namespace)
+            r.view.job_created(made)
             created = True
         except Conflict:
             created = False  # made before a restart, or by a racing event: the same Job
@@ -292,6 +299,13 @@ class Resync:
             r.kube.post_event(ref, reason="JobCreated", message=f"job {row.id}: created Job {name}")
         r.publish(row.id, job_name=name, waiting_message=_kueue_message(manifest))
         return True
+
+    def _job_exists(self, job_id: uuid.UUID, source: str) -> bool:
+        """Whether the API server has a Job of this job id. A cached view may not show a Job yet
+        (another replica created it a moment ago) or any more: before calling one deleted, ask."""
+        if source == "api":
+            return False  # just listed: not there
+        return bool(self.r.kube.list_jobs(self.r.namespace, label_selector=f"{JOB_ID_LABEL}={job_id}"))
 
     def _failed_create(self, job: Body) -> str | None:
         """The Job controller's latest FailedCreate message for this Job (a ResourceQuota, pod
@@ -313,6 +327,7 @@ class Resync:
         namespace, name = key(job)
         self.r.record(job_id, Outcome.failed(reason))
         if self.r.kube.delete_job(namespace, name):
+            self.r.view.job_deleted(namespace, name)
             job_log(job_id).info("deleted Job %s/%s (propagation Background)", namespace, name)
         self.r.publish(job_id, job_name=name)
 

@@ -98,6 +98,18 @@ def start_operator(
     if report is not None and report.failed:
         for operator in started:
             print(operator.log_tail(80))
+    # Every operator here runs as the chart's ServiceAccount under deploy/rbac's Role (the chart's,
+    # checked equal by tests/test_helm_chart.py): each test's flows are a replay under the reduced
+    # Role, and a verb the code needs but the Role lacks shows as a 403 in the log.
+    refused = [
+        line for operator in started for line in operator.log_text().splitlines() if _refused_by_rbac(line)
+    ]
+    if refused:
+        pytest.fail("the operator was refused by RBAC:\n" + "\n".join(refused[:5]))
+
+
+def _refused_by_rbac(line: str) -> bool:
+    return "Forbidden" in line and ("cannot " in line or " 403" in line)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -73,7 +73,18 @@ def test_applied_example_is_indexed_without_an_mcp_server(
     assert "codebase_mcp_operator_jobs_created_total 1.0" in metrics
     assert 'codebase_mcp_indexing_jobs{status="completed"} 1.0' in metrics
     assert "codebase_mcp_operator_reflection_latency_seconds_count" in metrics
+    # Once kopf has indexed everything, the resync reads its indices instead of listing.
+    wait_for(
+        lambda: _resyncs_from(operator.metrics(), "index") >= 3,
+        timeout=30,
+        message=lambda: f"resyncs from kopf's indices: {_resyncs_from(operator.metrics(), 'index')}",
+    )
     assert operator.healthy()
+
+
+def _resyncs_from(metrics: str, source: str) -> float:
+    prefix = f'codebase_mcp_operator_resync_reads_total{{source="{source}"}} '
+    return sum(float(line[len(prefix) :]) for line in metrics.splitlines() if line.startswith(prefix))
 
 
 def test_git_example_is_accepted_and_runs(
