@@ -8,8 +8,8 @@ that must not differ between the local launcher and the operator live here, once
   active one instead of creating a second, `JobStore.create(unless_active=True)`).
 - **Outcomes** (`Outcome`, `record`): a terminal state with its reason, applied as one conditional
   transition; the runner adds its own metric, event and log line through one callback.
-- **"Is the database away?"** (`DATABASE_ERRORS`, `describe_database_error`): errors that mean
-  "retry later", classified in one place, with one readable line for the log.
+- **"Is the database away?"** lives in `mcp_server.db.errors`, with the other classifications of
+  database failures, for the runners and the front ends alike.
 
 The indexer's exit codes and their words are the indexer's own contract (`indexer.outcome`); the
 runners turn a process exit (local) or a container's terminated state (Kubernetes) into an `Outcome`
@@ -22,20 +22,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sqlalchemy.exc import InterfaceError, OperationalError
-
-from mcp_server.core.errors import DatabaseUnavailable
 from mcp_server.core.jobs import Job, JobStatus, JobStore
-
-# PostgreSQL restarting, failing over or unreachable: retry later, never a reason to fail a job.
-DATABASE_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError, DatabaseUnavailable)
-
-
-def describe_database_error(exc: BaseException) -> str:
-    """'the database is unreachable (<its first line>)', for one log line instead of a traceback."""
-    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    what = "the database is unreachable"
-    return f"{what} ({detail[0][:300]})" if detail else what
 
 
 def repository_key(job: Job) -> tuple[str, str]:

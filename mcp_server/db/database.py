@@ -14,7 +14,6 @@ with a message that says so.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from importlib import resources
 from pathlib import Path
@@ -27,6 +26,7 @@ from sqlalchemy.exc import OperationalError
 from mcp_server.core.errors import ConfigurationError, DatabaseUnavailable
 from mcp_server.core.settings import Settings
 from mcp_server.db import embedded, lifetime, revisions
+from mcp_server.db.errors import first_line
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +44,6 @@ def redact_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return "<unparseable database URL>"
-
-
-_URL_CREDENTIALS_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]*@")
-
-
-def redact_urls(text: str) -> str:
-    """`text` with the user and password of every URL in it replaced by `***` (error messages
-    that quote a URL: a connection string, an embedding server's address)."""
-    return _URL_CREDENTIALS_RE.sub(r"\g<scheme>***@", text)
 
 
 def _start_embedded(pgdata: Path) -> str:
@@ -138,7 +129,7 @@ def get_engine(settings: Settings, *, migrate: bool = True) -> Engine:
         except OperationalError as exc:
             engine.dispose()
             raise DatabaseUnavailable(
-                f"cannot connect to PostgreSQL at {redact_url(url)}: {_first_line(exc.orig)}"
+                f"cannot connect to PostgreSQL at {redact_url(url)}: {first_line(exc)}"
             ) from None
         if migrate:
             if is_embedded(settings):
@@ -149,10 +140,6 @@ def get_engine(settings: Settings, *, migrate: bool = True) -> Engine:
         engine.dispose()
         _engines[url] = engine
         return engine
-
-
-def _first_line(exc: object) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _register_vector_types(engine: Engine) -> None:

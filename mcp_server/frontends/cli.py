@@ -274,14 +274,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return common.EXIT_USAGE if isinstance(exc, InvalidInput | InvalidTransition) else 1
     except (OperationalError, InterfaceError) as exc:
         # One line, never a traceback: the database went away (stopped, restarting, out of disk).
-        from mcp_server.db.database import redact_urls
+        from mcp_server.db.errors import unavailable_message
 
-        detail = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
-        if "No space left on device" in str(exc.orig):
-            detail = f"the disk holding the database is full ({detail})"
-        common.err_console.print(
-            f"[red]error:[/] the database is unavailable: {escape(redact_urls(detail))}", highlight=False
-        )
+        common.err_console.print(f"[red]error:[/] {escape(unavailable_message(exc))}", highlight=False)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -32,8 +32,9 @@ from mcp_server.core.validation import (
     validate_git_source,
     validate_repo_path,
 )
-from mcp_server.db.database import get_engine, is_embedded, redact_urls
+from mcp_server.db.database import get_engine, is_embedded
 from mcp_server.db.embedded import free_bytes
+from mcp_server.db.errors import database_failure_message, redact_urls
 from mcp_server.embeddings import create_embedder
 from mcp_server.index.store import IndexStore
 from mcp_server.indexer import git_source, secrets
@@ -58,33 +59,6 @@ def embedder_from_settings(settings: Settings):  # type: ignore[no-untyped-def]
         batch_size=settings.embedding.batch_size,
         timeout_seconds=settings.embedding.timeout_seconds,
         model_path=settings.embedding.model_path,
-    )
-
-
-def _first_line(exc: object) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def database_failure_message(error: object, where: str) -> str:
-    """What the job row says when the database failed the run: the server's shared memory, its
-    disk, or the connection, told apart because each has a different remedy."""
-    first = _first_line(error)
-    if "shared memory" in first:
-        # Seen on the real node: a container's 64 MB /dev/shm and the parallel vector index build.
-        return (
-            f"the database server ran out of shared memory ({first}); in a container, give its "
-            "/dev/shm more room (the Helm chart's postgresql.sharedMemorySize, an emptyDir with "
-            "medium Memory) and retry; the previous index is unchanged"
-        )
-    if "No space left on device" in str(error) or "could not extend file" in str(error):
-        return (
-            f"out of disk space: the disk holding {where} is full ({first}); "
-            "free some space there and retry; the previous index is unchanged"
-        )
-    return (
-        "lost the connection to the database (PostgreSQL restarted or unreachable?): "
-        f"{redact_urls(first)}; the previous index is unchanged, retry the job"
     )
 
 
@@ -282,7 +256,7 @@ def run_job(
         except (OperationalError, InterfaceError) as exc:
             log.exception("indexing job %s lost its database", job_id)
             where = str(settings.database.pgdata_dir) if is_embedded(settings) else "the database server"
-            write_termination_message(termination_log, database_failure_message(exc.orig, where))
+            write_termination_message(termination_log, database_failure_message(exc, where))
             return IndexerExit.FAILED
         except Exception as exc:  # the reason must reach the job row, whatever it was
             log.exception("indexing job %s failed", job_id)

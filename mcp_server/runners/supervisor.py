@@ -26,9 +26,10 @@ from typing import TypeVar
 
 from mcp_server.core import lifecycle, logs
 from mcp_server.core.jobs import JobStatus, JobStore
-from mcp_server.core.lifecycle import DATABASE_ERRORS, Outcome
+from mcp_server.core.lifecycle import Outcome
 from mcp_server.core.settings import DatabaseSettings, JobSettings, LoggingSettings, Settings, load_settings
 from mcp_server.db.database import get_engine
+from mcp_server.db.errors import DATABASE_ERRORS, first_line
 from mcp_server.index.store import IndexStore
 from mcp_server.index.vector_indexes import VectorIndexes
 from mcp_server.indexer.outcome import RETRY_NEVER, SHARD_RETRIES, IndexerExit, failure_reason
@@ -180,7 +181,7 @@ def supervise(settings: Settings, job_id: uuid.UUID) -> int:
                 except DATABASE_ERRORS as exc:
                     # The database is away for a moment: the indexer decides whether its run
                     # survives it; this process must outlive it to record the outcome.
-                    log.warning("job %s: heartbeat failed: %s", job_id, _first_line(exc))
+                    log.warning("job %s: heartbeat failed: %s", job_id, first_line(exc))
                     still_running = True
                 if not still_running:  # cancelled or failed elsewhere
                     outcome = "left-running"
@@ -267,16 +268,11 @@ def _until_it_lands(what: str, action: Callable[[], T], patience: float = RECORD
             return action()
         except DATABASE_ERRORS as exc:
             if time.monotonic() + delay > deadline:
-                log.error("%s: gave up after %.0f s: %s", what, patience, _first_line(exc))
+                log.error("%s: gave up after %.0f s: %s", what, patience, first_line(exc))
                 return None
-            log.warning("%s failed, retrying in %.1f s: %s", what, delay, _first_line(exc))
+            log.warning("%s failed, retrying in %.1f s: %s", what, delay, first_line(exc))
             time.sleep(delay)
             delay = min(2 * delay, 5.0)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Mapping, MutableMapping
 from typing import Any, Protocol
 
-from mcp_server.core.lifecycle import DATABASE_ERRORS, describe_database_error
+from mcp_server.db.errors import DATABASE_ERRORS, describe_database_error
 from mcp_server.runners.kube_api import ObjectRef, Unavailable
 
 log = logging.getLogger("codebase_operator")

@@ -116,7 +116,7 @@ def test_a_full_disk_fails_the_job_clearly_and_keeps_the_previous_index(
 def test_shared_memory_exhaustion_is_not_reported_as_a_full_disk() -> None:
     """Both end in "No space left on device"; a full /dev/shm (the real node's PostgreSQL pod at
     64 MB, the parallel vector index build) wants more shared memory, not a disk cleanup."""
-    from mcp_server.indexer.entrypoint import database_failure_message
+    from mcp_server.db.errors import database_failure_message
 
     shm = (
         'could not resize shared memory segment "/PostgreSQL.1393612880" to 268435456 bytes: '
