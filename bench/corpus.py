@@ -275,6 +275,10 @@ def summarise(root: Path) -> tuple[int, int]:
     return total, total_bytes
 
 
+# Each registry's fetcher and its (name, version) list, fetched in this order.
+REGISTRIES = ((go_module, GO_MODULES), (npm_package, NPM_PACKAGES), (crate, CRATES_LIST))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -296,9 +300,7 @@ def main() -> int:
         print(copy_tree(goroot / "src", root / "go-src"), flush=True)
 
     if not args.no_fetch:
-        tasks = [(go_module, m, v) for m, v in GO_MODULES]
-        tasks += [(npm_package, n, v) for n, v in NPM_PACKAGES]
-        tasks += [(crate, n, v) for n, v in CRATES_LIST]
+        tasks = [(function, name, version) for function, parts in REGISTRIES for name, version in parts]
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             futures = [pool.submit(function, root, name, version) for function, name, version in tasks]
             failures = 0

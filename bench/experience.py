@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _common import percentile
+
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"cli": 300.0, "initialize": 500.0, "running": 1000.0}
 
@@ -62,11 +64,6 @@ def _timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
     return wall, cpu, proc.returncode
 
 
-def _p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-
-
 def cli_latency(
     entry: list[str], env: dict[str, str], commands: list[list[str]], runs: int
 ) -> dict[str, Any]:
@@ -87,7 +84,7 @@ def cli_latency(
         per_command[command[0]] = statistics.median(samples)
     return {
         "p50": statistics.median(walls),
-        "p95": _p95(walls),
+        "p95": percentile(walls, 95),
         "cpu_p50": statistics.median(cpus),
         "per_command_p50": per_command,
     }

@@ -30,21 +30,19 @@ import os
 import shutil
 import sys
 import sysconfig
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-HOME = Path(tempfile.mkdtemp(prefix="codebase-mcp-first-results-"))
-os.environ["CODEBASE_MCP_HOME"] = str(HOME)
-os.environ.pop("DATABASE_URL", None)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import private_home, remove_home
+
+HOME = private_home("codebase-mcp-first-results-")
 os.environ.setdefault("CODEBASE_LINGER_SECONDS", "0")
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from search_quality import QUALITY_DIR, build_corpus  # noqa: E402
 
 from mcp_server.core.settings import load_settings  # noqa: E402
-from mcp_server.db.database import dispose_engines  # noqa: E402
 from mcp_server.frontends.operations import CodebaseService  # noqa: E402
 
 PROJECT = "first-results"
@@ -170,8 +168,7 @@ def main() -> int:
         missed = [q for q in queries if (name, q) not in found]
         if missed:
             print(f"  never in the top 10: {', '.join(repr(q) for q in missed)}")
-    dispose_engines()
-    shutil.rmtree(HOME, ignore_errors=True)
+    remove_home(HOME, dispose=True)
     return 0 if status["status"] == "completed" else 1
 
 

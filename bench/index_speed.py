@@ -13,7 +13,6 @@ Everything runs against a private embedded PostgreSQL in a temporary CODEBASE_MC
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import resource
 import shutil
@@ -23,9 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-HOME = Path(tempfile.mkdtemp(prefix="codebase-mcp-bench-"))
-os.environ["CODEBASE_MCP_HOME"] = str(HOME)
-os.environ.pop("DATABASE_URL", None)
+from _common import baseline_walk_hash, make_show, percentile, private_home, remove_home
+
+HOME = private_home("codebase-mcp-bench-")
 
 from sqlalchemy import text  # noqa: E402
 
@@ -36,7 +35,6 @@ from mcp_server.index.search import ranking as search  # noqa: E402
 from mcp_server.index.store import IndexStore  # noqa: E402
 from mcp_server.indexer.entrypoint import embedder_from_settings  # noqa: E402
 from mcp_server.indexer.pipeline import IndexRun  # noqa: E402
-from mcp_server.indexer.walker import walk_repository  # noqa: E402
 
 QUERIES = [
     "parse a JSON document",
@@ -82,31 +80,13 @@ QUERIES = [
 ]
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
-
-
 def peak_rss_mb() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return max(own, children) / 1024
 
 
-def baseline_walk_hash(root: Path, max_bytes: int) -> tuple[int, float]:
-    started = time.perf_counter()
-    count = 0
-    for source in walk_repository(root, max_file_bytes=max_bytes):
-        with open(source.path, "rb") as handle:
-            hashlib.blake2b(handle.read(), digest_size=16).digest()
-        count += 1
-    return count, time.perf_counter() - started
-
-
-def show(name: str, value: str, target: str, ok: bool | None = None) -> None:
-    mark = "" if ok is None else ("  ok" if ok else "  MISSED")
-    print(f"  {name:<44} {value:<28} target {target}{mark}")
+show = make_show(44, 28)
 
 
 def main() -> int:
@@ -255,4 +235,4 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     finally:
-        shutil.rmtree(HOME, ignore_errors=True)
+        remove_home(HOME)

@@ -19,10 +19,8 @@ the pod's reported timestamps, which the API rounds to whole seconds, so it read
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -34,13 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "kubernetes"))
 
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
+from _common import percentile, private_home, remove_home  # noqa: E402
 
 
 def describe(name: str, values: list[float]) -> str:
@@ -53,21 +45,6 @@ def describe(name: str, values: list[float]) -> str:
     )
 
 
-def stop_embedded_postgres(home: Path) -> None:
-    """Stop the bench's own embedded server (normally its last user stops it) and remove it."""
-    pid_file = home / "pgdata" / "postmaster.pid"
-    deadline = time.monotonic() + 5
-    while pid_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if pid_file.exists():
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            os.kill(int(pid_file.read_text().split()[0]), signal.SIGINT)  # fast shutdown
-        deadline = time.monotonic() + 10
-        while pid_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-    shutil.rmtree(home, ignore_errors=True)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=20)
@@ -77,8 +54,7 @@ def main() -> int:
 
     home = None
     if not os.environ.get("DATABASE_URL"):
-        home = Path(tempfile.mkdtemp(prefix="codebase-mcp-bench-"))
-        os.environ["CODEBASE_MCP_HOME"] = str(home)
+        home = private_home("codebase-mcp-bench-")
 
     from codebase_operator.jobs_builder import JOB_ID_LABEL, MANAGED_SELECTOR
     from devcluster import DevCluster, OperatorProcess, indexing_request, wait_for
@@ -164,7 +140,7 @@ def main() -> int:
         cluster.stop()
         dispose_engines()
         if home is not None:
-            stop_embedded_postgres(home)
+            remove_home(home, stop_postgres=True)
         shutil.rmtree(workdir, ignore_errors=True)
 
     running = [

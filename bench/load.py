@@ -29,11 +29,12 @@ import statistics
 import subprocess
 import sys
 import sysconfig
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+from _common import private_home
 
 QUERIES = [
     "parse a JSON document",
@@ -251,10 +252,7 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 def main() -> int:
     args = _parse()
-    home = args.home or Path(tempfile.mkdtemp(prefix="codebase-mcp-load-"))
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ["CODEBASE_MCP_HOME"] = str(home)
-    os.environ.pop("DATABASE_URL", None)
+    home = private_home("codebase-mcp-load-", path=args.home)
     os.environ["CODEBASE_CHUNK_PACK_LINES"] = "0"
     log = (lambda message: print(message, file=sys.stderr)) if args.json else print
     index = _build_index(home, args.chunks, log)

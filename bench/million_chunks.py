@@ -34,13 +34,12 @@ import os
 import shutil
 import sys
 import sysconfig
-import tempfile
 import time
 from pathlib import Path
 
-HOME = Path(tempfile.mkdtemp(prefix="codebase-mcp-million-"))
-os.environ["CODEBASE_MCP_HOME"] = str(HOME)
-os.environ.pop("DATABASE_URL", None)
+from _common import make_show, percentile, private_home, remove_home
+
+HOME = private_home("codebase-mcp-million-")
 
 import numpy as np  # noqa: E402
 from sqlalchemy import text  # noqa: E402
@@ -114,15 +113,7 @@ FILTERS = [
 MODES = ["hybrid", "semantic", "lexical"]
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
-
-
-def show(name: str, value: str, target: str = "-", ok: bool | None = None) -> None:
-    mark = "" if ok is None else ("  ok" if ok else "  MISSED")
-    print(f"  {name:<44} {value:<44} target {target}{mark}", flush=True)
+show = make_show(44, 44)
 
 
 def seed(engine, settings, embedder, roots: list[tuple[str, Path]]) -> None:  # type: ignore[no-untyped-def]
@@ -409,4 +400,4 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     finally:
-        shutil.rmtree(HOME, ignore_errors=True)
+        remove_home(HOME)

@@ -21,35 +21,30 @@ from __future__ import annotations
 import argparse
 import ast
 import io
-import os
 import random
 import re
 import shutil
 import sys
 import sysconfig
-import tempfile
 import time
 import tokenize
 from pathlib import Path
 from typing import Any
 
+from _common import private_home, remove_home
+
 # Worker processes (forkserver) import this module again: they reuse the parent's directory.
-if __name__ != "__main__" and "CODEBASE_MCP_HOME" in os.environ:
-    HOME = Path(os.environ["CODEBASE_MCP_HOME"])
-else:
-    HOME = Path(tempfile.mkdtemp(prefix="codebase-mcp-navigation-"))
-os.environ["CODEBASE_MCP_HOME"] = str(HOME)
-os.environ.pop("DATABASE_URL", None)
+HOME = private_home("codebase-mcp-navigation-", inherit=__name__ != "__main__")
 
-from sqlalchemy import text
+from sqlalchemy import text  # noqa: E402
 
-from mcp_server.core.settings import load_settings
-from mcp_server.db.database import get_engine
-from mcp_server.embeddings import StaticEmbedder
-from mcp_server.index.navigation import Navigator
-from mcp_server.index.search import is_test_path
-from mcp_server.index.store import IndexStore
-from mcp_server.indexer.pipeline import IndexRun
+from mcp_server.core.settings import load_settings  # noqa: E402
+from mcp_server.db.database import get_engine  # noqa: E402
+from mcp_server.embeddings import StaticEmbedder  # noqa: E402
+from mcp_server.index.navigation import Navigator  # noqa: E402
+from mcp_server.index.search import is_test_path  # noqa: E402
+from mcp_server.index.store import IndexStore  # noqa: E402
+from mcp_server.indexer.pipeline import IndexRun  # noqa: E402
 
 TABLES = ("files", "chunks", "symbols", "symbol_occurrences")
 
@@ -247,7 +242,4 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     finally:
-        from mcp_server.db.database import dispose_engines
-
-        dispose_engines()
-        shutil.rmtree(HOME, ignore_errors=True)
+        remove_home(HOME, dispose=True)

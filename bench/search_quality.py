@@ -41,31 +41,27 @@ import shutil
 import statistics
 import sys
 import sysconfig
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from _common import percentile, private_home, remove_home
+
 # Worker processes (forkserver) import this module again: they reuse the parent's directory.
-if __name__ != "__main__" and "CODEBASE_MCP_HOME" in os.environ:
-    HOME = Path(os.environ["CODEBASE_MCP_HOME"])
-else:
-    HOME = Path(tempfile.mkdtemp(prefix="codebase-mcp-quality-"))
-os.environ["CODEBASE_MCP_HOME"] = str(HOME)
-os.environ.pop("DATABASE_URL", None)
+HOME = private_home("codebase-mcp-quality-", inherit=__name__ != "__main__")
 
-import numpy as np
-from quality_corpora import CORPORA, unpack
-from sqlalchemy import text
+import numpy as np  # noqa: E402
+from quality_corpora import CORPORA, unpack  # noqa: E402
+from sqlalchemy import text  # noqa: E402
 
-from mcp_server.core.settings import load_settings
-from mcp_server.db.database import get_engine
-from mcp_server.embeddings import StaticEmbedder, TransformerEmbedder
-from mcp_server.embeddings.base import Embedder
-from mcp_server.index.search import Searcher
-from mcp_server.index.store import IndexStore
-from mcp_server.index.vector_indexes import VectorIndexes
-from mcp_server.indexer.pipeline import IndexRun
+from mcp_server.core.settings import load_settings  # noqa: E402
+from mcp_server.db.database import get_engine  # noqa: E402
+from mcp_server.embeddings import StaticEmbedder, TransformerEmbedder  # noqa: E402
+from mcp_server.embeddings.base import Embedder  # noqa: E402
+from mcp_server.index.search import Searcher  # noqa: E402
+from mcp_server.index.store import IndexStore  # noqa: E402
+from mcp_server.index.vector_indexes import VectorIndexes  # noqa: E402
+from mcp_server.indexer.pipeline import IndexRun  # noqa: E402
 
 QUALITY_DIR = Path(__file__).resolve().parent / "quality"
 SETS = ("everyday", "paraphrase")
@@ -389,11 +385,6 @@ LATENCY_QUERIES = [
 ]
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
-
-
 def grow_index(engine: Any, project: str, dimension: int, target: int) -> int:
     """Copy the project's live files, chunks and definitions into new repositories until `target`
     chunks are live."""
@@ -580,7 +571,4 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     finally:
-        from mcp_server.db.database import dispose_engines
-
-        dispose_engines()
-        shutil.rmtree(HOME, ignore_errors=True)
+        remove_home(HOME, dispose=True)

@@ -12,22 +12,20 @@ CODEBASE_MCP_HOME, with the configured embedder and settings.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import sysconfig
-import tempfile
 import time
 from pathlib import Path
 
-HOME = Path(tempfile.mkdtemp(prefix="codebase-mcp-bench-"))
-os.environ["CODEBASE_MCP_HOME"] = str(HOME)
-os.environ.pop("DATABASE_URL", None)
+from _common import private_home, remove_home
+
+HOME = private_home("codebase-mcp-bench-")
 
 from sqlalchemy import text  # noqa: E402
 
 from mcp_server.core.settings import load_settings  # noqa: E402
-from mcp_server.db.database import dispose_engines, get_engine  # noqa: E402
+from mcp_server.db.database import get_engine  # noqa: E402
 from mcp_server.index.catalogue import IndexCatalogue  # noqa: E402
 from mcp_server.index.store import INDEX_FORMAT, SHARED_LOOKUP, IndexStore  # noqa: E402
 from mcp_server.indexer.entrypoint import embedder_from_settings  # noqa: E402
@@ -102,5 +100,4 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     finally:
-        dispose_engines()
-        shutil.rmtree(HOME, ignore_errors=True)
+        remove_home(HOME, dispose=True)

@@ -24,14 +24,11 @@ Everything runs against a private embedded PostgreSQL in a temporary CODEBASE_MC
 from __future__ import annotations
 
 import argparse
-import hashlib
 import multiprocessing as mp
 import os
 import pickle
-import shutil
 import sys
 import sysconfig
-import tempfile
 import threading
 import time
 import uuid
@@ -39,11 +36,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from _common import baseline_walk_hash, make_show, private_home, remove_home
+
 # Spawned children import this module again: they must find the parent's home, not make one.
-HOME = Path(os.environ.get("SHARD_BENCH_HOME") or tempfile.mkdtemp(prefix="codebase-mcp-shards-"))
-os.environ["SHARD_BENCH_HOME"] = str(HOME)
-os.environ["CODEBASE_MCP_HOME"] = str(HOME)
-os.environ.pop("DATABASE_URL", None)
+HOME = private_home("codebase-mcp-shards-", via="SHARD_BENCH_HOME")
 
 import numpy as np  # noqa: E402
 from sqlalchemy import text  # noqa: E402
@@ -55,7 +51,6 @@ from mcp_server.db.database import get_engine  # noqa: E402
 from mcp_server.index.store import ChunkRow, FileWrite, IndexStore, SymbolRow  # noqa: E402
 from mcp_server.indexer.entrypoint import embedder_from_settings  # noqa: E402
 from mcp_server.indexer.pipeline import EMBED_BATCH_CHUNKS, IndexRun  # noqa: E402
-from mcp_server.indexer.walker import walk_repository  # noqa: E402
 
 PG_SETTINGS = (
     "shared_buffers",
@@ -69,19 +64,7 @@ PG_SETTINGS = (
 )
 
 
-def show(name: str, value: str, target: str = "-", ok: bool | None = None) -> None:
-    mark = "" if ok is None else ("  ok" if ok else "  MISSED")
-    print(f"  {name:<46} {value:<40} target {target}{mark}", flush=True)
-
-
-def baseline_walk_hash(root: Path, max_bytes: int) -> tuple[int, float]:
-    started = time.perf_counter()
-    count = 0
-    for source in walk_repository(root, max_file_bytes=max_bytes):
-        with open(source.path, "rb") as handle:
-            hashlib.blake2b(handle.read(), digest_size=16).digest()
-        count += 1
-    return count, time.perf_counter() - started
+show = make_show(46, 40)
 
 
 class WaitSampler:
@@ -430,4 +413,4 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     finally:
-        shutil.rmtree(HOME, ignore_errors=True)
+        remove_home(HOME)

@@ -15,19 +15,16 @@ replaces) and a `SELECT 1` round trip. Everything runs against a private embedde
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import resource
 import shutil
 import sysconfig
-import tempfile
 import threading
 import time
-from pathlib import Path
 
-HOME = Path(tempfile.mkdtemp(prefix="codebase-mcp-bench-watch-"))
-os.environ["CODEBASE_MCP_HOME"] = str(HOME)
-os.environ.pop("DATABASE_URL", None)
+from _common import make_show, percentile, private_home
+
+HOME = private_home("codebase-mcp-bench-watch-")
 
 from sqlalchemy import text  # noqa: E402
 
@@ -39,14 +36,7 @@ from mcp_server.runners.watch import RepositoryWatcher  # noqa: E402
 PROJECT = "bench-watch"
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def show(name: str, value: str, target: str, ok: bool | None = None) -> None:
-    verdict = "" if ok is None else ("  met" if ok else "  MISSED")
-    print(f"{name:<38} {value:<34} target {target}{verdict}")
+show = make_show(38, 34, indent="", met="met")
 
 
 def found(service: CodebaseService, word: str) -> bool:
@@ -97,7 +87,7 @@ def main() -> int:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         rounds.append(time.perf_counter() - t0)
-    show("baseline: SELECT 1 p50", f"{percentile(rounds, 0.5) * 1000:.2f} ms", "-")
+    show("baseline: SELECT 1 p50", f"{percentile(rounds, 50) * 1000:.2f} ms", "-")
 
     stop = threading.Event()
     thread = threading.Thread(target=watcher.run, args=(stop,), daemon=True)
@@ -114,7 +104,7 @@ def main() -> int:
         with open(path, "a", encoding="utf-8") as handle:
             handle.write(f"\n\ndef {marker}():\n    return {i}\n")
         latencies.append(wait_found(service, marker))
-    p50, p95 = percentile(latencies, 0.5), percentile(latencies, 0.95)
+    p50, p95 = percentile(latencies, 50), percentile(latencies, 95)
     show("save -> searchable p50", f"{p50:.2f} s", "-")
     show("save -> searchable p95", f"{p95:.2f} s ({p95 / reindex:.2f}x re-index)", "<= 2 s", p95 <= 2.0)
 
