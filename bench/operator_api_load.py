@@ -123,8 +123,8 @@ def main() -> int:
         home = Path(tempfile.mkdtemp(prefix="codebase-mcp-bench-"))
         os.environ["CODEBASE_MCP_HOME"] = str(home)
 
+    from _common import stop_embedded_postgres
     from devcluster import DevCluster
-    from k8s_reflection import stop_embedded_postgres
 
     from mcp_server.db.database import dispose_engines
 
