@@ -200,3 +200,44 @@ def test_the_front_door_refuses_what_cannot_be_indexed(
     with pytest.raises(InvalidInput, match="outside the allowed roots"):
         confined.start_indexing(git_url=remote.url)
     assert svc.list_jobs()["count"] == 0
+
+
+def test_git_secret_is_for_the_kubernetes_launcher_and_a_git_url_only(remote: Remote, home: Path) -> None:
+    """A Secret is a Kubernetes object: on one machine the tool says what to use instead, and it
+    never starts a job that would clone without the credentials the caller meant."""
+    svc = CodebaseService(load_settings())
+    with pytest.raises(InvalidInput, match=r"only the kubernetes launcher.*CODEBASE_GIT_TOKEN"):
+        svc.start_indexing(git_url=remote.url, git_secret="acme-git")
+    with pytest.raises(InvalidInput, match="git_secret goes with git_url"):
+        svc.start_indexing(str(remote.work), git_secret="acme-git")
+    assert [j for j in svc.jobs.list(limit=1000) if j.source_git_url == remote.url] == []
+
+
+def test_the_kubernetes_request_names_the_secret_and_the_row_keeps_only_its_name(engine: Any) -> None:
+    from mcp_server.runners.kubernetes import request_body
+
+    jobs = JobStore(engine)
+    job = jobs.create(
+        repo_path="https://git.example.com/acme/private.git#v1.2",
+        project_id="default",
+        source_git_url="https://git.example.com/acme/private.git",
+        source_git_ref="v1.2",
+        source_git_secret="acme-git",
+    )
+    stored = jobs.get(job.id)
+    assert stored.source_git_secret == "acme-git"
+    assert request_body(stored, default_timeout=3600)["spec"]["source"] == {
+        "git": {
+            "url": "https://git.example.com/acme/private.git",
+            "ref": "v1.2",
+            "secretRef": {"name": "acme-git"},
+        }
+    }
+
+
+@pytest.mark.parametrize("name", ["Acme", "-acme", "acme_git", "a" * 254, "", "../x"])
+def test_a_git_secret_that_cannot_name_a_secret_is_refused(name: str) -> None:
+    from mcp_server.core.validation import validate_git_secret
+
+    with pytest.raises(InvalidInput, match="git_secret must name a Kubernetes Secret"):
+        validate_git_secret(name)

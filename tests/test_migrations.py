@@ -91,5 +91,5 @@ def test_the_head_read_from_the_files_is_alembics_single_head(engine: Engine) ->
     from mcp_server.db import revisions
 
     script = ScriptDirectory.from_config(database._alembic_config(engine))
-    assert script.get_heads() == ["0007_shard_source_commit"]
+    assert script.get_heads() == ["0008_job_git_secret"]
     assert revisions.head_from_files() == script.get_current_head()

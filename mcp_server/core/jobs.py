@@ -114,6 +114,7 @@ class Job:
     progress_fraction: float | None
     remaining_seconds: float | None
     shards: int = 1  # how many shards the run is split into
+    source_git_secret: str | None = None  # the Kubernetes Secret the clone step reads (its name)
 
     @classmethod
     def from_row(cls, row: RowMapping) -> Job:
@@ -198,6 +199,7 @@ class JobStore:
         timeout_seconds: int | None = None,
         source_git_url: str | None = None,
         source_git_ref: str | None = None,
+        source_git_secret: str | None = None,
         k8s_namespace: str | None = None,
         k8s_name: str | None = None,
         unless_active: bool = False,
@@ -217,6 +219,7 @@ class JobStore:
             "timeout_seconds": timeout_seconds,
             "source_git_url": source_git_url,
             "source_git_ref": source_git_ref,
+            "source_git_secret": source_git_secret,
             "k8s_namespace": k8s_namespace,
             "k8s_name": k8s_name,
             "phase": JobPhase.QUEUED,

@@ -132,6 +132,20 @@ def _is_within(path: Path, root: Path) -> bool:
     return path == root_resolved or root_resolved in path.parents
 
 
+# A Kubernetes object name (RFC 1123 subdomain): a Secret, a PriorityClass.
+K8S_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
+
+
+def validate_git_secret(name: object) -> str:
+    """The name of the Secret a git job's clone step reads its credentials from."""
+    if not isinstance(name, str) or not K8S_NAME_RE.fullmatch(name):
+        raise InvalidInput(
+            "git_secret must name a Kubernetes Secret in the server's namespace (lower-case letters, "
+            "digits, '-' and '.', at most 253 characters)"
+        )
+    return name
+
+
 GIT_URL_RE = re.compile(r"^(https://|http://|ssh://|git@|file://)[^\s]+$")
 GIT_REF_RE = re.compile(r"^[A-Za-z0-9._/@-]{1,200}$")
 # A host name, an IPv4 or an IPv6 address (as `git_url_host` returns it). No leading '-': ssh

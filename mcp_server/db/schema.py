@@ -61,6 +61,7 @@ indexing_jobs = Table(
     Column("force_reindex", Boolean, nullable=False, server_default=text("false")),
     Column("source_git_url", Text),
     Column("source_git_ref", Text),
+    Column("source_git_secret", Text),  # a Kubernetes Secret's name, never its content
     Column("phase", Text),
     Column("progress_message", Text),
     Column("files_seen", Integer, nullable=False, server_default="0"),

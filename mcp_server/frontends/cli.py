@@ -132,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="split the run across N indexer processes (Kubernetes: pods), 1-64, or 'auto' "
         "(one per CODEBASE_FILES_PER_SHARD files)",
     )
+    p.add_argument(
+        "--git-secret",
+        default=None,
+        metavar="NAME",
+        help="with a git URL and CODEBASE_LAUNCHER=kubernetes: the Secret holding the clone's credentials",
+    )
     p.add_argument("--wait", action="store_true", help="show progress and wait; exit 1 if the job fails")
     p.add_argument("--dry-run", action="store_true", help="start nothing; say what a run would index")
     p.add_argument("--json", action="store_true")

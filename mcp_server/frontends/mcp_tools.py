@@ -177,6 +177,14 @@ def build_server(
                 "default 1."
             ),
         ] = None,
+        git_secret: Annotated[
+            str | None,
+            Field(
+                description="With git_url, on a Kubernetes deployment: the name of a Secret in the "
+                "server's namespace holding the clone's credentials (key 'token', or 'ssh-privatekey' "
+                "and 'known_hosts'). Only the name travels; on one machine use CODEBASE_GIT_TOKEN."
+            ),
+        ] = None,
     ) -> contract.JobStarted:
         """Start indexing a repository in the background and return its job_id at once.
 
@@ -197,6 +205,7 @@ def build_server(
                 git_url=git_url,
                 ref=ref,
                 shards=shards,
+                git_secret=git_secret,
             ),
         )
 

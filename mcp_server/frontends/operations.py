@@ -24,6 +24,7 @@ from mcp_server.core.settings import DEFAULT_PROJECT_ID, Settings
 from mcp_server.core.validation import (
     check_local_git_url,
     git_repository_key,
+    validate_git_secret,
     validate_git_source,
     validate_job_id,
     validate_project_id,
@@ -141,16 +142,19 @@ class CodebaseService:
         git_url: str | None = None,
         ref: str | None = None,
         shards: int | str | None = None,
+        git_secret: str | None = None,
     ) -> dict[str, Any]:
         """Queue a run over a directory (`repo_path`) or a git repository (`git_url`, at `ref`:
         a branch, tag or commit SHA; the default branch when None), and return at once.
 
         `shards`: split the run across that many indexer processes or pods ('auto': one per
-        CODEBASE_FILES_PER_SHARD files)."""
+        CODEBASE_FILES_PER_SHARD files). `git_secret`: on the Kubernetes launcher, the Secret
+        the clone step reads its credentials from (only its name travels)."""
         if not isinstance(force_reindex, bool):
             raise InvalidInput("force_reindex must be true or false")
         project = validate_project_id(project_id, default=DEFAULT_PROJECT_ID)
         url, key = self._source(repo_path, git_url, ref)
+        secret = self._git_secret(git_secret, url)
         shard_count = validate_shards(
             shards,
             count_files=None if url else lambda: _count_files(self.settings, key),
@@ -165,6 +169,7 @@ class CodebaseService:
             timeout_seconds=self.settings.jobs.timeout_seconds,
             source_git_url=url,
             source_git_ref=ref if url else None,
+            source_git_secret=secret,
             unless_active=True,
             shards=shard_count,
         )
@@ -217,6 +222,20 @@ class CodebaseService:
         if self.settings.jobs.launcher == "local":  # a file:// URL is a path on this machine
             check_local_git_url(url, allowed_roots=self.settings.jobs.allowed_roots)
         return url, git_repository_key(url, ref)
+
+    def _git_secret(self, name: str | None, url: str | None) -> str | None:
+        """The Secret's name, where it can be used: with a git URL, on the Kubernetes launcher."""
+        if name is None:
+            return None
+        if url is None:
+            raise InvalidInput("git_secret goes with git_url: it holds the credentials of the clone")
+        if self.settings.jobs.launcher != "kubernetes":
+            raise InvalidInput(
+                "git_secret names a Kubernetes Secret, which only the kubernetes launcher can read; "
+                "on this machine give the token with CODEBASE_GIT_TOKEN (and CODEBASE_GIT_TOKEN_HOSTS) "
+                "or a git credential helper"
+            )
+        return validate_git_secret(name)
 
     def plan_indexing(self, repo_path: str | None, *, git_url: str | None = None) -> dict[str, Any]:
         """A dry run: what indexing `repo_path` would do; nothing is started or written."""

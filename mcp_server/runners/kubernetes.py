@@ -33,9 +33,11 @@ def request_body(job: Job, *, default_timeout: int) -> dict[str, Any]:
     timeout = min(MAX_TIMEOUT_SECONDS, max(MIN_TIMEOUT_SECONDS, job.timeout_seconds or default_timeout))
     source: dict[str, Any]
     if job.source_git_url:
-        git = {"url": job.source_git_url}
+        git: dict[str, Any] = {"url": job.source_git_url}
         if job.source_git_ref:
             git["ref"] = job.source_git_ref
+        if job.source_git_secret:
+            git["secretRef"] = {"name": job.source_git_secret}
         source = {"git": git}
     else:
         source = {"path": job.repo_path}

@@ -161,6 +161,7 @@ class Reconciler:
                 timeout_seconds=spec.timeout_seconds or self.settings.jobs.timeout_seconds,
                 source_git_url=spec.git_url,
                 source_git_ref=spec.git_ref,
+                source_git_secret=spec.git_secret,
                 k8s_namespace=ref.namespace,
                 k8s_name=ref.name,
                 shards=spec.shards,

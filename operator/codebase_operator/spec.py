@@ -18,6 +18,7 @@ from typing import Any
 from mcp_server.core.errors import InvalidInput
 from mcp_server.core.shards import MAX_SHARDS
 from mcp_server.core.validation import (
+    K8S_NAME_RE,
     check_path_syntax,
     git_repository_key,
     validate_git_source,
@@ -25,7 +26,6 @@ from mcp_server.core.validation import (
     validate_project_id,
 )
 
-_SECRET_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
 _QUEUE_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
 MIN_TIMEOUT_SECONDS = 60
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
@@ -101,7 +101,7 @@ def parse_spec(spec: Any, *, workspace_root: str | None = None) -> RequestSpec:
         secret_ref = git.get("secretRef")
         if secret_ref is not None:
             name = secret_ref.get("name") if isinstance(secret_ref, Mapping) else None
-            if not isinstance(name, str) or not _SECRET_NAME_RE.fullmatch(name):
+            if not isinstance(name, str) or not K8S_NAME_RE.fullmatch(name):
                 raise InvalidInput("spec.source.git.secretRef.name must name a Secret in this namespace")
             git_secret = name
 
@@ -126,7 +126,7 @@ def parse_spec(spec: Any, *, workspace_root: str | None = None) -> RequestSpec:
             f"spec.timeoutSeconds must be an integer from {MIN_TIMEOUT_SECONDS} to {MAX_TIMEOUT_SECONDS}"
         )
     queue_name = _optional_name(spec, "queueName", _QUEUE_NAME_RE, "a Kueue LocalQueue in this namespace")
-    priority_class = _optional_name(spec, "priorityClassName", _SECRET_NAME_RE, "a PriorityClass")
+    priority_class = _optional_name(spec, "priorityClassName", K8S_NAME_RE, "a PriorityClass")
     shards = 1 if spec.get("shards") is None else spec["shards"]
     if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= MAX_SHARDS:
         # No `auto` here: the operator cannot count a tree it does not mount; the MCP tool can.

@@ -146,6 +146,37 @@ def test_mcp_start_indexing_with_the_kubernetes_launcher(
     assert len(store.list(limit=10)) == 1  # the operator adopted the row; it made no second one
 
 
+def test_mcp_git_secret_is_named_in_the_request_the_server_creates(
+    cluster: DevCluster,
+    namespace: str,
+    kube: Any,
+    store: JobStore,
+    settings: Any,
+    clean_db: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under the server's own Role (which has no verb on Secrets): it names the Secret, the API
+    server stores the name in spec.source.git.secretRef, the row keeps the name."""
+    from mcp_server.frontends.operations import CodebaseService
+
+    server_config = cluster.service_account_kubeconfig(
+        namespace, "codebase-mcp-server", tmp_path / "server.kc"
+    )
+    monkeypatch.setenv("KUBECONFIG", str(server_config))
+    service = CodebaseService(
+        settings.replace(jobs={"launcher": "kubernetes"}, kubernetes={"namespace": namespace}),
+        engine=clean_db,
+    )
+    url = "https://git.example.com/acme/private.git"
+    started = service.start_indexing(git_url=url, ref="v1.2", git_secret="acme-git")
+    job_id = uuid.UUID(started["job_id"])
+    request = kube.get_indexing_request(namespace, f"index-{job_id}")
+    secret_ref = {"name": "acme-git"}
+    assert request["spec"]["source"] == {"git": {"url": url, "ref": "v1.2", "secretRef": secret_ref}}
+    assert store.get(job_id).source_git_secret == "acme-git"
+
+
 def test_mcp_cancel_deletes_the_request(
     cluster: DevCluster,
     namespace: str,

@@ -29,7 +29,15 @@ def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
         else:
             _print_plan(plan)
         return 0
-    started = svc.start_indexing(path, args.project, args.force, git_url=git_url, ref=ref, shards=args.shards)
+    started = svc.start_indexing(
+        path,
+        args.project,
+        args.force,
+        git_url=git_url,
+        ref=ref,
+        shards=args.shards,
+        git_secret=args.git_secret,
+    )
     if args.json and not args.wait:
         print(json.dumps(started))
         return 0
