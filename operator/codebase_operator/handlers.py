@@ -20,7 +20,7 @@ from typing import Any
 import kopf
 
 from codebase_operator.jobs_builder import MANAGED_BY
-from codebase_operator.objects import UNREACHABLE, describe_unreachable
+from codebase_operator.objects import UNREACHABLE, describe_unreachable, key
 from codebase_operator.reconciler import Reconciler
 from mcp_server.runners.kube_api import GROUP, PLURAL, VERSION
 
@@ -54,15 +54,15 @@ def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
     # it runs for the handlers below, so the resync needs no LIST requests of its own.
     @kopf.index(GROUP, VERSION, PLURAL, id="requests_index", registry=registry)
     def requests_index(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
-        return {_key(body): _plain(body)}
+        return {key(body): _plain(body)}
 
     @kopf.index("batch", "v1", "jobs", labels=MANAGED, id="jobs_index", registry=registry)
     def jobs_index(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
-        return {_key(body): _plain(body)}
+        return {key(body): _plain(body)}
 
     @kopf.index("v1", "pods", labels=MANAGED, id="pods_index", registry=registry)
     def pods_index(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
-        return {_key(body): _plain(body)}
+        return {key(body): _plain(body)}
 
     @kopf.on.startup(registry=registry)
     async def attach_indices(**kwargs: Any) -> None:
@@ -108,10 +108,6 @@ def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
         return reconciler.health()
 
     return registry
-
-
-def _key(body: kopf.Body) -> tuple[str, str]:
-    return (body.get("metadata", {}).get("namespace", ""), body.get("metadata", {}).get("name", ""))
 
 
 def _plain(body: kopf.Body) -> dict[str, Any]:
