@@ -1,6 +1,7 @@
 """Search latency of one project at 250,000 to 1,000,000 chunks, and what the rows cost.
 
     .venv/bin/python bench/million_chunks.py [--chunks 1000000] [--queries 200] [--seed DIR ...]
+        [--build-memory 512,auto]
 
 `--chunks` takes one size or several (250000,500000,1000000): the project grows in place from
 one to the next, and each size gets its own vector index build, sizes and latencies.
@@ -30,6 +31,7 @@ Everything runs against a private embedded PostgreSQL in a temporary CODEBASE_MC
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import sys
@@ -47,9 +49,9 @@ from sqlalchemy import text  # noqa: E402
 from mcp_server.core.settings import load_settings  # noqa: E402
 from mcp_server.db.database import get_engine  # noqa: E402
 from mcp_server.frontends.operations import CodebaseService  # noqa: E402
-from mcp_server.index import term_stats  # noqa: E402
+from mcp_server.index import term_stats, vector_indexes  # noqa: E402
 from mcp_server.index.store import INDEX_FORMAT, IndexStore  # noqa: E402
-from mcp_server.index.vector_indexes import VectorIndexes, vector_index_name  # noqa: E402
+from mcp_server.index.vector_indexes import BuildBudget, VectorIndexes, vector_index_name  # noqa: E402
 from mcp_server.indexer.entrypoint import embedder_from_settings  # noqa: E402
 from mcp_server.indexer.pipeline import IndexRun  # noqa: E402
 
@@ -286,6 +288,24 @@ def sizes(engine) -> dict[str, int]:  # type: ignore[no-untyped-def]
     return {r.relname: int(r.b) for r in rows}
 
 
+class _Overflow(logging.Handler):
+    """pgvector's notice that the graph outgrew maintenance_work_mem, as the product logs it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "no longer fits" in record.getMessage():
+            overflow.append(record.getMessage().split(":")[0])
+
+
+overflow: list[str] = []
+
+
+def build_budget(name: str) -> BuildBudget:
+    """`auto`: what an indexer on this machine gets for the embedded database; a number: that many
+    MB with the embedded default's workers (512 was the fixed size before budgets)."""
+    auto = BuildBudget.for_server(embedded=True)
+    return auto if name == "auto" else BuildBudget(memory_bytes=int(name) * 2**20, workers=auto.workers)
+
+
 def measure(engine, settings, repository_id: int, target: int, args, before: dict[str, int]) -> None:  # type: ignore[no-untyped-def]
     embedder = embedder_from_settings(settings)
     print(f"\n== {target:,} chunks ==", flush=True)
@@ -300,10 +320,21 @@ def measure(engine, settings, repository_id: int, target: int, args, before: dic
     IndexStore(engine).analyze()
     term_stats.refresh(engine, PROJECT, force=True)
     show("ANALYZE + term statistics", f"{time.perf_counter() - started:.1f} s")
-    started = time.perf_counter()
-    vectors.ensure(PROJECT, embedder.dimension)
-    build = time.perf_counter() - started
-    show("HNSW build (VectorIndexes.ensure)", f"{build:.0f} s ({chunks / build:,.0f} chunks/s)")
+    for budget_name in args.build_memory.split(","):
+        budget = build_budget(budget_name)
+        asked = budget.settings_for(chunks, embedder.dimension)
+        vectors = VectorIndexes(engine, budget)
+        vectors.drop(PROJECT, embedder.dimension)
+        overflow.clear()
+        started = time.perf_counter()
+        vectors.ensure(PROJECT, embedder.dimension)
+        build = time.perf_counter() - started
+        show(
+            f"HNSW build, budget {budget_name} ({asked['maintenance_work_mem']}, "
+            f"{asked['max_parallel_maintenance_workers']} workers)",
+            f"{build:.0f} s ({chunks / build:,.0f} chunks/s); "
+            + (f"graph spilled: {overflow[0]}" if overflow else "graph fitted in memory"),
+        )
     with engine.connect() as conn:
         index_bytes = int(
             conn.execute(
@@ -364,9 +395,15 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--chunks", default="1000000", help="one size or several, ascending")
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument(
+        "--build-memory",
+        default="auto",
+        help="HNSW build budgets timed in turn at each size, MB or auto (512,auto); searches use the last",
+    )
     parser.add_argument("--seed", action="append", type=Path, help="trees to seed from (default: see above)")
     args = parser.parse_args()
     targets = [int(x) for x in args.chunks.split(",") if x]
+    vector_indexes.log.addHandler(_Overflow())
 
     settings = load_settings()
     engine = get_engine(settings)

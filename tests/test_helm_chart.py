@@ -179,18 +179,24 @@ def test_the_bundled_database_has_the_shared_memory_the_vector_index_build_uses(
 ) -> None:
     """Found on the real node: a container's default 64 MB /dev/shm failed the first index of
     1,500 files ("could not resize shared memory segment") when the parallel HNSW build asked for
-    its graph's shared memory, up to maintenance_work_mem."""
-    from mcp_server.index.vector_indexes import INDEX_BUILD_SETTINGS
+    its graph's shared memory, up to the build's memory budget."""
+    from mcp_server.core.settings import IndexingSettings
+    from mcp_server.index.vector_indexes import BuildBudget
 
-    (work_mem,) = [
-        re.search(r"maintenance_work_mem = '(\w+)'", s) for s in INDEX_BUILD_SETTINGS if "work_mem" in s
-    ]
-    assert work_mem is not None
-    spec = one(rendered["everything-on"], "StatefulSet", f"{RELEASE}-postgresql")["spec"]["template"]["spec"]
+    docs = rendered["everything-on"]
+    config = one(docs, "ConfigMap", f"{RELEASE}-config")["data"]
+    indexing = IndexingSettings.model_validate(
+        {key: value for key, value in config.items() if key.startswith("CODEBASE_VECTOR_BUILD_")}
+    )
+    budget = BuildBudget.for_server(
+        embedded=False, memory_mb=indexing.vector_build_memory_mb, workers=indexing.vector_build_workers
+    )
+    assert budget.workers > 0  # a parallel build, so the graph lives in /dev/shm
+    spec = one(docs, "StatefulSet", f"{RELEASE}-postgresql")["spec"]["template"]["spec"]
     (mount,) = [m for m in spec["containers"][0]["volumeMounts"] if m["mountPath"] == "/dev/shm"]
     (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
     assert volume["emptyDir"]["medium"] == "Memory"
-    assert _quantity_bytes(volume["emptyDir"]["sizeLimit"]) > _quantity_bytes(work_mem.group(1))
+    assert _quantity_bytes(volume["emptyDir"]["sizeLimit"]) > budget.memory_bytes
 
 
 def test_everything_on_adds_the_database_the_workspace_and_gpus(

@@ -247,6 +247,28 @@ class IndexingSettings(_Group):
     )
     """Worker processes for reading and parsing files; 0: one per CPU core (at most 8)."""
 
+    vector_build_memory_mb: int = Field(
+        default=0,
+        ge=0,
+        le=1_048_576,
+        validation_alias="CODEBASE_VECTOR_BUILD_MEMORY_MB",
+        json_schema_extra=_chart(".Values.indexer.vectorBuildMemoryMB | quote"),
+    )
+    """At most this much memory (MB, the session's maintenance_work_mem) for building a project's
+    vector index after a full run; each build asks for its graph's estimated size up to this. The
+    parallel build holds it in the database server's /dev/shm. 0: a quarter of this machine's
+    memory for the embedded database, 512 for a database server elsewhere."""
+
+    vector_build_workers: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        validation_alias="CODEBASE_VECTOR_BUILD_WORKERS",
+        json_schema_extra=_chart(".Values.indexer.vectorBuildWorkers | quote"),
+    )
+    """Parallel workers of the vector index build (max_parallel_maintenance_workers). 0: this
+    machine's cores less one (2 to 8) for the embedded database, 2 for a database server elsewhere."""
+
 
 class GitSettings(_Group):
     """Credentials for git sources cloned on this machine: the indexer (Kubernetes Jobs take theirs

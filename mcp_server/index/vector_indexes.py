@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from mcp_server.db.errors import first_line, is_out_of_shared_memory
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +28,85 @@ log = logging.getLogger(__name__)
 MAX_VECTOR_HNSW_DIM = 2000
 PROJECT_LITERAL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 BUILD_PROGRESS_SECONDS = 0.5
-# Bulk loads build the HNSW graph once at the end: about 5x faster than inserting into it.
-INDEX_BUILD_SETTINGS = ("SET maintenance_work_mem = '512MB'", "SET max_parallel_maintenance_workers = 2")
+MIB = 2**20
+# What the in-memory HNSW graph holds per row besides the vector's 4 bytes per dimension (the
+# element, its level-0 neighbour list of 2 x m = 32 candidates, allocation headers), measured
+# with pgvector's "hnsw graph no longer fits into maintenance_work_mem after N tuples" notice
+# (bench/million_chunks.py --build-memory); the estimate adds a quarter on top.
+GRAPH_BYTES_PER_ROW = 900
+MIN_BUILD_MEMORY = 64 * MIB
+# A database server we do not run: what its container's /dev/shm is known to hold (the chart
+# gives the bundled one 1 GiB), since a parallel build puts the whole graph there.
+EXTERNAL_BUILD_MEMORY = 512 * MIB
+EXTERNAL_BUILD_WORKERS = 2
+
+
+@dataclass(frozen=True)
+class BuildBudget:
+    """How much memory and how many parallel workers the HNSW build may use on the database server.
+
+    A build is linear while its graph fits in `maintenance_work_mem` and several times slower past
+    it (at 1,000,000 chunks 906 s with 512 MB against the in-memory rate's ~150 s, docs/scale.md),
+    and pgvector's parallel build allocates the whole of it in shared memory up front: so each
+    build asks for what its graph needs, up to this budget, not a fixed size.
+    """
+
+    memory_bytes: int
+    workers: int
+
+    @classmethod
+    def for_server(cls, *, embedded: bool, memory_mb: int = 0, workers: int = 0) -> BuildBudget:
+        """0 = sized to the machine: the embedded server runs here, so a quarter of this machine's
+        memory (no more than /dev/shm has free) and its cores; a server elsewhere gets the sizes
+        its container is known to allow."""
+        if embedded:
+            auto_memory, auto_workers = _machine_memory() // 4, max(2, min((os.cpu_count() or 1) - 1, 8))
+            shm = _free_shared_memory()
+            if shm is not None:
+                auto_memory = min(auto_memory, shm * 8 // 10)
+        else:
+            auto_memory, auto_workers = EXTERNAL_BUILD_MEMORY, EXTERNAL_BUILD_WORKERS
+        return cls(
+            memory_bytes=max(MIN_BUILD_MEMORY, memory_mb * MIB if memory_mb else auto_memory),
+            workers=workers if workers else auto_workers,
+        )
+
+    def settings_for(self, rows: int, dimension: int) -> dict[str, str]:
+        """The session settings of one build: the graph's estimated size, within the budget."""
+        graph = rows * (4 * dimension + GRAPH_BYTES_PER_ROW) * 5 // 4
+        memory = min(self.memory_bytes, max(MIN_BUILD_MEMORY, graph))
+        return {
+            "maintenance_work_mem": f"{memory // MIB}MB",
+            "max_parallel_maintenance_workers": str(self.workers),
+        }
+
+
+DEFAULT_BUDGET = BuildBudget(memory_bytes=EXTERNAL_BUILD_MEMORY, workers=EXTERNAL_BUILD_WORKERS)
+
+
+def _log_graph_overflow(diagnostic: Any) -> None:
+    """pgvector says when the graph outgrew maintenance_work_mem: from there the build goes on
+    several times slower, so the budget was too small for this project (or the estimate low)."""
+    message = str(getattr(diagnostic, "message_primary", "") or "")
+    if "no longer fits into maintenance_work_mem" in message:
+        log.warning(
+            "%s: the vector index build slows down from here (CODEBASE_VECTOR_BUILD_MEMORY_MB)", message
+        )
+
+
+def _machine_memory() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return 4 * EXTERNAL_BUILD_MEMORY
+
+
+def _free_shared_memory() -> int | None:
+    try:
+        stat = os.statvfs("/dev/shm")
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
 
 
 def vector_index_name(project_id: str, dimension: int) -> str:
@@ -61,8 +144,9 @@ def _lock_project_ddl(conn: Connection, project_id: str) -> None:
 
 
 class VectorIndexes:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, budget: BuildBudget = DEFAULT_BUDGET) -> None:
         self._engine = engine
+        self._budget = budget
 
     def drop(self, project_id: str, dimension: int) -> None:
         """Before a bulk load: searches meanwhile use an exact scan of the project (slower, correct)."""
@@ -83,29 +167,73 @@ class VectorIndexes:
             if conn.execute(text("SELECT to_regclass(:n)"), {"n": name}).scalar():
                 return
             _lock_project_ddl(conn, project_id)
-            for statement in INDEX_BUILD_SETTINGS:
-                conn.execute(text(statement))
-            done = threading.Event()
-            watcher = None
-            if progress is not None:
-                backend = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
-                watcher = threading.Thread(
-                    target=self._watch_build, args=(backend, progress, done), daemon=True
-                )
-                watcher.start()
-            try:
+            rows = int(
                 conn.execute(
-                    text(
-                        f"CREATE INDEX IF NOT EXISTS {name} ON chunks USING hnsw "
-                        f"({vector_expression(dimension)} {vector_opclass(dimension)}) "
-                        f"WHERE {vector_index_predicate(project_id, dimension)}"
-                    )
+                    text(f"SELECT count(*) FROM chunks WHERE {vector_index_predicate(project_id, dimension)}")
+                ).scalar_one()
+            )
+            settings = self._budget.settings_for(rows, dimension)
+            try:
+                self._build(conn, name, project_id, dimension, settings, progress)
+            except DBAPIError as exc:
+                if (
+                    not is_out_of_shared_memory(first_line(exc))
+                    or settings["max_parallel_maintenance_workers"] == "0"
+                ):
+                    raise
+                # A container's small /dev/shm (64 MB by default) cannot hold a parallel build's
+                # graph; a serial build keeps it in the backend's own memory instead.
+                log.warning(
+                    "the parallel vector index build ran out of shared memory (%s); building it serially",
+                    first_line(exc),
                 )
-                conn.commit()
-            finally:
-                done.set()
-                if watcher is not None:
-                    watcher.join(5)
+                conn.rollback()
+                _lock_project_ddl(conn, project_id)
+                serial = {**settings, "max_parallel_maintenance_workers": "0"}
+                self._build(conn, name, project_id, dimension, serial, progress)
+
+    def _build(
+        self,
+        conn: Connection,
+        name: str,
+        project_id: str,
+        dimension: int,
+        settings: dict[str, str],
+        progress: Callable[[float], None] | None,
+    ) -> None:
+        for setting, value in settings.items():
+            conn.execute(text("SELECT set_config(:name, :value, true)"), {"name": setting, "value": value})
+        log.info(
+            "building vector index %s (maintenance_work_mem %s, %s parallel workers)",
+            name,
+            settings["maintenance_work_mem"],
+            settings["max_parallel_maintenance_workers"],
+        )
+        done = threading.Event()
+        watcher = None
+        if progress is not None:
+            backend = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+            watcher = threading.Thread(target=self._watch_build, args=(backend, progress, done), daemon=True)
+            watcher.start()
+        driver = conn.connection.dbapi_connection
+        notices = getattr(driver, "add_notice_handler", None)
+        if notices is not None:
+            notices(_log_graph_overflow)
+        try:
+            conn.execute(
+                text(
+                    f"CREATE INDEX IF NOT EXISTS {name} ON chunks USING hnsw "
+                    f"({vector_expression(dimension)} {vector_opclass(dimension)}) "
+                    f"WHERE {vector_index_predicate(project_id, dimension)}"
+                )
+            )
+            conn.commit()
+        finally:
+            if notices is not None:
+                driver.remove_notice_handler(_log_graph_overflow)  # type: ignore[union-attr]
+            done.set()
+            if watcher is not None:
+                watcher.join(5)
 
     def _watch_build(self, backend: int, progress: Callable[[float], None], done: threading.Event) -> None:
         try:

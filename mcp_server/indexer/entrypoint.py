@@ -37,6 +37,7 @@ from mcp_server.db.embedded import free_bytes
 from mcp_server.db.errors import database_failure_message, redact_urls
 from mcp_server.embeddings import create_embedder
 from mcp_server.index.store import IndexStore
+from mcp_server.index.vector_indexes import BuildBudget
 from mcp_server.indexer import git_source, secrets
 from mcp_server.indexer.git_cache import FULL_SHA_RE, GitCache
 from mcp_server.indexer.outcome import IndexerExit
@@ -244,6 +245,11 @@ def run_job(
                 scan_secrets=not _secrets_opted_in(settings, job.repo_path),
                 shard=shard,
                 source_commit=commit,
+                vector_build=BuildBudget.for_server(
+                    embedded=is_embedded(settings),
+                    memory_mb=settings.indexing.vector_build_memory_mb,
+                    workers=settings.indexing.vector_build_workers,
+                ),
             )
             counters = run.run()
             if shard is not None and run.published:  # the last shard: the summary is the run's

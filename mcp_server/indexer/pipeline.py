@@ -36,7 +36,7 @@ from mcp_server.core.shards import Shard
 from mcp_server.embeddings.base import Embedder
 from mcp_server.index import term_stats
 from mcp_server.index.store import ChunkRow, FileWrite, IndexStore, RunState
-from mcp_server.index.vector_indexes import VectorIndexes
+from mcp_server.index.vector_indexes import DEFAULT_BUDGET, BuildBudget, VectorIndexes
 from mcp_server.indexer import secrets
 from mcp_server.indexer.file_reading import read_source_bytes
 from mcp_server.indexer.file_tasks import (
@@ -180,6 +180,7 @@ class IndexRun:
         share_content: bool = True,
         shard: Shard | None = None,
         source_commit: str | None = None,  # of a git source: the shards of a run must agree on it
+        vector_build: BuildBudget = DEFAULT_BUDGET,
     ) -> None:
         if shard is not None and job_id is None:
             raise ValueError("a sharded run belongs to a job (its shards meet in job_shards)")
@@ -209,6 +210,7 @@ class IndexRun:
         # finish publishes (see shards.py). None: the whole repository, published by this run.
         self.shard = shard if shard is not None and shard.count > 1 else None
         self.source_commit = source_commit
+        self.vector_build = vector_build
         self.published = False
         self.counters = RunCounters()
         self._last_progress = 0.0
@@ -357,7 +359,7 @@ class IndexRun:
                 if bulk:
                     self._begin_tail("building the vector index")
                 started = time.perf_counter()
-                VectorIndexes(self.store.engine).ensure(
+                VectorIndexes(self.store.engine, self.vector_build).ensure(
                     self.project_id, dimension, progress=self._building if bulk else None
                 )
                 self.counters.add_time("vector index", started)

@@ -127,6 +127,8 @@ def _indexer_env(settings: Settings, spec: RequestSpec) -> list[dict[str, Any]]:
         {"name": "CODEBASE_MCP_LOG_LEVEL", "value": settings.logging.level},
         {"name": "CODEBASE_MAX_FILE_BYTES", "value": str(settings.indexing.max_file_bytes)},
         {"name": "CODEBASE_INDEXER_WORKERS", "value": str(settings.indexing.workers)},
+        {"name": "CODEBASE_VECTOR_BUILD_MEMORY_MB", "value": str(settings.indexing.vector_build_memory_mb)},
+        {"name": "CODEBASE_VECTOR_BUILD_WORKERS", "value": str(settings.indexing.vector_build_workers)},
         # The index must be written with the embedding model the MCP server searches with.
         {"name": "EMBEDDING_BACKEND", "value": settings.embedding.backend},
         {"name": "EMBEDDING_BATCH_SIZE", "value": str(settings.embedding.batch_size)},

@@ -1,0 +1,136 @@
+"""The HNSW build's memory and workers: sized to the project's graph within a budget, scoped to the
+build's own transaction, and redone serially when the server's shared memory cannot hold it."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+
+from mcp_server.embeddings import StaticEmbedder
+from mcp_server.index import vector_indexes
+from mcp_server.index.store import IndexStore
+from mcp_server.index.vector_indexes import MIB, MIN_BUILD_MEMORY, BuildBudget, VectorIndexes
+from mcp_server.indexer.pipeline import IndexRun
+
+pytestmark = pytest.mark.timeout(120)
+
+_STATIC = StaticEmbedder()
+GIB = 1024 * MIB
+
+
+def test_a_small_project_asks_for_little_and_a_large_one_for_its_graph_within_the_budget() -> None:
+    budget = BuildBudget(memory_bytes=4 * GIB, workers=3)
+    small = budget.settings_for(rows=1_000, dimension=256)
+    assert small == {
+        "maintenance_work_mem": f"{MIN_BUILD_MEMORY // MIB}MB",
+        "max_parallel_maintenance_workers": "3",
+    }
+    million = budget.settings_for(rows=1_000_000, dimension=256)
+    asked = int(million["maintenance_work_mem"].removesuffix("MB")) * MIB
+    # The measured 512 MB was too small for 500,000 rows: a million needs well over twice that.
+    assert 1 * GIB < asked < 4 * GIB
+    assert budget.settings_for(rows=10_000_000, dimension=256)["maintenance_work_mem"] == "4096MB"
+    wider = budget.settings_for(rows=1_000_000, dimension=1024)["maintenance_work_mem"]
+    assert int(wider.removesuffix("MB")) * MIB > asked
+
+
+def test_the_budget_of_a_server_elsewhere_is_what_its_container_allows_unless_configured() -> None:
+    assert BuildBudget.for_server(embedded=False) == BuildBudget(512 * MIB, 2)
+    assert BuildBudget.for_server(embedded=False, memory_mb=3000, workers=6) == BuildBudget(3000 * MIB, 6)
+    assert BuildBudget.for_server(embedded=False, memory_mb=1).memory_bytes == MIN_BUILD_MEMORY
+
+
+def test_the_embedded_budget_follows_this_machine_and_its_free_shared_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(vector_indexes, "_machine_memory", lambda: 32 * GIB)
+    monkeypatch.setattr(vector_indexes, "_free_shared_memory", lambda: 16 * GIB)
+    monkeypatch.setattr(vector_indexes.os, "cpu_count", lambda: 16)
+    assert BuildBudget.for_server(embedded=True) == BuildBudget(8 * GIB, 8)
+    monkeypatch.setattr(vector_indexes, "_free_shared_memory", lambda: 1 * GIB)
+    monkeypatch.setattr(vector_indexes.os, "cpu_count", lambda: 2)
+    assert BuildBudget.for_server(embedded=True) == BuildBudget(1 * GIB * 8 // 10, 2)
+
+
+def _indexed_project(engine: Engine, root: Path, budget: BuildBudget) -> None:
+    IndexRun(
+        store=IndexStore(engine),
+        embedder=_STATIC,
+        project_id="default",
+        root=root,
+        force=False,
+        max_file_bytes=1_000_000,
+        workers=1,
+        vector_build=budget,
+    ).run()
+
+
+def _repo(make_repo: Any, files: int = 30) -> Path:
+    return make_repo({f"m{i}.py": f"def handler_{i}(request):\n    return {i}\n" for i in range(files)})
+
+
+def test_the_build_uses_its_settings_in_its_own_transaction_only(
+    clean_db: Engine, make_repo: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    with clean_db.connect() as conn:
+        before = conn.execute(text("SHOW maintenance_work_mem")).scalar_one()
+    with caplog.at_level(logging.INFO, logger=vector_indexes.__name__):
+        _indexed_project(clean_db, _repo(make_repo), BuildBudget(memory_bytes=2 * GIB, workers=1))
+    assert VectorIndexes(clean_db).exists("default", _STATIC.dimension)
+    (built,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("building vector index")]
+    assert f"(maintenance_work_mem {MIN_BUILD_MEMORY // MIB}MB, 1 parallel workers)" in built
+    # SET LOCAL: the pooled connection the build ran on is back to the server's own value.
+    for _ in range(3):
+        with clean_db.connect() as conn:
+            assert conn.execute(text("SHOW maintenance_work_mem")).scalar_one() == before
+            assert conn.execute(text("SHOW max_parallel_maintenance_workers")).scalar_one() == "2"
+
+
+def test_a_parallel_build_without_the_shared_memory_is_redone_serially(
+    clean_db: Engine, make_repo: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server's own error is played here: a small /dev/shm for the embedded server would take the
+    whole machine's (a container's 64 MB one was where the real node hit it)."""
+    real_build = VectorIndexes._build
+    workers_tried: list[str] = []
+
+    def short_of_shared_memory(self: VectorIndexes, conn: Any, *args: Any) -> None:
+        settings = args[3]
+        workers_tried.append(settings["max_parallel_maintenance_workers"])
+        if settings["max_parallel_maintenance_workers"] != "0":
+            conn.execute(text("SELECT 1"))  # the build's transaction has begun, as a real one has
+            raise OperationalError(
+                "CREATE INDEX",
+                {},
+                Exception('could not resize shared memory segment "/PostgreSQL.1" to 67128448 bytes'),
+            )
+        real_build(self, conn, *args)
+
+    monkeypatch.setattr(VectorIndexes, "_build", short_of_shared_memory)
+    _indexed_project(clean_db, _repo(make_repo), BuildBudget(memory_bytes=1 * GIB, workers=2))
+    assert workers_tried == ["2", "0"]
+    assert VectorIndexes(clean_db).exists("default", _STATIC.dimension)
+
+
+def test_other_database_errors_of_the_build_are_not_retried(
+    clean_db: Engine, make_repo: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+
+    def failing(self: VectorIndexes, conn: Any, *args: Any) -> None:
+        calls.append(1)
+        raise OperationalError(
+            "CREATE INDEX", {}, Exception("terminating connection due to administrator command")
+        )
+
+    repo = _repo(make_repo)
+    monkeypatch.setattr(VectorIndexes, "_build", failing)
+    with pytest.raises(OperationalError, match="administrator command"):
+        _indexed_project(clean_db, repo, BuildBudget(memory_bytes=1 * GIB, workers=2))
+    assert calls == [1]
