@@ -213,6 +213,17 @@ def test_git_secret_is_for_the_kubernetes_launcher_and_a_git_url_only(remote: Re
     assert [j for j in svc.jobs.list(limit=1000) if j.source_git_url == remote.url] == []
 
 
+def test_a_directory_on_the_kubernetes_launcher_needs_the_workspace_volume(
+    settings: Any, clean_db: Any, tmp_path: Path
+) -> None:
+    """Before: the request was created, and its pod had nothing at the path. Nothing is created now;
+    the operator refuses an applied request the same way (tests/test_operator_spec.py)."""
+    svc = CodebaseService(settings.replace(jobs={"launcher": "kubernetes"}), engine=clean_db)
+    with pytest.raises(InvalidInput, match=r"repo_path needs the workspace volume.*workspace\.existingClaim"):
+        svc.start_indexing(str(tmp_path))
+    assert svc.jobs.list(limit=10) == []
+
+
 def test_the_kubernetes_request_names_the_secret_and_the_row_keeps_only_its_name(engine: Any) -> None:
     from mcp_server.runners.kubernetes import request_body
 

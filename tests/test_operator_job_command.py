@@ -40,7 +40,9 @@ def test_the_jobs_command_indexes_a_repository(settings: Settings, engine: Engin
     )
     store = JobStore(engine)
     row = store.create(repo_path=str(repo), project_id="op-cmd", timeout_seconds=120)
-    spec = parse_spec({"projectId": "op-cmd", "source": {"path": str(repo)}, "jobId": str(row.id)})
+    spec = parse_spec(
+        {"projectId": "op-cmd", "source": {"path": str(repo)}, "jobId": str(row.id)}, workspace_root="/"
+    )
     job = build_job(request=REQUEST, spec=spec, job_id=row.id, settings=settings)
     container = job["spec"]["template"]["spec"]["containers"][0]
 
@@ -94,7 +96,8 @@ def test_a_git_jobs_clone_step_then_its_indexer_index_a_commit_with_a_credential
             "projectId": "op-git",
             "source": {"git": {"url": url, "ref": sha, "secretRef": {"name": "repo-token"}}},
             "jobId": str(row.id),
-        }
+        },
+        workspace_root=None,
     )
     job = build_job(request=REQUEST, spec=spec, job_id=row.id, settings=settings)
     pod = job["spec"]["template"]["spec"]

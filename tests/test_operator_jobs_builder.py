@@ -42,7 +42,9 @@ def settings(**overrides: object) -> Settings:
 
 
 def manifest(spec: dict[str, object] | None = None, **overrides: object) -> dict:  # type: ignore[type-arg]
-    parsed = parse_spec(spec or {"projectId": "web", "source": {"path": "/workspace/myapp"}})
+    parsed = parse_spec(
+        spec or {"projectId": "web", "source": {"path": "/workspace/myapp"}}, workspace_root="/workspace"
+    )
     return build_job(request=REQUEST, spec=parsed, job_id=JOB_ID, settings=settings(**overrides))
 
 
@@ -206,7 +208,7 @@ def test_job_and_pod_carry_the_labels_the_operator_watches() -> None:
 def test_test_hooks_are_copied_to_the_pod_only_when_enabled() -> None:
     labels = {"codebase-mcp.dev/test-fail-exit-code": "1", "codebase-mcp.dev/test-job-id": "hijack"}
     annotations = {"codebase-mcp.dev/test-run-duration": "5s", "unrelated": "x"}
-    parsed = parse_spec({"source": {"path": "/workspace/a"}})
+    parsed = parse_spec({"source": {"path": "/workspace/a"}}, workspace_root="/workspace")
 
     def pod_meta(enabled: bool) -> dict:  # type: ignore[type-arg]
         job = build_job(
@@ -339,7 +341,7 @@ def test_a_priority_class_alone_does_not_suspend_the_job() -> None:
 @pytest.mark.parametrize("value", ["Upper", "-dash", "", 7])
 def test_malformed_queue_and_priority_class_names_are_refused(field: str, value: object) -> None:
     with pytest.raises(InvalidInput, match=f"spec.{field}"):
-        parse_spec({"source": {"path": "/workspace/a"}, field: value})
+        parse_spec({"source": {"path": "/workspace/a"}, field: value}, workspace_root="/workspace")
 
 
 def test_an_unsharded_request_is_one_pod_that_is_never_retried() -> None:
@@ -373,4 +375,4 @@ def test_shard_parallelism_bounds_the_pods_of_a_sharded_job_at_once() -> None:
 @pytest.mark.parametrize("shards", [0, 65, -1, "4", 2.5, True])
 def test_spec_shards_must_be_an_integer_from_1_to_64(shards: object) -> None:
     with pytest.raises(InvalidInput, match=r"spec\.shards must be an integer from 1 to 64"):
-        parse_spec({"projectId": "web", "source": {"path": "/w/x"}, "shards": shards})
+        parse_spec({"projectId": "web", "source": {"path": "/w/x"}, "shards": shards}, workspace_root="/w")

@@ -167,6 +167,7 @@ def store(clean_db: Any) -> JobStore:
 def make_reconciler(
     settings: Settings, store: JobStore, kube: FakeKube, **groups: dict[str, Any]
 ) -> Reconciler:
+    groups = {**groups, "kubernetes": {"workspace_pvc_name": "workspace", **groups.get("kubernetes", {})}}
     tuned = settings.replace(**{"jobs": {"max_concurrent": 2}, **groups})
     return Reconciler(settings=tuned, jobs=store, kube=kube, metrics=OperatorMetrics(), namespace=NS)
 

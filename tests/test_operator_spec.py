@@ -15,7 +15,7 @@ JOB_ID = "3f2a9c1e-7b4d-4e8a-9c0f-123456789abc"
 
 
 def test_a_path_request_with_defaults() -> None:
-    spec = parse_spec({"source": {"path": "/workspace/myapp/"}})
+    spec = parse_spec({"source": {"path": "/workspace/myapp/"}}, workspace_root="/workspace")
     assert spec.project_id == "default"
     assert spec.path == "/workspace/myapp"
     assert spec.git_url is None and spec.job_id is None
@@ -31,7 +31,8 @@ def test_a_git_request_with_every_field() -> None:
             "jobId": JOB_ID.upper(),
             "forceReindex": True,
             "timeoutSeconds": 600,
-        }
+        },
+        workspace_root=None,  # git sources are cloned in the pod: no workspace needed
     )
     assert spec.git_url == "https://github.com/pallets/flask.git" and spec.git_ref == "main"
     assert spec.job_id == uuid.UUID(JOB_ID)
@@ -66,8 +67,14 @@ def test_a_git_request_with_every_field() -> None:
 )
 def test_invalid_specs_are_refused_with_the_field_named(spec: Any, fragment: str) -> None:
     with pytest.raises(InvalidInput) as excinfo:
-        parse_spec(spec)
+        parse_spec(spec, workspace_root="/")
     assert fragment in str(excinfo.value)
+
+
+def test_a_path_request_is_refused_when_the_operator_has_no_workspace_volume() -> None:
+    """Before: accepted, and its pod failed with exit code 2 (nothing at the path) a minute later."""
+    with pytest.raises(InvalidInput, match=r"needs the shared workspace volume.*workspace\.existingClaim"):
+        parse_spec({"source": {"path": "/workspace/a"}}, workspace_root=None)
 
 
 def test_paths_must_lie_on_the_workspace_volume_when_it_is_mounted() -> None:

@@ -67,6 +67,13 @@ def validate_job_id(job_id: str | uuid.UUID) -> uuid.UUID:
         raise InvalidInput(f"job_id {shown!r} is not a valid UUID") from None
 
 
+# On Kubernetes a directory is read from the shared workspace volume; without one only git sources
+# can be indexed. The same advice from the MCP server and from the operator's admission.
+NO_WORKSPACE_ADVICE = (
+    "install the chart with workspace.existingClaim set (WORKSPACE_PVC_NAME), or index a git repository"
+)
+
+
 def check_path_syntax(raw: str) -> str:
     """Refuse what is wrong with the text itself, before touching the filesystem."""
     if not isinstance(raw, str) or not raw:

@@ -22,6 +22,7 @@ from mcp_server.core.errors import InvalidInput, JobNotFound
 from mcp_server.core.jobs import Job, JobStatus, JobStore
 from mcp_server.core.settings import DEFAULT_PROJECT_ID, Settings
 from mcp_server.core.validation import (
+    NO_WORKSPACE_ADVICE,
     check_local_git_url,
     git_repository_key,
     validate_git_secret,
@@ -215,6 +216,14 @@ class CodebaseService:
         if git_url is None:
             if ref is not None:
                 raise InvalidInput("ref goes with git_url: a directory is indexed as it is on disk")
+            if (
+                self.settings.jobs.launcher == "kubernetes"
+                and not self.settings.kubernetes.workspace_pvc_name
+            ):
+                raise InvalidInput(
+                    "repo_path needs the workspace volume the server and the indexer pods share, and "
+                    f"none is configured: {NO_WORKSPACE_ADVICE} (git_url)"
+                )
             return None, str(
                 validate_repo_path(str(repo_path), allowed_roots=self.settings.jobs.allowed_roots)
             )

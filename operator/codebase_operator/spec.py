@@ -19,6 +19,7 @@ from mcp_server.core.errors import InvalidInput
 from mcp_server.core.shards import MAX_SHARDS
 from mcp_server.core.validation import (
     K8S_NAME_RE,
+    NO_WORKSPACE_ADVICE,
     check_path_syntax,
     git_repository_key,
     validate_git_source,
@@ -54,10 +55,12 @@ class RequestSpec:
         return git_repository_key(self.git_url, self.git_ref)
 
 
-def parse_spec(spec: Any, *, workspace_root: str | None = None) -> RequestSpec:
+def parse_spec(spec: Any, *, workspace_root: str | None) -> RequestSpec:
     """The validated spec, or InvalidInput saying what is wrong (in the words of the CRD fields).
 
-    `workspace_root`: when the workspace volume is mounted, a `source.path` must lie under it.
+    `workspace_root`: where the shared workspace volume is mounted in the indexer pods; a
+    `source.path` must lie under it. None: the operator has no workspace, so a path request is
+    refused here rather than failing in its pod (the indexer would find nothing at the path).
     """
     if not isinstance(spec, Mapping):
         raise InvalidInput("spec must be an object")
@@ -84,7 +87,12 @@ def parse_spec(spec: Any, *, workspace_root: str | None = None) -> RequestSpec:
             path = check_path_syntax(raw)
         except InvalidInput as exc:
             raise InvalidInput(f"spec.source.path: {exc}") from None
-        if workspace_root is not None and not _is_under(path, workspace_root):
+        if workspace_root is None:
+            raise InvalidInput(
+                f"spec.source.path {path!r} needs the shared workspace volume, and this operator has "
+                f"none: {NO_WORKSPACE_ADVICE} (spec.source.git)"
+            )
+        if not _is_under(path, workspace_root):
             raise InvalidInput(
                 f"spec.source.path {path!r} is outside the workspace volume mounted at {workspace_root}"
             )

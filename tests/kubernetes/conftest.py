@@ -59,6 +59,7 @@ def cluster() -> Iterator[DevCluster]:
 @pytest.fixture
 def namespace(cluster: DevCluster) -> Iterator[str]:
     name = cluster.create_namespace()
+    cluster.create_workspace_claim(name)
     yield name
     cluster.delete_namespace(name)
 

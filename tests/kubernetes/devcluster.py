@@ -55,6 +55,10 @@ class ClusterUnavailable(RuntimeError):
     pass
 
 
+# The shared workspace claim of every test namespace (DevCluster.create_workspace_claim).
+WORKSPACE_CLAIM = "workspace"
+
+
 def wait_for(
     check: Callable[[], T],
     *,
@@ -212,6 +216,53 @@ class DevCluster:
 
     def delete_namespace(self, namespace: str) -> None:
         self.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        self.kubectl(
+            "delete", "persistentvolume", f"{WORKSPACE_CLAIM}-{namespace}", "--wait=false", check=False
+        )
+
+    def create_workspace_claim(self, namespace: str) -> None:
+        """The shared workspace an operator needs for `source.path` requests: a claim bound to a
+        volume of its own (kwok runs no kubelet, so nothing mounts it; the scheduler only needs the
+        claim bound to place the pods that name it)."""
+        volume = f"{WORKSPACE_CLAIM}-{namespace}"
+        klass = "codebase-mcp-test-workspace"
+        docs = [
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": volume},
+                "spec": {
+                    "capacity": {"storage": "1Gi"},
+                    "accessModes": ["ReadOnlyMany"],
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "storageClassName": klass,
+                    "hostPath": {"path": "/workspace"},
+                    "claimRef": {"namespace": namespace, "name": WORKSPACE_CLAIM},
+                },
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": WORKSPACE_CLAIM, "namespace": namespace},
+                "spec": {
+                    "accessModes": ["ReadOnlyMany"],
+                    "storageClassName": klass,
+                    "volumeName": volume,
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            },
+        ]
+        self.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
+        wait_for(
+            lambda: (
+                self.kubectl(
+                    "get", "pvc", WORKSPACE_CLAIM, "-n", namespace, "-o", "jsonpath={.status.phase}"
+                ).stdout
+                == "Bound"
+            ),
+            timeout=30,
+            message=f"the workspace claim in {namespace} to be bound",
+        )
 
     def service_account_kubeconfig(self, namespace: str, account: str, path: Path) -> Path:
         """A kubeconfig that authenticates as the ServiceAccount (so RBAC is the real one)."""
@@ -251,6 +302,9 @@ class OperatorProcess:
             "JOB_TTL_SECONDS_AFTER_FINISHED": "600",
             # A restarted operator waits for the killed one's Lease to expire: keep that short.
             "OPERATOR_LEASE_SECONDS": "4",
+            # The claim create_workspace_claim made: path requests need a workspace volume.
+            "WORKSPACE_PVC_NAME": WORKSPACE_CLAIM,
+            "WORKSPACE_MOUNT_PATH": "/workspace",
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from codebase_operator.jobs_builder import KUEUE_QUEUE_LABEL, job_name
+from codebase_operator.jobs_builder import JOB_ID_LABEL, KUEUE_QUEUE_LABEL, job_name
 from devcluster import DevCluster, indexing_request, jobs_for, status_of, wait_for, wait_phase, wait_row
 
 from mcp_server.core.jobs import JobStatus, JobStore
@@ -89,12 +89,25 @@ def test_a_failed_request_has_failed_true_with_the_reason_and_never_complete(
 def test_a_refused_spec_is_failed_with_reason_invalid_spec(
     cluster: DevCluster, namespace: str, kube: Any, start_operator: Any
 ) -> None:
-    # A workspace is configured, so a path outside it passes the schema but not the operator.
-    start_operator(WORKSPACE_PVC_NAME="workspace", WORKSPACE_MOUNT_PATH="/workspace")
+    # The workspace is mounted at /workspace, so a path outside it passes the schema but not the operator.
+    start_operator()
     kube.create_indexing_request(namespace, indexing_request("outside", {"source": {"path": "/etc"}}))
     assert "condition met" in kubectl_wait(cluster, namespace, "outside", "Failed")
     conds = conditions(kube, namespace, "outside")
     assert (conds["Failed"]["reason"], conds["Accepted"]["status"]) == ("InvalidSpec", "False")
+
+
+def test_a_path_request_without_a_workspace_is_refused_at_admission_naming_the_chart_value(
+    cluster: DevCluster, namespace: str, kube: Any, start_operator: Any
+) -> None:
+    """Before: accepted and run; on a real node its pod exited 2 (nothing at the path)."""
+    start_operator(WORKSPACE_PVC_NAME="")  # no workspace volume configured
+    kube.create_indexing_request(namespace, indexing_request("nowhere", {"source": {"path": "/workspace/a"}}))
+    assert "condition met" in kubectl_wait(cluster, namespace, "nowhere", "Failed")
+    conds = conditions(kube, namespace, "nowhere")
+    assert conds["Failed"]["reason"] == "InvalidSpec"
+    assert "workspace.existingClaim" in conds["Failed"]["message"]
+    assert kube.list_jobs(namespace, label_selector=JOB_ID_LABEL) == []
 
 
 def test_a_kueue_request_waits_suspended_until_unsuspended_then_runs(

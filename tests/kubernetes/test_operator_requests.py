@@ -15,6 +15,7 @@ from codebase_operator.jobs_builder import JOB_ID_LABEL, job_name
 from codebase_operator.reflection import job_outcome
 from devcluster import (
     ROOT,
+    WORKSPACE_CLAIM,
     DevCluster,
     indexing_request,
     jobs_for,
@@ -31,6 +32,35 @@ from mcp_server.runners.kube_api import KubernetesError
 pytestmark = pytest.mark.kubernetes
 
 RUN = "codebase-mcp.dev/test-run-duration"  # kwok hooks, passed through by `operator --test-hooks`
+
+
+@pytest.fixture
+def service_as(
+    cluster: DevCluster,
+    namespace: str,
+    settings: Any,
+    clean_db: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Any:
+    """A CodebaseService on the kubernetes launcher that talks to the API server as one of the
+    chart's ServiceAccounts, so each test runs under that account's RBAC, not the admin's."""
+    from mcp_server.frontends.operations import CodebaseService
+
+    def make(service_account: str) -> CodebaseService:
+        config = cluster.service_account_kubeconfig(
+            namespace, service_account, tmp_path / f"{service_account}.kc"
+        )
+        monkeypatch.setenv("KUBECONFIG", str(config))
+        return CodebaseService(
+            settings.replace(
+                jobs={"launcher": "kubernetes"},
+                kubernetes={"namespace": namespace, "workspace_pvc_name": WORKSPACE_CLAIM},
+            ),
+            engine=clean_db,
+        )
+
+    return make
 
 
 def test_applied_example_is_indexed_without_an_mcp_server(
@@ -102,29 +132,18 @@ def test_git_example_is_accepted_and_runs(
 
 
 def test_mcp_start_indexing_with_the_kubernetes_launcher(
-    cluster: DevCluster,
     namespace: str,
     kube: Any,
     store: JobStore,
     start_operator: Any,
     settings: Any,
-    clean_db: Any,
     make_repo: Any,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    service_as: Any,
 ) -> None:
-    from mcp_server.frontends.operations import CodebaseService
-
-    operator = start_operator()
-    server_config = cluster.service_account_kubeconfig(
-        namespace, "codebase-mcp-server", tmp_path / "server.kc"
-    )
-    monkeypatch.setenv("KUBECONFIG", str(server_config))  # the MCP server's own, narrower RBAC
-    service = CodebaseService(
-        settings.replace(jobs={"launcher": "kubernetes"}, kubernetes={"namespace": namespace}),
-        engine=clean_db,
-    )
     repo = make_repo({"main.py": "print('hello')\n"})
+    # The repository lies on the workspace the server and the indexer pods share.
+    operator = start_operator(WORKSPACE_MOUNT_PATH=str(repo.resolve().parent))
+    service = service_as("codebase-mcp-server")  # the MCP server's own, narrower RBAC
 
     started = service.start_indexing(str(repo), "web")
     job_id = uuid.UUID(started["job_id"])
@@ -147,27 +166,11 @@ def test_mcp_start_indexing_with_the_kubernetes_launcher(
 
 
 def test_mcp_git_secret_is_named_in_the_request_the_server_creates(
-    cluster: DevCluster,
-    namespace: str,
-    kube: Any,
-    store: JobStore,
-    settings: Any,
-    clean_db: Any,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    namespace: str, kube: Any, store: JobStore, service_as: Any
 ) -> None:
     """Under the server's own Role (which has no verb on Secrets): it names the Secret, the API
     server stores the name in spec.source.git.secretRef, the row keeps the name."""
-    from mcp_server.frontends.operations import CodebaseService
-
-    server_config = cluster.service_account_kubeconfig(
-        namespace, "codebase-mcp-server", tmp_path / "server.kc"
-    )
-    monkeypatch.setenv("KUBECONFIG", str(server_config))
-    service = CodebaseService(
-        settings.replace(jobs={"launcher": "kubernetes"}, kubernetes={"namespace": namespace}),
-        engine=clean_db,
-    )
+    service = service_as("codebase-mcp-server")
     url = "https://git.example.com/acme/private.git"
     started = service.start_indexing(git_url=url, ref="v1.2", git_secret="acme-git")
     job_id = uuid.UUID(started["job_id"])
@@ -177,27 +180,8 @@ def test_mcp_git_secret_is_named_in_the_request_the_server_creates(
     assert store.get(job_id).source_git_secret == "acme-git"
 
 
-def test_mcp_cancel_deletes_the_request(
-    cluster: DevCluster,
-    namespace: str,
-    kube: Any,
-    store: JobStore,
-    settings: Any,
-    clean_db: Any,
-    make_repo: Any,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from mcp_server.frontends.operations import CodebaseService
-
-    monkeypatch.setenv(
-        "KUBECONFIG",
-        str(cluster.service_account_kubeconfig(namespace, "codebase-mcp-server", tmp_path / "server.kc")),
-    )
-    service = CodebaseService(
-        settings.replace(jobs={"launcher": "kubernetes"}, kubernetes={"namespace": namespace}),
-        engine=clean_db,
-    )
+def test_mcp_cancel_deletes_the_request(namespace: str, kube: Any, make_repo: Any, service_as: Any) -> None:
+    service = service_as("codebase-mcp-server")
     started = service.start_indexing(str(make_repo({"a.py": "x = 1\n"})))  # no operator: stays pending
     result = service.cancel_job(started["job_id"])
     assert result["cancelled"] is True and result["status"] == "cancelled"
@@ -205,27 +189,12 @@ def test_mcp_cancel_deletes_the_request(
 
 
 def test_mcp_launcher_errors_are_readable_and_fail_the_row(
-    cluster: DevCluster,
-    namespace: str,
-    store: JobStore,
-    settings: Any,
-    clean_db: Any,
-    make_repo: Any,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    store: JobStore, make_repo: Any, service_as: Any
 ) -> None:
     from mcp_server.core.errors import LauncherError
-    from mcp_server.frontends.operations import CodebaseService
 
     # The indexer's ServiceAccount may do nothing at all: the API server says 403.
-    monkeypatch.setenv(
-        "KUBECONFIG",
-        str(cluster.service_account_kubeconfig(namespace, "codebase-mcp-indexer", tmp_path / "indexer.kc")),
-    )
-    service = CodebaseService(
-        settings.replace(jobs={"launcher": "kubernetes"}, kubernetes={"namespace": namespace}),
-        engine=clean_db,
-    )
+    service = service_as("codebase-mcp-indexer")
     with pytest.raises(LauncherError, match=r"403 Forbidden.*RBAC"):
         service.start_indexing(str(make_repo({"a.py": "x = 1\n"})))
     (row,) = store.list(limit=10)
