@@ -259,6 +259,15 @@ def _run_without(blocked: set[str], code: str) -> subprocess.CompletedProcess[st
 
 
 @pytest.mark.timeout(120)
+def test_the_indexer_image_can_clone_over_https_and_ssh() -> None:
+    """Issue 10: `ssh://` and `git@` sources were accepted while the image had no ssh client. The
+    build itself now fails without one (`ssh -V`), as it does when git cannot clone."""
+    text = DOCKERFILES["indexer"].read_text()
+    (install,) = [line for line in text.splitlines() if "apt-get install" in line]
+    assert {"git", "openssh-client", "ca-certificates"} <= set(install.split())
+    assert "&& ssh -V" in text and "git clone --quiet --depth 1 file:///tmp/probe" in text
+
+
 def test_the_indexer_runs_with_only_what_its_image_installs() -> None:
     """Every module of the indexer's path imports, and `indexer run` parses, with every
     distribution the indexer image leaves out (EXCLUDED, and UNUSED removed after the install)
