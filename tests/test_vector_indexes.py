@@ -36,6 +36,9 @@ def test_a_small_project_asks_for_little_and_a_large_one_for_its_graph_within_th
     # The measured 512 MB was too small for 500,000 rows: a million needs well over twice that.
     assert 1 * GIB < asked < 4 * GIB
     assert budget.settings_for(rows=10_000_000, dimension=256)["maintenance_work_mem"] == "4096MB"
+    # Measured: 512 MB held 312,183 rows of 256 dimensions, no more; the estimate must cover that.
+    measured = budget.settings_for(rows=312_184, dimension=256)["maintenance_work_mem"]
+    assert int(measured.removesuffix("MB")) > 512
     wider = budget.settings_for(rows=1_000_000, dimension=1024)["maintenance_work_mem"]
     assert int(wider.removesuffix("MB")) * MIB > asked
 

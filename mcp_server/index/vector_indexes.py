@@ -30,10 +30,11 @@ PROJECT_LITERAL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 BUILD_PROGRESS_SECONDS = 0.5
 MIB = 2**20
 # What the in-memory HNSW graph holds per row besides the vector's 4 bytes per dimension (the
-# element, its level-0 neighbour list of 2 x m = 32 candidates, allocation headers), measured
-# with pgvector's "hnsw graph no longer fits into maintenance_work_mem after N tuples" notice
-# (bench/million_chunks.py --build-memory); the estimate adds a quarter on top.
-GRAPH_BYTES_PER_ROW = 900
+# element, its level-0 neighbour list of 2 x m = 32 candidates, allocation headers). Measured with
+# pgvector's notice "hnsw graph no longer fits into maintenance_work_mem after N tuples": 512 MB
+# held 312,183 rows of 256 dimensions, 1,720 bytes each (bench/million_chunks.py --build-memory
+# 512,auto at 500,000 chunks). Each build asks for a quarter more than this estimate.
+GRAPH_BYTES_PER_ROW = 700
 MIN_BUILD_MEMORY = 64 * MIB
 # A database server we do not run: what its container's /dev/shm is known to hold (the chart
 # gives the bundled one 1 GiB), since a parallel build puts the whole graph there.
