@@ -3,8 +3,11 @@ run that fetches instead of cloning, work trees that go away, and remotes that f
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +15,7 @@ from git_remotes import Remote, git, hanging_up_server, make_remote
 
 from mcp_server.core.errors import InvalidInput, SourceUnavailable
 from mcp_server.indexer import git_source
-from mcp_server.indexer.git_cache import GitCache
+from mcp_server.indexer.git_cache import GitCache, _flock
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -164,3 +167,82 @@ def test_git_is_never_asked_for_another_transport(
     assert seen and all(
         env["GIT_ALLOW_PROTOCOL"] == "file" and env["GIT_TERMINAL_PROMPT"] == "0" for env in seen
     )
+
+
+def _remotes(tmp_path: Path, count: int) -> list[Remote]:
+    return [make_remote(tmp_path / f"remote-{i}") for i in range(count)]
+
+
+def _age(cache: GitCache, url: str, seconds_ago: float) -> None:
+    stamp = time.time() - seconds_ago
+    os.utime(cache.entry(url) / "used", (stamp, stamp))
+
+
+def test_eviction_removes_the_least_recently_used_repositories_until_the_cache_fits(
+    tmp_path: Path, cache: GitCache
+) -> None:
+    remotes = _remotes(tmp_path, 3)
+    for age, remote in zip((300, 100, 200), remotes, strict=True):
+        _fetch_only(remote.url, "main", cache)
+        _age(cache, remote.url, age)
+    sizes = {
+        r.url: sum(f.stat().st_blocks * 512 for f in cache.entry(r.url).rglob("*") if f.is_file())
+        for r in remotes
+    }
+    # Room for two: the oldest (used 300 s ago) goes, the other two stay.
+    removed = cache.evict(sizes[remotes[1].url] + sizes[remotes[2].url] + 4096)
+    assert removed == [cache.entry(remotes[0].url)]
+    assert [cache.entry(r.url).is_dir() for r in remotes] == [False, True, True]
+    assert not list(cache.root.glob(".evicted-*"))
+    # Room for none: everything goes but the repository a run just used.
+    assert cache.evict(0, keep=remotes[1].url) == [cache.entry(remotes[2].url)]
+    assert [p.name for p in cache.root.iterdir()] == [cache.entry(remotes[1].url).name]
+    # An evicted repository is simply fetched again.
+    with git_source.fetch(remotes[0].url, "main", cache=cache, name="again") as fetched:
+        assert _files(fetched.path) == {"a.py", "b.py"}
+
+
+def test_eviction_never_removes_a_repository_in_use(tmp_path: Path, cache: GitCache) -> None:
+    busy, idle = _remotes(tmp_path, 2)
+    _fetch_only(idle.url, "main", cache)
+    with git_source.fetch(busy.url, "main", cache=cache, name="reading") as fetched:
+        _age(cache, busy.url, 1_000)  # the oldest, but a run still reads its work tree
+        assert cache.evict(0) == [cache.entry(idle.url)]
+        assert _files(fetched.path) == {"a.py", "b.py"}
+    assert cache.evict(0) == [cache.entry(busy.url)]  # once the run is done
+
+
+def _blocked_on(path: Path) -> bool:
+    """Whether some process waits for a flock on `path` (Linux lists waiters with '->')."""
+    inode = os.stat(path).st_ino
+    return any(
+        "->" in line and line.split()[-3].endswith(f":{inode}")
+        for line in Path("/proc/locks").read_text().splitlines()
+    )
+
+
+def test_a_run_waiting_on_an_entry_that_is_evicted_takes_the_new_entrys_lock(
+    remote: Remote, cache: GitCache
+) -> None:
+    """The eviction renames the entry away while holding its lock; a waiter that then gets that
+    lock must not write a repository at the old path under a lock nobody else can see."""
+    _fetch_only(remote.url, "main", cache)
+    lock = cache.entry(remote.url) / "lock"
+    got: list[tuple[int, int]] = []
+
+    def waiter() -> None:
+        with _flock(lock) as held:
+            assert held
+            got.append((os.stat(lock).st_ino, os.stat(lock.parent).st_ino))
+
+    with _flock(lock):
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not _blocked_on(lock) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _blocked_on(lock), "the waiter never blocked on the lock"
+        os.rename(cache.entry(remote.url), cache.root / ".evicted-by-hand")
+    thread.join(10)
+    assert got and got[0][1] == os.stat(cache.entry(remote.url)).st_ino  # the new entry's lock
+    _fetch_only(remote.url, "v1", cache)  # and the cache works there again

@@ -5,9 +5,11 @@ servers made in the test."""
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -71,6 +73,22 @@ def test_a_tag_of_a_file_url_is_indexed_searchable_under_url_hash_ref_and_a_late
     assert again["status"] == "completed", again
     assert _found(svc, "third_function", key) == {"third.py"}
     assert "1 new or changed" in again["progress_message"]  # incremental: one new file
+
+
+def test_a_git_job_trims_the_cache_to_its_bound_keeping_what_it_just_used(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: $CODEBASE_MCP_HOME/git kept every repository ever indexed, without bound."""
+    first, second = make_remote(tmp_path / "first"), make_remote(tmp_path / "second")
+    for remote in (first, second):  # about 0.7 MB each once packed: one fits in 1 MB, two do not
+        remote.commit({"blob.txt": base64.b64encode(os.urandom(700_000)).decode()}, "a large file")
+    monkeypatch.setenv("CODEBASE_GIT_CACHE_MAX_MB", "1")
+    svc = CodebaseService(load_settings())
+    cache = GitCache(home / "git")
+    assert _wait(svc, svc.start_indexing(git_url=first.url)["job_id"])["status"] == "completed"
+    assert cache.entry(first.url).is_dir()
+    assert _wait(svc, svc.start_indexing(git_url=second.url)["job_id"])["status"] == "completed"
+    assert cache.entry(second.url).is_dir() and not cache.entry(first.url).exists()
 
 
 def test_a_sharded_git_job_fetches_one_commit_and_its_shards_complete_it(remote: Remote, home: Path) -> None:

@@ -271,8 +271,8 @@ class IndexingSettings(_Group):
 
 
 class GitSettings(_Group):
-    """Credentials for git sources cloned on this machine: the indexer (Kubernetes Jobs take theirs
-    from source.git.secretRef instead)."""
+    """Git sources cloned on this machine, their credentials and cache: the indexer (Kubernetes Jobs
+    take their credentials from source.git.secretRef instead)."""
 
     token: SecretStr | None = Field(default=None, validation_alias="CODEBASE_GIT_TOKEN")
     """A token git gets (as the password, through GIT_ASKPASS) for https sources on the hosts in
@@ -288,6 +288,12 @@ class GitSettings(_Group):
     )
     """Hosts (separated by ',') CODEBASE_GIT_TOKEN may be sent to, e.g. `github.com`; required with the
     token, so that a URL an assistant chose cannot carry it elsewhere."""
+
+    cache_max_mb: int = Field(
+        default=10_240, ge=0, le=10_000_000, validation_alias="CODEBASE_GIT_CACHE_MAX_MB"
+    )
+    """The cache of git sources ($CODEBASE_MCP_HOME/git) is trimmed to this many megabytes after each
+    git run, least recently used repositories first (0: never trimmed)."""
 
     @field_validator("token_hosts", mode="before")
     @classmethod

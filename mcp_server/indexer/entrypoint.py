@@ -110,6 +110,21 @@ def clone_source(
     return IndexerExit.INDEXED
 
 
+def _trim_git_cache(cache: GitCache, url: str, max_mb: int) -> None:
+    """Best effort: a cache that cannot be trimmed costs disk, never the job."""
+    if max_mb <= 0:
+        return
+    try:
+        removed = cache.evict(max_mb * 2**20, keep=url)
+    except OSError as exc:
+        log.warning("could not trim the git cache in %s: %s", cache.root, exc)
+        return
+    if removed:
+        log.info(
+            "git cache over %d MB: removed the %d least recently used repositories", max_mb, len(removed)
+        )
+
+
 def _cloned_commit(checkout: Path) -> str | None:
     """The commit `indexer clone` wrote beside its clone (absent from an older image's clone)."""
     try:
@@ -215,6 +230,8 @@ def run_job(
                     message=f"{'cloning' if fresh else 'fetching'} {redact_userinfo(url)}"
                     + (f" at {ref}" if ref else ""),
                 )
+                # Runs last, once the work tree below is gone: the cache stays within its bound.
+                stack.callback(_trim_git_cache, cache, url, settings.git.cache_max_mb)
                 fetched = stack.enter_context(
                     git_source.fetch(
                         url,

@@ -4,6 +4,7 @@ and one `git worktree` checkout per run.
     git/<sha256(url)[:24]>/
         repo.git/             bare; `origin` is the URL; refs/codebase/* keep what runs asked for
         lock                  flock: one process writes the repository at a time
+        used                  its mtime: when a run last fetched from this entry
         checkouts/<name>/     a run's work tree (a `.git` *file* points back at repo.git)
         checkouts/<name>.lock flock held by that run while it reads the tree
 
@@ -18,6 +19,10 @@ Why this shape:
   removed when it ends, and a tree left by a killed run is removed by the next run on that URL
   (its lock is free). Runs of two refs of one URL share the objects and run side by side: only
   the fetch and the worktree bookkeeping hold the URL's lock, not the indexing.
+- **Bounded.** After a run, whole entries go, least recently used first, until the cache is
+  within CODEBASE_GIT_CACHE_MAX_MB (`evict`). An entry is removed only with its lock and every
+  checkout's lock taken, by renaming it away first; a process that was waiting on the lock of an
+  entry that went finds its lock file gone and takes the new entry's (`_flock`).
 
 The git commands go through a `GitRunner` (git_source's, which owns the environment, credentials,
 retries and the classification of errors), so this module is only about the layout.
@@ -71,17 +76,44 @@ def cache_key(url: str) -> str:
 
 @contextmanager
 def _flock(path: Path, *, blocking: bool = True) -> Iterator[bool]:
-    """Hold an exclusive flock on `path` (created 0600); yields False when not blocking and taken."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
+    """Hold an exclusive flock on `path` (created 0600, its directory too); yields False when not
+    blocking and taken. A lock taken on a file that was meanwhile renamed away or removed (an
+    evicted entry) is let go and taken again on the file now at `path`."""
+    while True:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                current = os.stat(path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current != os.fstat(fd).st_ino:
+                continue  # closes (the finally below) and tries again
+            yield True
             return
-        yield True
-    finally:
-        os.close(fd)  # releases the lock
+        finally:
+            os.close(fd)  # releases the lock
+
+
+def _tree_bytes(root: Path) -> int:
+    total = 0
+    for directory, _, files in os.walk(root):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(directory, name)).st_blocks * 512
+    return total
+
+
+def _last_used(entry: Path) -> float:
+    for marker in (entry / "used", entry):
+        with contextlib.suppress(OSError):
+            return marker.stat().st_mtime
+    return 0.0
 
 
 class GitCache:
@@ -99,9 +131,11 @@ class GitCache:
         """The path of a run's work tree, `checkouts/<name>`: locked as in use while the block
         runs (so no other run prunes it) and removed when it ends."""
         checkouts = self.entry(url) / "checkouts"
-        checkouts.mkdir(mode=0o700, parents=True, exist_ok=True)
         target = checkouts / name
-        with _flock(checkouts / f"{name}.lock"):
+        with contextlib.ExitStack() as held:
+            # Taken under the URL's lock, so an eviction sees every checkout that is in use.
+            with _flock(self.entry(url) / "lock"):
+                held.enter_context(_flock(checkouts / f"{name}.lock"))
             try:
                 yield target
             finally:
@@ -111,9 +145,9 @@ class GitCache:
         """Fetch `url` at `ref` into the cache and check it out at `target` (which must not exist).
         The Kubernetes clone step calls this directly: its pod, not this process, ends the tree."""
         entry = self.entry(url)
-        entry.mkdir(mode=0o700, parents=True, exist_ok=True)
         repo = self.repository(url)
         with _flock(entry / "lock"):
+            (entry / "used").touch()
             if not (repo / "HEAD").is_file():
                 shutil.rmtree(repo, ignore_errors=True)  # a half-made one from a killed run
                 git.local("init", "--quiet", "--bare", str(repo))
@@ -124,6 +158,44 @@ class GitCache:
                 "-C", str(repo), "worktree", "add", "--quiet", "--detach", "--force", str(target), commit
             )
         return Fetched(path=target, commit=commit)
+
+    def evict(self, max_bytes: int, *, keep: str | None = None) -> list[Path]:
+        """Remove whole entries, least recently used first, until the cache holds at most
+        `max_bytes`; never `keep`'s (the URL a run just used) nor one in use (its lock or a
+        checkout's lock held). Returns the entries removed."""
+        if not self.root.is_dir():
+            return []
+        for left in self.root.glob(".evicted-*"):  # by an eviction that was killed mid-way
+            shutil.rmtree(left, ignore_errors=True)
+        entries = [
+            (_last_used(entry), _tree_bytes(entry), entry)
+            for entry in self.root.iterdir()
+            if entry.is_dir() and not entry.name.startswith(".")
+        ]
+        total = sum(size for _, size, _ in entries)
+        removed = []
+        for _, size, entry in sorted(entries):
+            if total <= max_bytes:
+                break
+            if keep is not None and entry == self.entry(keep):
+                continue
+            if self._remove_entry(entry):
+                total -= size
+                removed.append(entry)
+        return removed
+
+    def _remove_entry(self, entry: Path) -> bool:
+        trash = self.root / f".evicted-{entry.name}-{os.getpid()}"
+        with _flock(entry / "lock", blocking=False) as free, contextlib.ExitStack() as checkouts:
+            if not free:
+                return False
+            for lock in sorted((entry / "checkouts").glob("*.lock")):
+                if not checkouts.enter_context(_flock(lock, blocking=False)):
+                    return False
+            shutil.rmtree(trash, ignore_errors=True)
+            os.rename(entry, trash)  # whoever waits on its lock now finds the file gone
+        shutil.rmtree(trash, ignore_errors=True)
+        return True
 
     # --- fetching -------------------------------------------------------------------------------
 
