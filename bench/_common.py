@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -115,3 +116,23 @@ def remove_home(home: Path, *, dispose: bool = False, stop_postgres: bool = Fals
     if stop_postgres:
         stop_embedded_postgres(home)
     shutil.rmtree(home, ignore_errors=True)
+
+
+def settings_index_run(
+    settings: Any, store: Any, embedder: Any, *, project_id: str, root: Path, **options: Any
+) -> Any:
+    """The IndexRun an indexer process would build from `settings` (file size limit, parser
+    workers, chunk packing); `options` are IndexRun's other arguments (force, repository_key...).
+    Imports the pipeline when called: a bench imports this module before mcp_server."""
+    from mcp_server.indexer.pipeline import IndexRun
+
+    return IndexRun(
+        store=store,
+        embedder=embedder,
+        project_id=project_id,
+        root=root,
+        max_file_bytes=settings.indexing.max_file_bytes,
+        workers=settings.indexing.workers,
+        pack_lines=settings.indexing.chunk_pack_lines,
+        **{"force": False, **options},
+    )

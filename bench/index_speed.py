@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import baseline_walk_hash, make_show, percentile, private_home, remove_home
+from _common import baseline_walk_hash, make_show, percentile, private_home, remove_home, settings_index_run
 
 HOME = private_home("codebase-mcp-bench-")
 
@@ -34,7 +34,6 @@ from mcp_server.frontends.operations import CodebaseService  # noqa: E402
 from mcp_server.index.search import ranking as search  # noqa: E402
 from mcp_server.index.store import IndexStore  # noqa: E402
 from mcp_server.indexer.entrypoint import embedder_from_settings  # noqa: E402
-from mcp_server.indexer.pipeline import IndexRun  # noqa: E402
 
 QUERIES = [
     "parse a JSON document",
@@ -110,16 +109,7 @@ def main() -> int:
     baseline_rate = baseline_files / baseline_seconds
 
     def index(force: bool = False) -> tuple[float, object]:
-        run = IndexRun(
-            store=store,
-            embedder=embedder,
-            project_id="bench",
-            root=corpus,
-            force=force,
-            max_file_bytes=settings.indexing.max_file_bytes,
-            workers=settings.indexing.workers,
-            pack_lines=settings.indexing.chunk_pack_lines,
-        )
+        run = settings_index_run(settings, store, embedder, project_id="bench", root=corpus, force=force)
         started = time.perf_counter()
         counters = run.run()
         return time.perf_counter() - started, counters

@@ -39,7 +39,7 @@ import sysconfig
 import time
 from pathlib import Path
 
-from _common import make_show, percentile, private_home, remove_home
+from _common import make_show, percentile, private_home, remove_home, settings_index_run
 
 HOME = private_home("codebase-mcp-million-")
 
@@ -53,7 +53,6 @@ from mcp_server.index import term_stats, vector_indexes  # noqa: E402
 from mcp_server.index.store import INDEX_FORMAT, IndexStore  # noqa: E402
 from mcp_server.index.vector_indexes import BuildBudget, VectorIndexes, vector_index_name  # noqa: E402
 from mcp_server.indexer.entrypoint import embedder_from_settings  # noqa: E402
-from mcp_server.indexer.pipeline import IndexRun  # noqa: E402
 
 PROJECT = "big"
 ROOT = "/synthetic/big"
@@ -122,16 +121,8 @@ def seed(engine, settings, embedder, roots: list[tuple[str, Path]]) -> None:  # 
     store = IndexStore(engine)
     for label, root in roots:
         started = time.perf_counter()
-        run = IndexRun(
-            store=store,
-            embedder=embedder,
-            project_id="seed",
-            root=root,
-            repository_key=f"seed:{label}",
-            force=False,
-            max_file_bytes=settings.indexing.max_file_bytes,
-            workers=settings.indexing.workers,
-            pack_lines=settings.indexing.chunk_pack_lines,
+        run = settings_index_run(
+            settings, store, embedder, project_id="seed", root=root, repository_key=f"seed:{label}"
         )
         counters = run.run()
         show(

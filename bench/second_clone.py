@@ -18,7 +18,7 @@ import sysconfig
 import time
 from pathlib import Path
 
-from _common import private_home, remove_home
+from _common import private_home, remove_home, settings_index_run
 
 HOME = private_home("codebase-mcp-bench-")
 
@@ -29,7 +29,7 @@ from mcp_server.db.database import get_engine  # noqa: E402
 from mcp_server.index.catalogue import IndexCatalogue  # noqa: E402
 from mcp_server.index.store import INDEX_FORMAT, SHARED_LOOKUP, IndexStore  # noqa: E402
 from mcp_server.indexer.entrypoint import embedder_from_settings  # noqa: E402
-from mcp_server.indexer.pipeline import IndexRun, RunCounters  # noqa: E402
+from mcp_server.indexer.pipeline import RunCounters  # noqa: E402
 
 
 def main() -> int:
@@ -48,16 +48,7 @@ def main() -> int:
     shutil.copytree(first, second, symlinks=True)
 
     def index(root: Path) -> tuple[float, RunCounters]:
-        run = IndexRun(
-            store=store,
-            embedder=embedder,
-            project_id="bench",
-            root=root,
-            force=False,
-            max_file_bytes=settings.indexing.max_file_bytes,
-            workers=settings.indexing.workers,
-            pack_lines=settings.indexing.chunk_pack_lines,
-        )
+        run = settings_index_run(settings, store, embedder, project_id="bench", root=root)
         started = time.perf_counter()
         counters = run.run()
         return time.perf_counter() - started, counters

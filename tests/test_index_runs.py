@@ -12,14 +12,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
+from indexing import index_run
 from sqlalchemy.engine import Engine
 
 from mcp_server.core.errors import EmbeddingModelMismatch
 from mcp_server.embeddings import StaticEmbedder
 from mcp_server.index.search import Searcher
-from mcp_server.index.store import IndexStore
 from mcp_server.indexer.file_tasks import MINIFIED, is_minified
-from mcp_server.indexer.pipeline import IndexRun, RunCounters
+from mcp_server.indexer.pipeline import RunCounters
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -50,15 +50,7 @@ class RecordingEmbedder:
 
 
 def run(engine: Engine, root: Path, embedder: Any, *, force: bool = False) -> RunCounters:
-    return IndexRun(
-        store=IndexStore(engine),
-        embedder=embedder,
-        project_id="default",
-        root=root,
-        force=force,
-        max_file_bytes=1_000_000,
-        workers=1,
-    ).run()
+    return index_run(engine, root, embedder, force=force).run()
 
 
 def found(engine: Engine, word: str) -> list[str]:

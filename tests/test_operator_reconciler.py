@@ -20,6 +20,7 @@ import pytest
 from codebase_operator.jobs_builder import JOB_ID_LABEL, job_name
 from codebase_operator.metrics import OperatorMetrics
 from codebase_operator.reconciler import Reconciler, derived_job_id
+from indexing import index_run
 
 from mcp_server.core.jobs import JobStatus, JobStore
 from mcp_server.core.settings import Settings
@@ -530,20 +531,13 @@ def test_a_kueue_job_still_holds_its_repository(settings: Settings, store: JobSt
 def _run_shards(engine: Any, row: Any, root: Any) -> None:
     """What the Indexed Job's pods do: each shard indexes its part, the last one publishes."""
     from mcp_server.core.shards import Shard
-    from mcp_server.embeddings import StaticEmbedder
-    from mcp_server.index.store import IndexStore
-    from mcp_server.indexer.pipeline import IndexRun
 
     for index in range(row.shards):
-        IndexRun(
-            store=IndexStore(engine),
-            embedder=StaticEmbedder(),
+        index_run(
+            engine,
+            root,
             project_id=row.project_id,
-            root=root,
             repository_key=row.repo_path,
-            force=False,
-            max_file_bytes=1_000_000,
-            workers=1,
             job_id=row.id,
             shard=Shard(index, row.shards),
         ).run()

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from indexing import index_run
 from pydantic import TypeAdapter
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -28,7 +29,6 @@ from mcp_server.frontends.operations import CodebaseService
 from mcp_server.index.navigation import Navigator
 from mcp_server.index.search import Searcher
 from mcp_server.index.store import ChunkRow, FileWrite, IndexStore, RunState, SymbolRow
-from mcp_server.indexer.pipeline import IndexRun
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -334,17 +334,7 @@ def test_a_real_first_index_answers_before_it_publishes_and_a_rerun_does_not(
                 during.append(searcher.search("okapi zebra checksum", project_id=PROJECT, mode="lexical"))
             return ok
 
-        IndexRun(
-            store=IndexStore(clean_db),
-            embedder=embedder,
-            project_id=PROJECT,
-            root=root,
-            force=False,
-            max_file_bytes=1_000_000,
-            workers=1,
-            job_id=job.id,
-            progress=progress,
-        ).run()
+        index_run(clean_db, root, embedder, project_id=PROJECT, job_id=job.id, progress=progress).run()
         after = searcher.search("okapi zebra checksum", project_id=PROJECT, mode="lexical")
         jobs.complete(job.id)
         assert len(during) == 1, "the run never reported that it was publishing"

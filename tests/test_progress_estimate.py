@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from indexing import index_run
 from sqlalchemy.engine import Engine
 
 from mcp_server.core.jobs import Job, JobPhase, JobStatus
 from mcp_server.embeddings import StaticEmbedder
-from mcp_server.index.store import IndexStore
-from mcp_server.indexer.pipeline import IndexRun, RunCounters
+from mcp_server.indexer.pipeline import RunCounters
 
 _STATIC = StaticEmbedder()
 
@@ -73,16 +73,7 @@ def _record(engine: Engine, root: Path, embedder: Any) -> tuple[list[dict[str, A
         )
         return True
 
-    IndexRun(
-        store=IndexStore(engine),
-        embedder=embedder,
-        project_id="default",
-        root=root,
-        force=True,
-        max_file_bytes=1_000_000,
-        workers=1,
-        progress=progress,
-    ).run()
+    index_run(engine, root, embedder, force=True, progress=progress).run()
     return reports, time.monotonic() - began
 
 

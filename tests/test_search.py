@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from indexing import index_run
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
@@ -19,7 +20,6 @@ from mcp_server.embeddings import StaticEmbedder
 from mcp_server.index import repositories, search
 from mcp_server.index.search import Searcher, glob_to_regex, parse_file_types
 from mcp_server.index.store import ChunkRow, FileWrite, IndexStore
-from mcp_server.indexer.pipeline import IndexRun
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -27,15 +27,7 @@ MODES = ("hybrid", "semantic", "lexical")
 
 
 def index(engine: Engine, embedder: StaticEmbedder, root: Path, project: str = "default") -> None:
-    IndexRun(
-        store=IndexStore(engine),
-        embedder=embedder,
-        project_id=project,
-        root=root,
-        force=False,
-        max_file_bytes=1_000_000,
-        workers=1,
-    ).run()
+    index_run(engine, root, embedder, project_id=project).run()
 
 
 def analyze(engine: Engine) -> None:

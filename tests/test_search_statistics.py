@@ -6,28 +6,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from indexing import index_run
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from mcp_server.embeddings import StaticEmbedder
 from mcp_server.index import term_stats
 from mcp_server.index.search import Searcher
-from mcp_server.index.store import IndexStore
-from mcp_server.indexer.pipeline import IndexRun
 
 pytestmark = pytest.mark.timeout(180)
 
 
 def index(engine: Engine, root: Path, project: str) -> None:
-    IndexRun(
-        store=IndexStore(engine),
-        embedder=StaticEmbedder(),
-        project_id=project,
-        root=root,
-        force=False,
-        max_file_bytes=1_000_000,
-        workers=1,
-    ).run()
+    index_run(engine, root, project_id=project).run()
     with engine.connect() as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE chunks"))
 

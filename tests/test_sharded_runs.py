@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from indexing import index_run
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
@@ -27,7 +28,6 @@ from mcp_server.core.jobs import JobStatus, JobStore
 from mcp_server.core.shards import Shard, shard_of
 from mcp_server.embeddings import StaticEmbedder
 from mcp_server.index.search import Searcher
-from mcp_server.index.store import IndexStore
 from mcp_server.indexer.pipeline import IndexRun, RunCancelled, RunCounters
 
 pytestmark = pytest.mark.timeout(300)
@@ -68,18 +68,7 @@ def _job(engine: Engine, project: str, root: Path, shards: int) -> uuid.UUID:
 def _run(
     engine: Engine, project: str, root: Path, *, shard: Shard | None, job_id: uuid.UUID | None, **kw: Any
 ) -> IndexRun:
-    run = IndexRun(
-        store=IndexStore(engine),
-        embedder=_STATIC,
-        project_id=project,
-        root=root,
-        force=False,
-        max_file_bytes=1_000_000,
-        workers=1,
-        job_id=job_id,
-        shard=shard,
-        **kw,
-    )
+    run = index_run(engine, root, project_id=project, job_id=job_id, shard=shard, **kw)
     run.run()
     return run
 

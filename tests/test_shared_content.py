@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from indexing import index_run
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 
@@ -18,8 +19,8 @@ from mcp_server.embeddings import StaticEmbedder
 from mcp_server.index.catalogue import IndexCatalogue
 from mcp_server.index.navigation import Navigator
 from mcp_server.index.search import Searcher
-from mcp_server.index.store import SHARED_LOOKUP, IndexStore
-from mcp_server.indexer.pipeline import COPY_BATCH_FILES, IndexRun, RunCancelled, RunCounters
+from mcp_server.index.store import SHARED_LOOKUP
+from mcp_server.indexer.pipeline import COPY_BATCH_FILES, RunCancelled, RunCounters
 from tests.test_index_runs import RecordingEmbedder
 
 pytestmark = pytest.mark.timeout(120)
@@ -36,16 +37,7 @@ def run(
     force: bool = False,
     pack_lines: int = 40,
 ) -> RunCounters:
-    return IndexRun(
-        store=IndexStore(engine),
-        embedder=embedder,
-        project_id=project,
-        root=root,
-        force=force,
-        max_file_bytes=1_000_000,
-        workers=1,
-        pack_lines=pack_lines,
-    ).run()
+    return index_run(engine, root, embedder, project_id=project, force=force, pack_lines=pack_lines).run()
 
 
 def hits(engine: Engine, query: str, root: Path, *, mode: str = "hybrid") -> list[tuple[str, int, int, str]]:
@@ -222,16 +214,7 @@ def test_a_clone_run_killed_before_publishing_is_finished_by_its_retry_without_e
     def cancel_at_publish(counters: RunCounters, message: str) -> bool:
         return not message.startswith("publishing")
 
-    killed = IndexRun(
-        store=IndexStore(clean_db),
-        embedder=RecordingEmbedder(),
-        project_id="default",
-        root=second,
-        force=False,
-        max_file_bytes=1_000_000,
-        workers=1,
-        progress=cancel_at_publish,
-    )
+    killed = index_run(clean_db, second, RecordingEmbedder(), progress=cancel_at_publish)
     with pytest.raises(RunCancelled):
         killed.run()
     assert killed.counters.files_copied == 10

@@ -8,15 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from indexing import index_run
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from mcp_server.embeddings import StaticEmbedder
 from mcp_server.index import vector_indexes
-from mcp_server.index.store import IndexStore
 from mcp_server.index.vector_indexes import MIB, MIN_BUILD_MEMORY, BuildBudget, VectorIndexes
-from mcp_server.indexer.pipeline import IndexRun
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -62,16 +61,7 @@ def test_the_embedded_budget_follows_this_machine_and_its_free_shared_memory(
 
 
 def _indexed_project(engine: Engine, root: Path, budget: BuildBudget) -> None:
-    IndexRun(
-        store=IndexStore(engine),
-        embedder=_STATIC,
-        project_id="default",
-        root=root,
-        force=False,
-        max_file_bytes=1_000_000,
-        workers=1,
-        vector_build=budget,
-    ).run()
+    index_run(engine, root, vector_build=budget).run()
 
 
 def _repo(make_repo: Any, files: int = 30) -> Path:

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from indexing import index_run
 from reliability.support import TERMINAL, lexical_hits, service, wait_for_status, write_repo
 from sqlalchemy import text
 
 from mcp_server.core.errors import InvalidInput, SearchTimeout
 from mcp_server.index.search import Searcher
-from mcp_server.index.store import IndexStore
 from mcp_server.indexer.pipeline import IndexRun, RunCancelled
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -38,16 +38,7 @@ def _run_by_hand(svc: Any, repo: Path, project: str) -> tuple[Any, IndexRun]:
     """A job row in `running` and an index run for it in this process (no supervisor)."""
     job = svc.jobs.create(repo_path=str(repo), project_id=project)
     assert svc.jobs.mark_running(job.id)
-    run = IndexRun(
-        store=IndexStore(svc.engine),
-        embedder=svc.embedder,
-        project_id=project,
-        root=repo,
-        force=False,
-        max_file_bytes=100_000,
-        workers=1,
-        job_id=job.id,
-    )
+    run = index_run(svc.engine, repo, svc.embedder, project_id=project, max_file_bytes=100_000, job_id=job.id)
     return job, run
 
 
