@@ -31,11 +31,13 @@ node_name=kwok-node-0
 service_cidr=10.96.0.0/16
 kwok_components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 node_components=(containerd kubelet kube-proxy coredns)
-# Kept in step with kube-controller-manager's own names (1.33).
-controllers=job-controller,garbage-collector-controller,ttl-after-finished-controller,namespace-controller,serviceaccount-controller,resourcequota-controller
+# Kept in step with kube-controller-manager's own names (1.33). The volume
+# controllers bind the workspace claim (PersistentVolumeClaim) that the operator's
+# indexer pods mount, so the scheduler places them.
+controllers=job-controller,garbage-collector-controller,ttl-after-finished-controller,namespace-controller,serviceaccount-controller,resourcequota-controller,persistentvolume-binder-controller,persistentvolume-protection-controller,persistentvolumeclaim-protection-controller
 # What real pods of the chart need besides: Deployments, a StatefulSet and its
 # volume, Services, the CA bundle that projected service account tokens carry.
-node_controllers=deployment-controller,replicaset-controller,statefulset-controller,endpoints-controller,endpointslice-controller,endpointslice-mirroring-controller,persistentvolume-binder-controller,persistentvolume-protection-controller,persistentvolumeclaim-protection-controller,root-ca-certificate-publisher-controller,pod-garbage-collector-controller
+node_controllers=deployment-controller,replicaset-controller,statefulset-controller,endpoints-controller,endpointslice-controller,endpointslice-mirroring-controller,root-ca-certificate-publisher-controller,pod-garbage-collector-controller
 
 # The real node. One per machine: the bridge name, kube-proxy's and the kubelet's
 # iptables chains and the sysctls are host-wide.
@@ -315,9 +317,12 @@ status:
 EOF
 
   # --secure-port=0: no metrics/health endpoints, so nothing else to bind.
+  # --pvclaimbinder-sync-period: a claim made before its volume reached the
+  # controller's cache is retried after this (15 s by default, per test namespace).
   start kube-controller-manager "$bin/kube-controller-manager" \
     --kubeconfig="$state/kube-controller-manager.kubeconfig" \
     --controllers="$controllers$(real_node && echo ",$node_controllers")" \
+    --pvclaimbinder-sync-period=1s \
     --leader-elect=false \
     --use-service-account-credentials=true \
     --service-account-private-key-file="$state/pki/sa.key" \
