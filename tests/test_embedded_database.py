@@ -66,3 +66,18 @@ def test_an_emptied_holder_list_left_by_a_killed_process_is_repaired(tmp_path: P
     out, err = second.communicate(timeout=120)
     assert second.returncode == 0, err
     assert json.loads(out.strip().splitlines()[-1])["revision"] == head
+
+
+def test_the_embedded_server_runs_with_its_own_settings_for_bulk_writes(engine: Engine) -> None:
+    """The suite's server was started by the product (db.embedded), so it shows what users get."""
+    from sqlalchemy import text
+
+    from mcp_server.db.embedded import SERVER_SETTINGS
+
+    assert SERVER_SETTINGS  # otherwise this test says nothing
+    with engine.connect() as conn:
+        for name, value in SERVER_SETTINGS.items():
+            source = conn.execute(
+                text("SELECT source FROM pg_settings WHERE name = :n"), {"n": name}
+            ).scalar_one()
+            assert (conn.execute(text(f"SHOW {name}")).scalar_one(), source) == (value, "command line")
