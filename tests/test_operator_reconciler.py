@@ -303,6 +303,30 @@ def test_a_deleted_request_cancels_its_row_and_deletes_its_job(
     assert kube.jobs == {}
 
 
+def test_spec_status_cancelled_stops_the_run_and_keeps_the_request_with_phase_cancelled(
+    settings: Settings, store: JobStore, kube: FakeKube
+) -> None:
+    """Before: the only way to cancel was deleting the request, so nothing showed it was cancelled."""
+    reconciler = make_reconciler(settings, store, kube)
+    running, queued = admit_all(reconciler, kube, ["a", "b"])
+    reconciler.resync()
+    assert job_name(running) in kube.jobs
+    kube.requests["a"]["spec"]["status"] = "Cancelled"  # kubectl patch, or the MCP server's cancel_job
+    reconciler.admit(kube.requests["a"])
+    assert store.get(running).status is JobStatus.CANCELLED
+    assert job_name(running) not in kube.jobs
+    assert kube.requests["a"]["status"]["phase"] == "Cancelled"
+    conditions = {c["type"]: c for c in kube.requests["a"]["status"]["conditions"]}
+    assert (conditions["Complete"]["status"], conditions["Failed"]["status"]) == ("False", "False")
+    assert conditions["Finished"]["reason"] == "Cancelled"
+
+    # Set while no operator led: the resync cancels it instead of creating its Job.
+    kube.requests["b"]["spec"]["status"] = "Cancelled"
+    reconciler.resync()
+    assert store.get(queued).status is JobStatus.CANCELLED and kube.jobs == {}
+    assert "spec.status" in (store.get(queued).error_message or "")
+
+
 def test_an_invalid_spec_fails_the_request_and_the_row_it_names(
     settings: Settings, store: JobStore, kube: FakeKube
 ) -> None:

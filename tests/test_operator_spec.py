@@ -71,6 +71,15 @@ def test_invalid_specs_are_refused_with_the_field_named(spec: Any, fragment: str
     assert fragment in str(excinfo.value)
 
 
+def test_spec_status_may_only_say_cancelled() -> None:
+    spec = {"source": {"path": "/workspace/a"}}
+    assert parse_spec(spec, workspace_root="/workspace").cancelled is False
+    assert parse_spec({**spec, "status": "Cancelled"}, workspace_root="/workspace").cancelled is True
+    for other in ("cancelled", "Running", True):
+        with pytest.raises(InvalidInput, match=r"spec\.status may only be 'Cancelled'"):
+            parse_spec({**spec, "status": other}, workspace_root="/workspace")
+
+
 def test_a_path_request_is_refused_when_the_operator_has_no_workspace_volume() -> None:
     """Before: accepted, and its pod failed with exit code 2 (nothing at the path) a minute later."""
     with pytest.raises(InvalidInput, match=r"needs the shared workspace volume.*workspace\.existingClaim"):

@@ -227,18 +227,19 @@ class KubeClient:
             )
         return list(result.get("items") or [])
 
-    def delete_indexing_request(self, namespace: str, name: str) -> bool:
-        """Delete it (its Job and pods go with it); False when it was already gone."""
+    def cancel_indexing_request(self, namespace: str, name: str) -> bool:
+        """Set its spec.status to Cancelled (the operator stops the run, the request stays and shows
+        phase Cancelled); False when it was already gone."""
         try:
             self._call(
-                f"delete IndexingRequest {namespace}/{name}",
-                self._custom.delete_namespaced_custom_object,
+                f"cancel IndexingRequest {namespace}/{name}",
+                self._custom.patch_namespaced_custom_object,
                 GROUP,
                 VERSION,
                 namespace,
                 PLURAL,
                 name,
-                propagation_policy="Background",
+                {"spec": {"status": "Cancelled"}},
             )
         except NotFound:
             return False

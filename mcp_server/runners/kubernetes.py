@@ -96,13 +96,16 @@ class KubernetesLauncher:
         name = job.k8s_name or request_name(job)
         cancelled = self.jobs.cancel(job.id)
         try:
-            self.kube.delete_indexing_request(namespace, name)
+            self.kube.cancel_indexing_request(namespace, name)
         except LauncherError as exc:
             raise LauncherError(
                 f"job {job.id} is marked cancelled, but its IndexingRequest {namespace}/{name} could not "
-                f"be deleted: {exc}"
+                f"be cancelled: {exc}"
             ) from None
-        log.info("job %s: cancelled; IndexingRequest %s/%s deleted", job.id, namespace, name)
+        # The request stays, with phase Cancelled (kubectl get ir); deleting it is the user's call.
+        log.info(
+            "job %s: cancelled; IndexingRequest %s/%s set to spec.status Cancelled", job.id, namespace, name
+        )
         return cancelled
 
     def reconcile(self) -> None:

@@ -172,6 +172,10 @@ class Reconciler:
                 spec.project_id,
                 f" ({spec.shards} shards)" if spec.shards > 1 else "",
             )
+        if spec.cancelled:
+            self.cancel_request(
+                ref, job_id, f"spec.status of the IndexingRequest {ref.namespace}/{ref.name} is Cancelled"
+            )
         self.publish(job_id, body=body)
         self.wake()
 
@@ -240,17 +244,21 @@ class Reconciler:
             job_id = validate_job_id(raw_id) if raw_id else derived_job_id(ref)
         except InvalidInput:
             return
-        jl = job_log(job_id, f"{ref.namespace}/{ref.name}")
         conditions = (body.get("status") or {}).get("conditions") or []
         if any(c.get("type") == "Accepted" and c.get("status") == "False" for c in conditions):
             return  # refused: it never had a Job, and its jobId may name another request's job
-        reason = f"the IndexingRequest {ref.namespace}/{ref.name} was deleted"
+        self.cancel_request(ref, job_id, f"the IndexingRequest {ref.namespace}/{ref.name} was deleted")
+
+    def cancel_request(self, ref: ObjectRef, job_id: uuid.UUID, reason: str) -> None:
+        """The request's job ends cancelled (if the row is this request's) and its Job goes: the
+        request was deleted, or its spec.status says Cancelled (then its phase shows it)."""
+        jl = job_log(job_id, f"{ref.namespace}/{ref.name}")
         try:
             row = self._row(job_id)
             ours = row is not None and (row.k8s_namespace, row.k8s_name) == (ref.namespace, ref.name)
             if ours and self.jobs.cancel(job_id, reason):
                 self.metrics.transitions.labels(status="cancelled").inc()
-                jl.info("cancelled: its IndexingRequest was deleted")
+                jl.info("cancelled: %s", reason)
         finally:
             # Even when the database is down: the Job must not run on (the resync cancels the row later).
             if self.kube.delete_job(ref.namespace, job_name(job_id)):

@@ -28,8 +28,17 @@ from codebase_operator.jobs_builder import (
     queue_name_for,
     queued_by_kueue,
 )
-from codebase_operator.objects import UNREACHABLE, Body, describe_unreachable, is_uuid, job_log, key, meta
-from codebase_operator.spec import parse_spec
+from codebase_operator.objects import (
+    UNREACHABLE,
+    Body,
+    describe_unreachable,
+    is_uuid,
+    job_log,
+    key,
+    meta,
+    spec_of,
+)
+from codebase_operator.spec import CANCELLED, parse_spec
 from mcp_server.core import lifecycle
 from mcp_server.core.errors import InvalidInput
 from mcp_server.core.jobs import ACTIVE_STATUSES, Job, JobStatus
@@ -153,6 +162,13 @@ class Resync:
             if row is None:
                 r.admit(request)
                 continue
+            if spec_of(request).get("status") == CANCELLED and row.status in ACTIVE_STATUSES:
+                # Set while no operator led (or its event met an outage): stop the run now.
+                ref = ObjectRef.of(request)
+                r.cancel_request(
+                    ref, row.id, f"spec.status of the IndexingRequest {ref.namespace}/{ref.name} is Cancelled"
+                )
+                row = r.jobs.get(row.id)
             if (
                 row.status in ACTIVE_STATUSES
                 and row.id not in jobs_by_id

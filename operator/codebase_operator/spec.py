@@ -28,6 +28,7 @@ from mcp_server.core.validation import (
 )
 
 _QUEUE_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
+CANCELLED = "Cancelled"  # the one value of spec.status
 MIN_TIMEOUT_SECONDS = 60
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
 
@@ -45,6 +46,7 @@ class RequestSpec:
     queue_name: str | None = None  # spec.queueName: a Kueue LocalQueue
     priority_class_name: str | None = None
     shards: int = 1  # spec.shards: >1 runs as an Indexed Job, one pod per shard
+    cancelled: bool = False  # spec.status: Cancelled (Tekton's convention): stop, keep the request
 
     @property
     def repo_key(self) -> str:
@@ -139,6 +141,11 @@ def parse_spec(spec: Any, *, workspace_root: str | None) -> RequestSpec:
     if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= MAX_SHARDS:
         # No `auto` here: the operator cannot count a tree it does not mount; the MCP tool can.
         raise InvalidInput(f"spec.shards must be an integer from 1 to {MAX_SHARDS}")
+    wanted_status = spec.get("status")
+    if wanted_status not in (None, CANCELLED):
+        raise InvalidInput(
+            f"spec.status may only be {CANCELLED!r} (to cancel the run), got {wanted_status!r}"
+        )
     return RequestSpec(
         project_id=project_id,
         path=path,
@@ -151,6 +158,7 @@ def parse_spec(spec: Any, *, workspace_root: str | None) -> RequestSpec:
         queue_name=queue_name,
         priority_class_name=priority_class,
         shards=shards,
+        cancelled=wanted_status == CANCELLED,
     )
 
 

@@ -97,6 +97,54 @@ def test_a_refused_spec_is_failed_with_reason_invalid_spec(
     assert (conds["Failed"]["reason"], conds["Accepted"]["status"]) == ("InvalidSpec", "False")
 
 
+def test_spec_status_cancelled_stops_a_running_request_and_keeps_it_showing_cancelled(
+    cluster: DevCluster, namespace: str, kube: Any, store: JobStore, start_operator: Any
+) -> None:
+    """Before: only deleting the request cancelled it, and then nothing showed the run had been
+    cancelled. Now, as Tekton's spec.status: the Job goes, the request stays with phase Cancelled."""
+    operator = start_operator()
+    kube.create_indexing_request(
+        namespace,
+        indexing_request(
+            "long",
+            {"source": {"path": "/workspace/long"}},
+            annotations={"codebase-mcp.dev/test-run-duration": "10m"},
+        ),
+    )
+    row = wait_row(store, namespace, "long", JobStatus.RUNNING, operator)
+    cluster.kubectl(
+        "patch",
+        "indexingrequest",
+        "long",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"status":"Cancelled"}}',
+    )
+    wait_phase(kube, namespace, "long", "Cancelled")
+    assert store.get(row.id).status is JobStatus.CANCELLED
+    wait_for(lambda: jobs_for(kube, namespace, row.id) == [], timeout=30, message="the Job to be deleted")
+    printed = cluster.kubectl("get", "ir", "long", "-n", namespace).stdout
+    assert "Cancelled" in printed
+    conds = conditions(kube, namespace, "long")
+    assert (conds["Finished"]["reason"], conds["Complete"]["status"], conds["Failed"]["status"]) == (
+        "Cancelled",
+        "False",
+        "False",
+    )
+    # The rest of the spec stays immutable, and a cancelled request stays cancelled.
+    for patch, refusal in (
+        ('{"spec":{"projectId":"other"}}', "spec is immutable but for status"),
+        ('[{"op":"remove","path":"/spec/status"}]', "stays cancelled"),
+    ):
+        kind = "--type=json" if patch.startswith("[") else "--type=merge"
+        refused = cluster.kubectl(
+            "patch", "indexingrequest", "long", "-n", namespace, kind, "-p", patch, check=False
+        )
+        assert refused.returncode != 0 and refusal in refused.stderr, refused.stderr
+
+
 def test_a_path_request_without_a_workspace_is_refused_at_admission_naming_the_chart_value(
     cluster: DevCluster, namespace: str, kube: Any, start_operator: Any
 ) -> None:

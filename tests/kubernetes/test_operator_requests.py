@@ -180,12 +180,20 @@ def test_mcp_git_secret_is_named_in_the_request_the_server_creates(
     assert store.get(job_id).source_git_secret == "acme-git"
 
 
-def test_mcp_cancel_deletes_the_request(namespace: str, kube: Any, make_repo: Any, service_as: Any) -> None:
-    service = service_as("codebase-mcp-server")
-    started = service.start_indexing(str(make_repo({"a.py": "x = 1\n"})))  # no operator: stays pending
+def test_mcp_cancel_leaves_the_request_showing_cancelled(
+    namespace: str, kube: Any, start_operator: Any, make_repo: Any, service_as: Any
+) -> None:
+    """Before: cancel_job deleted the request, so `kubectl get ir` no longer showed the run."""
+    service = service_as("codebase-mcp-server")  # its Role: create and patch, no delete
+    repo = make_repo({"a.py": "x = 1\n"})
+    started = service.start_indexing(str(repo))  # no operator yet: stays pending
     result = service.cancel_job(started["job_id"])
     assert result["cancelled"] is True and result["status"] == "cancelled"
-    assert kube.get_indexing_request(namespace, f"index-{started['job_id']}") is None
+    name = f"index-{started['job_id']}"
+    assert kube.get_indexing_request(namespace, name)["spec"]["status"] == "Cancelled"
+    start_operator(WORKSPACE_MOUNT_PATH=str(repo.resolve().parent))
+    wait_phase(kube, namespace, name, "Cancelled")
+    assert jobs_for(kube, namespace, uuid.UUID(started["job_id"])) == []
 
 
 def test_mcp_launcher_errors_are_readable_and_fail_the_row(
