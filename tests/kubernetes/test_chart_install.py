@@ -187,7 +187,7 @@ def test_chart_applies_for_real_and_its_crd_becomes_established(
 MAY: dict[str, list[tuple[str, str]]] = {
     "server": [
         ("create", "indexingrequests.codebase-mcp.dev"),
-        ("delete", "indexingrequests.codebase-mcp.dev"),
+        ("patch", "indexingrequests.codebase-mcp.dev"),  # spec.status: Cancelled (cancel_indexing_job)
     ],
     "operator": [
         ("watch", "indexingrequests.codebase-mcp.dev"),
@@ -230,6 +230,7 @@ CLUSTER_WIDE = [
 ]
 MUST_NOT: dict[str, list[tuple[str, str]]] = {
     "server": [
+        ("delete", "indexingrequests.codebase-mcp.dev"),
         ("update", "indexingrequests.codebase-mcp.dev"),
         ("get", "indexingrequests.codebase-mcp.dev"),
         ("list", "indexingrequests.codebase-mcp.dev"),

@@ -476,7 +476,8 @@ def test_rbac_keeps_the_server_and_the_indexer_narrow(cluster: DevCluster, names
         return result.stdout.strip() == "yes"
 
     assert can("codebase-mcp-server", "create", "indexingrequests.codebase-mcp.dev")
-    assert can("codebase-mcp-server", "delete", "indexingrequests.codebase-mcp.dev")
+    assert can("codebase-mcp-server", "patch", "indexingrequests.codebase-mcp.dev")  # spec.status: Cancelled
+    assert not can("codebase-mcp-server", "delete", "indexingrequests.codebase-mcp.dev")
     assert not can("codebase-mcp-server", "create", "jobs.batch")
     assert not can("codebase-mcp-server", "list", "pods")
     assert can("codebase-mcp-operator", "create", "jobs.batch")
