@@ -173,9 +173,7 @@ class Reconciler:
                 f" ({spec.shards} shards)" if spec.shards > 1 else "",
             )
         if spec.cancelled:
-            self.cancel_request(
-                ref, job_id, f"spec.status of the IndexingRequest {ref.namespace}/{ref.name} is Cancelled"
-            )
+            self.cancel_as_asked(ref, job_id)
         self.publish(job_id, body=body)
         self.wake()
 
@@ -248,6 +246,13 @@ class Reconciler:
         if any(c.get("type") == "Accepted" and c.get("status") == "False" for c in conditions):
             return  # refused: it never had a Job, and its jobId may name another request's job
         self.cancel_request(ref, job_id, f"the IndexingRequest {ref.namespace}/{ref.name} was deleted")
+
+    def cancel_as_asked(self, ref: ObjectRef, job_id: uuid.UUID) -> None:
+        """The request's spec.status says Cancelled: from its event, or from the resync when that
+        event was missed."""
+        self.cancel_request(
+            ref, job_id, f"spec.status of the IndexingRequest {ref.namespace}/{ref.name} is Cancelled"
+        )
 
     def cancel_request(self, ref: ObjectRef, job_id: uuid.UUID, reason: str) -> None:
         """The request's job ends cancelled (if the row is this request's) and its Job goes: the

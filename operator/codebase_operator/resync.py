@@ -164,10 +164,7 @@ class Resync:
                 continue
             if spec_of(request).get("status") == CANCELLED and row.status in ACTIVE_STATUSES:
                 # Set while no operator led (or its event met an outage): stop the run now.
-                ref = ObjectRef.of(request)
-                r.cancel_request(
-                    ref, row.id, f"spec.status of the IndexingRequest {ref.namespace}/{ref.name} is Cancelled"
-                )
+                r.cancel_as_asked(ObjectRef.of(request), row.id)
                 row = r.jobs.get(row.id)
             if (
                 row.status in ACTIVE_STATUSES
