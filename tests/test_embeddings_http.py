@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import numpy as np
 import pytest
+from json_http_server import serve_json
 
 from mcp_server.core.errors import EmbeddingError
 from mcp_server.embeddings.http import HttpEmbedder
@@ -67,38 +65,13 @@ class FakeEmbeddingServer:
 def server() -> Iterator[FakeEmbeddingServer]:
     state = FakeEmbeddingServer()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", "0"))
-            body = json.loads(self.rfile.read(length) or b"{}")
-            state.requests.append(Recorded(self.path, dict(self.headers), body))
-            if state.delay_seconds:
-                time.sleep(state.delay_seconds)
-            status, text = state.answer(self.path, body)
-            payload = text.encode()
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (the timeout test)
+    def answer(path: str, headers: dict[str, str], body: dict[str, Any]) -> tuple[int, str]:
+        state.requests.append(Recorded(path, headers, body))
+        return state.answer(path, body)
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serve_json(answer, lambda: state.delay_seconds) as url:
+        state.url = url
         yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
 
 
 def make(server_url: str, flavour: str = "ollama", **overrides: Any) -> HttpEmbedder:

@@ -13,7 +13,7 @@ from mcp_server.core.errors import ConfigurationError
 from mcp_server.embeddings.base import Embedder
 from mcp_server.embeddings.http import HttpEmbedder
 from mcp_server.embeddings.static import DEFAULT_MODEL_DIR, StaticEmbedder
-from mcp_server.embeddings.transformer import TransformerEmbedder
+from mcp_server.embeddings.transformer import TransformerEmbedder, model_directory
 
 __all__ = [
     "BACKENDS",
@@ -72,16 +72,9 @@ def create_embedder(
         _check_dimension(embedder, dimension)
         return embedder
     if name == "transformer":
-        if not model_path:
-            raise ConfigurationError(
-                "EMBEDDING_MODEL_PATH must name a directory with model.safetensors and tokenizer.json "
-                "for EMBEDDING_BACKEND=transformer (create one with "
-                "`codebase-mcp models fetch transformer`, which prints the directory)"
-            )
-        directory = Path(model_path).expanduser()
-        missing = [f for f in ("model.safetensors", "tokenizer.json") if not (directory / f).is_file()]
-        if missing:
-            raise ConfigurationError(f"EMBEDDING_MODEL_PATH={model_path!r} lacks {', '.join(missing)}")
+        directory = model_directory(
+            model_path, variable="EMBEDDING_MODEL_PATH", choice="EMBEDDING_BACKEND=transformer"
+        )
         embedder = TransformerEmbedder(model_path=directory, batch_size=batch_size)
         if dimension is not None:
             _check_dimension(embedder, dimension)

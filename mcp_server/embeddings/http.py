@@ -58,7 +58,7 @@ class HttpEmbedder:
     ) -> None:
         self._flavour: Flavour = flavour
         self._endpoint = _endpoint(flavour, url)
-        self._display_url = _display_url(self._endpoint)
+        self._display_url = display_url(self._endpoint)
         self._model = model
         self._api_key = api_key or None
         self._dimension = dimension
@@ -118,10 +118,10 @@ class HttpEmbedder:
             try:
                 response = self._client.post(self._endpoint, json=payload)
             except httpx.TransportError as exc:  # connect/read/write errors and timeouts
-                problem = f"cannot reach {self._display_url}: {_describe(exc, self._api_key)}"
+                problem = f"cannot reach {self._display_url}: {describe_error(exc, self._api_key)}"
             except httpx.HTTPError as exc:  # redirect loops, undecodable bodies: retrying will not help
                 raise EmbeddingError(
-                    f"request to {self._display_url} failed: {_describe(exc, self._api_key)}"
+                    f"request to {self._display_url} failed: {describe_error(exc, self._api_key)}"
                 ) from exc
             else:
                 if response.is_success:
@@ -142,7 +142,7 @@ class HttpEmbedder:
         if status in (401, 403):
             # The body of an authentication failure may echo (part of) the key; do not quote it.
             return f"{where} refused the request with HTTP {status}; check EMBEDDING_API_KEY"
-        body = _scrub(response.text, self._api_key)[:300].strip()
+        body = scrub(response.text, self._api_key)[:300].strip()
         return f"{where} answered HTTP {status}" + (f": {body}" if body else "")
 
     def _parse(self, response: httpx.Response, expected: int) -> list[list[float]]:
@@ -159,7 +159,7 @@ class HttpEmbedder:
             checked = [[float(x) for x in vector] for vector in vectors]
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             raise EmbeddingError(
-                f"{where} sent an unexpected response: {_scrub(str(exc), self._api_key)}"
+                f"{where} sent an unexpected response: {scrub(str(exc), self._api_key)}"
             ) from exc
         if len(checked) != expected:
             raise EmbeddingError(f"{where} returned {len(checked)} vectors for {expected} inputs")
@@ -178,20 +178,20 @@ def _endpoint(flavour: Flavour, url: str) -> str:
     return base + ("/embeddings" if base.endswith("/v1") else "/v1/embeddings")
 
 
-def _display_url(url: str) -> str:
+def display_url(url: str) -> str:
     """The URL without user info or query string, for messages."""
     parsed = httpx.URL(url)
     port = f":{parsed.port}" if parsed.port else ""
     return f"{parsed.scheme}://{parsed.host}{port}{parsed.path}"
 
 
-def _scrub(text: str, secret: str | None) -> str:
+def scrub(text: str, secret: str | None) -> str:
     return text.replace(secret, "***") if secret else text
 
 
-def _describe(exc: Exception, secret: str | None) -> str:
+def describe_error(exc: Exception, secret: str | None) -> str:
     """`ConnectError ([Errno 111] Connection refused)`, with the key scrubbed from the detail."""
-    text = _scrub(str(exc), secret).strip()
+    text = scrub(str(exc), secret).strip()
     return type(exc).__name__ + (f" ({text})" if text else "")
 
 

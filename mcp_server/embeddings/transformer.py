@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 from tokenizers import Tokenizer
 
-from mcp_server.core.errors import EmbeddingError
+from mcp_server.core.errors import ConfigurationError, EmbeddingError
 from mcp_server.embeddings.bert import BertConfig, BertEncoder, mean_pool
 from mcp_server.embeddings.identifiers import split_identifiers
 from mcp_server.embeddings.vectors import normalize_rows
@@ -136,6 +136,21 @@ class TransformerEmbedder:
         digest = _sha256(weights)
         name = _KNOWN_WEIGHTS.get(digest, f"sha256-{digest[:16]}")
         return _Loaded(encoder=encoder, tokenizer=tokenizer, model_id=f"transformer:{name}")
+
+
+def model_directory(model_path: str | None, *, variable: str, choice: str) -> Path:
+    """`model_path` as a directory holding a BERT encoder's weights and tokenizer, or a
+    ConfigurationError naming `variable` (set for `choice`, e.g. EMBEDDING_BACKEND=transformer)."""
+    if not model_path:
+        raise ConfigurationError(
+            f"{variable} must name a directory with model.safetensors and tokenizer.json for {choice} "
+            "(create one with `codebase-mcp models fetch transformer`, which prints the directory)"
+        )
+    directory = Path(model_path).expanduser()
+    missing = [f for f in ("model.safetensors", "tokenizer.json") if not (directory / f).is_file()]
+    if missing:
+        raise ConfigurationError(f"{variable}={model_path!r} lacks {', '.join(missing)}")
+    return directory
 
 
 def _read_config(path: Path) -> BertConfig:

@@ -35,6 +35,7 @@ from mcp_server.core.jobs import JobPhase
 from mcp_server.core.shards import Shard
 from mcp_server.embeddings.base import Embedder
 from mcp_server.index import term_stats
+from mcp_server.index.embedding_text import embedding_text
 from mcp_server.index.store import ChunkRow, FileWrite, IndexStore, RunState
 from mcp_server.index.vector_indexes import DEFAULT_BUDGET, BuildBudget, VectorIndexes
 from mcp_server.indexer import secrets
@@ -144,12 +145,6 @@ ProgressCallback = Callable[[RunCounters, str], bool]
 
 def _ready(item: Future[list[FileResult]] | list[FileResult]) -> bool:
     return not isinstance(item, Future) or item.done()
-
-
-def embedding_text(path: str, symbol: str | None, content: str) -> str:
-    """What gets embedded: the path and symbol name carry meaning the body alone may not."""
-    header = path if symbol is None else f"{path} {symbol}"
-    return f"{header}\n{content}"
 
 
 def _worker_count(configured: int) -> int:
