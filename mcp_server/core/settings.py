@@ -379,6 +379,55 @@ class SearchSettings(_Group):
     """Every statement of a search is stopped past this many milliseconds (PostgreSQL
     statement_timeout); the caller is told to narrow the query."""
 
+    reranker: Literal["none", "transformer", "tei", "cohere"] = Field(
+        default="none",
+        validation_alias="CODEBASE_RERANKER",
+        json_schema_extra=_chart(".Values.server.rerank.backend | quote"),
+    )
+    """Opt-in second stage that re-orders each search's best candidates: transformer
+    (all-MiniLM-L6-v2 in numpy, from CODEBASE_RERANK_MODEL_PATH), tei (a text-embeddings-inference
+    /rerank endpoint) or cohere (the /v1/rerank shape of Cohere, Jina, vLLM, llama.cpp)."""
+
+    rerank_url: str | None = Field(
+        default=None,
+        validation_alias="CODEBASE_RERANK_URL",
+        json_schema_extra=_chart(".Values.server.rerank.url | quote"),
+    )
+    """Base URL of the rerank server for CODEBASE_RERANKER=tei or cohere."""
+
+    rerank_model: str | None = Field(
+        default=None,
+        validation_alias="CODEBASE_RERANK_MODEL",
+        json_schema_extra=_chart(".Values.server.rerank.model | quote"),
+    )
+    """Model name sent to a cohere-style rerank endpoint, e.g. rerank-v3.5 or bge-reranker-v2-m3."""
+
+    rerank_api_key: SecretStr | None = Field(default=None, validation_alias="CODEBASE_RERANK_API_KEY")
+    """Bearer token for the rerank server; never logged (the chart takes it from
+    embedding.existingSecret)."""
+
+    rerank_model_path: str | None = Field(default=None, validation_alias="CODEBASE_RERANK_MODEL_PATH")
+    """Directory with model.safetensors and tokenizer.json for CODEBASE_RERANKER=transformer
+    (`codebase-mcp models fetch transformer` prints one)."""
+
+    rerank_candidates: int = Field(
+        default=20,
+        ge=2,
+        le=200,
+        validation_alias="CODEBASE_RERANK_CANDIDATES",
+        json_schema_extra=_chart(".Values.server.rerank.candidates | quote"),
+    )
+    """How many of the first stage's best chunks the reranker reads per search."""
+
+    rerank_timeout_ms: int = Field(
+        default=3000,
+        ge=50,
+        le=60_000,
+        validation_alias="CODEBASE_RERANK_TIMEOUT_MS",
+        json_schema_extra=_chart(".Values.server.rerank.timeoutMs | quote"),
+    )
+    """A rerank server slower than this is skipped for that search (the first stage's order stands)."""
+
 
 class HttpSettings(_Group):
     """The MCP server's streamable HTTP transport."""

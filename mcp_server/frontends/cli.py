@@ -176,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context-lines", type=int, default=3, help="context lines around each result (--json)")
     p.add_argument("--max-chars", type=int, default=20_000, help="cap on the characters of code returned")
     p.add_argument("--repository", default=None, help="only this repository (name or root path)")
+    p.add_argument(
+        "--rerank",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="re-order the best candidates with CODEBASE_RERANKER "
+        "(default: when one is configured, except with --mode lexical)",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=search.cmd_search, groups=FRONTEND_GROUPS)
 

@@ -277,6 +277,14 @@ def build_server(
             Field(description="Cap on the characters of code in the response; later results are cut first."),
         ] = DEFAULT_MAX_CHARS,
         repository: Annotated[str | None, Field(description=_REPOSITORY)] = None,
+        rerank: Annotated[
+            bool | None,
+            Field(
+                description="Re-order the best candidates with the server's reranker: default (null) "
+                "when one is configured, except in lexical mode; false skips it, true asks for it in "
+                "lexical mode too (an error when none is configured)."
+            ),
+        ] = None,
     ) -> contract.SearchResults:
         """Search indexed code. Returns the best-matching functions, classes and blocks, at most one
         per region of a file, with file path (relative to the repository), line range, symbol, kind,
@@ -285,7 +293,8 @@ def build_server(
         define it first. `truncated` is true when max_chars shortened the response; `note` says why
         an empty result is empty. While a repository's first index is still running, its results
         come from the files indexed so far: the response has `partial: true` and `index_percent`,
-        those results `partial: true`."""
+        those results `partial: true`. When the server's reranker ordered the results, `reranker`
+        names it and `rerank_ms` says what it cost."""
         return cast(
             contract.SearchResults,
             await _call(
@@ -301,6 +310,7 @@ def build_server(
                 context_lines=context_lines,
                 max_chars=max_chars,
                 repository=repository,
+                rerank=rerank,
             ),
         )
 

@@ -34,6 +34,7 @@ from mcp_server.core.validation import (
 )
 from mcp_server.db.database import get_engine
 from mcp_server.embeddings.base import Embedder
+from mcp_server.embeddings.rerankers import create_reranker
 from mcp_server.index.catalogue import IndexCatalogue
 from mcp_server.index.navigation import Navigator
 from mcp_server.index.search import DEFAULT_CONTEXT_LINES, DEFAULT_MAX_CHARS, Searcher
@@ -125,7 +126,22 @@ class CodebaseService:
 
     @cached_property
     def searcher(self) -> Searcher:
-        return Searcher(self.engine, self.embedder, statement_timeout_ms=self.settings.search.timeout_ms)
+        search = self.settings.search
+        reranker = create_reranker(
+            backend=search.reranker,
+            url=search.rerank_url,
+            model=search.rerank_model,
+            api_key=search.rerank_api_key.get_secret_value() if search.rerank_api_key else None,
+            model_path=search.rerank_model_path,
+            timeout_ms=search.rerank_timeout_ms,
+        )
+        return Searcher(
+            self.engine,
+            self.embedder,
+            statement_timeout_ms=search.timeout_ms,
+            reranker=reranker,
+            rerank_candidates=search.rerank_candidates,
+        )
 
     def ping(self) -> None:
         """Raise unless the database answers (health checks)."""
@@ -379,6 +395,7 @@ class CodebaseService:
         context_lines: int = DEFAULT_CONTEXT_LINES,
         max_chars: int = DEFAULT_MAX_CHARS,
         repository: str | None = None,
+        rerank: bool | None = None,
     ) -> dict[str, Any]:
         project = validate_project_id(project_id, default=DEFAULT_PROJECT_ID)
         if isinstance(language, str):
@@ -395,6 +412,7 @@ class CodebaseService:
             concise=concise,
             context_lines=context_lines,
             max_chars=max_chars,
+            rerank=rerank,
         )
         synced = IndexCatalogue(self.engine).last_synced(
             project_id=project, root_paths=sorted({r.repository for r in response.results})
@@ -412,6 +430,8 @@ class CodebaseService:
             **({"note": response.note} if response.note else {}),
             # A first index still running answered: what it has written so far, and how far it got.
             **({"partial": True, "index_percent": response.index_percent} if response.partial else {}),
+            # The opt-in second stage (CODEBASE_RERANKER) ordered the best candidates.
+            **({"reranker": response.reranker, "rerank_ms": response.rerank_ms} if response.reranker else {}),
         }
 
     # --- housekeeping ---------------------------------------------------------------------------

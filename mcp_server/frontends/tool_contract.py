@@ -164,6 +164,12 @@ class SearchResults(TypedDict):
     index_percent: NotRequired[
         Annotated[float | None, Field(description="With partial: how far that first index is, 0-100.")]
     ]
+    reranker: NotRequired[
+        Annotated[
+            str, Field(description="The reranker that ordered the best candidates; absent when none did.")
+        ]
+    ]
+    rerank_ms: NotRequired[Annotated[float, Field(description="With reranker: the milliseconds it took.")]]
 
 
 class Definitions(TypedDict):

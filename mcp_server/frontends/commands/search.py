@@ -22,6 +22,7 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
         context_lines=args.context_lines,
         max_chars=args.max_chars,
         repository=args.repository,
+        rerank=args.rerank,
     )
     if args.json:
         print(json.dumps(response))
@@ -55,9 +56,15 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
                 word_wrap=True,
             )
         )
-    common.console.print(
-        f"[dim]{response['total_count']} results in {response['latency_ms']} ms ({response['mode']})[/]"
+    reranked = (
+        f", reranked by {response['reranker']} in {response['rerank_ms']} ms"
+        if response.get("reranker")
+        else ""
     )
+    took = f"{response['latency_ms']} ms ({response['mode']}{reranked})"
+    common.console.print(f"[dim]{response['total_count']} results in {took}[/]")
+    if response.get("note") and not response.get("partial"):
+        common.console.print(f"[yellow]{response['note']}[/]")
     return 0
 
 

@@ -48,6 +48,9 @@ class SearchResponse:
     # Read (in part) from a first index still running: what it has written so far, and its percent.
     partial: bool = False
     index_percent: float | None = None
+    # The reranker that ordered the best candidates (CODEBASE_RERANKER), and what it cost.
+    reranker: str | None = None
+    rerank_ms: float | None = None
 
 
 def assemble(

@@ -114,3 +114,29 @@ def demoted_definitions(matches: list[DefinitionMatch], query: str) -> set[int]:
         for m in matches
         if (not about_tests and is_test_path(m.path)) or categories.is_docs(m.path, None)
     }
+
+
+RERANK_K = 10.0  # reciprocal-rank constant of the rerank fusion (tuned with the reranker weights)
+
+
+def rerank(
+    fused: list[tuple[int, float]], scores: dict[int, float], *, weight: float, k: float = RERANK_K
+) -> list[tuple[int, float]]:
+    """The reranked candidates (`scores`, chunk id -> reranker score) in a new order, then the rest.
+
+    Each candidate's place is fused from its first-stage rank and its reranker rank, weighted
+    1 : `weight`: a reranker that disagrees with strong lexical evidence does not simply overrule
+    it, and a bi-encoder's near-ties do not reshuffle the list. Candidates keep scores above every
+    chunk the reranker did not see, so the list stays sorted by score.
+    """
+    if not scores:
+        return fused
+    first = {chunk_id: rank for rank, (chunk_id, _) in enumerate(fused) if chunk_id in scores}
+    by_reranker = sorted(first, key=lambda chunk_id: (-scores[chunk_id], first[chunk_id]))
+    combined = {chunk_id: 1.0 / (k + first[chunk_id] + 1) for chunk_id in first}
+    for rank, chunk_id in enumerate(by_reranker):
+        combined[chunk_id] += weight / (k + rank + 1)
+    rest = [(chunk_id, score) for chunk_id, score in fused if chunk_id not in first]
+    floor = max((score for _, score in rest), default=0.0)
+    head = sorted(first, key=lambda chunk_id: (-combined[chunk_id], first[chunk_id]))
+    return [(chunk_id, floor + combined[chunk_id]) for chunk_id in head] + rest

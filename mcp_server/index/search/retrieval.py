@@ -37,6 +37,7 @@ from sqlalchemy.engine import Connection
 
 from mcp_server.embeddings.base import Embedder
 from mcp_server.index import term_stats
+from mcp_server.index.embedding_text import embedding_text
 from mcp_server.index.lexical_text import lexical_text
 from mcp_server.index.repositories import Repository
 from mcp_server.index.search import categories
@@ -109,6 +110,16 @@ class Retriever:
             # The iterative scan gave up before finding k rows; rank the filtered rows exactly.
             return self.semantic(conn, query, dimension, scope.as_exact(), k)
         return [(r.id, 1.0 - float(r.distance)) for r in rows]
+
+    @staticmethod
+    def texts(conn: Connection, chunk_ids: list[int]) -> dict[int, str]:
+        """The candidates' text as the indexer embedded it, for a reranker to read."""
+        if not chunk_ids:
+            return {}
+        rows = conn.execute(
+            text("SELECT id, path, symbol, content FROM chunks WHERE id = ANY(:ids)"), {"ids": chunk_ids}
+        )
+        return {r.id: embedding_text(r.path, r.symbol, r.content) for r in rows}
 
     def definitions(
         self, conn: Connection, identifiers: list[Identifier], scope: Scope

@@ -13,16 +13,18 @@ much of the query the best lexical hit covers; bench/quality/NOTES.md has the me
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 from sqlalchemy import text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DataError, OperationalError
 
 from mcp_server.core.errors import EmbeddingModelMismatch, InvalidInput, SearchTimeout
 from mcp_server.embeddings.base import Embedder
+from mcp_server.embeddings.rerankers import Reranker, RerankError
 from mcp_server.index import repositories
 from mcp_server.index.search.identifiers import definitions_first, query_identifiers
 from mcp_server.index.search.presentation import SearchResponse, assemble, finish
@@ -39,9 +41,16 @@ from mcp_server.index.search.ranking import (
     demote_test_code,
     demoted_definitions,
     fusion_for,
+    rerank,
     rrf,
 )
 from mcp_server.index.search.retrieval import Retriever, Scope
+
+log = logging.getLogger(__name__)
+
+# Candidates a reranker reads per query (CODEBASE_RERANK_CANDIDATES): enough to reach the answers
+# the first stage ranks low, few enough that a numpy transformer reads them in tens of milliseconds.
+DEFAULT_RERANK_CANDIDATES = 20
 
 
 class Searcher:
@@ -52,6 +61,8 @@ class Searcher:
         *,
         exact_identifiers: bool = True,
         statement_timeout_ms: int = 5000,
+        reranker: Reranker | None = None,
+        rerank_candidates: int = DEFAULT_RERANK_CANDIDATES,
     ) -> None:
         self._engine = engine
         # Every statement of a search is stopped past this (CODEBASE_SEARCH_TIMEOUT_MS).
@@ -60,6 +71,9 @@ class Searcher:
         self._embedder = embedder
         self.fusion = fusion_for(embedder)
         self._retriever = Retriever(embedder)
+        # Opt-in second stage (CODEBASE_RERANKER): re-orders the best `rerank_candidates`.
+        self.reranker = reranker
+        self.rerank_candidates = max(2, rerank_candidates)
 
     def search(
         self,
@@ -75,7 +89,11 @@ class Searcher:
         concise: bool = False,
         context_lines: int = DEFAULT_CONTEXT_LINES,
         max_chars: int = DEFAULT_MAX_CHARS,
+        rerank: bool | None = None,
     ) -> SearchResponse:
+        """`rerank`: None uses the configured reranker in hybrid and semantic mode (lexical mode
+        asks for keywords alone); True also in lexical mode, and is refused when none is
+        configured; False never."""
         started = time.perf_counter()
         validate_search_args(
             query,
@@ -87,6 +105,14 @@ class Searcher:
             max_chars=max_chars,
             concise=concise,
         )
+        if rerank and self.reranker is None:
+            raise InvalidInput(
+                "rerank=true needs a reranker, and none is configured (set CODEBASE_RERANKER; see the "
+                "README's settings)"
+            )
+        use_reranker = self.reranker is not None and (rerank or (rerank is None and mode != "lexical"))
+        rerank_note: str | None = None
+        rerank_ms: float | None = None
         filters = SearchFilters(language, path, parse_file_types(file_type))
         empty = SearchResponse([], 0, project_id, mode, 0.0)
         with self._engine.connect() as conn, _bounded(self.statement_timeout_ms):
@@ -131,6 +157,10 @@ class Searcher:
                 lexical, coverage = self._retriever.lexical(conn, query, scope, candidates, partial=partial)
                 ranked.append((lexical, fusion.lexical_weight(coverage)))
             fused = demote_test_code(conn, rrf(ranked, fusion.k), query)
+            if use_reranker:
+                rerank_started = time.perf_counter()
+                fused, rerank_note = self._rerank(conn, query, fused)
+                rerank_ms = round((time.perf_counter() - rerank_started) * 1000, 2)
             if mode != "semantic" and self.exact_identifiers:
                 names = query_identifiers(query)
                 if names:
@@ -150,7 +180,31 @@ class Searcher:
         if not results and mode == "lexical":
             why = "no indexed chunk in scope holds the query's words; try mode='hybrid' or other words"
         response = SearchResponse(results, len(results), project_id, mode, 0.0, truncated, why)
+        if use_reranker and self.reranker is not None:
+            if rerank_note is None:
+                response = replace(response, reranker=self.reranker.name, rerank_ms=rerank_ms)
+            else:
+                note = rerank_note if response.note is None else f"{response.note}; {rerank_note}"
+                response = replace(response, note=note)
         return finish(_flag_partial(response, repos), started)
+
+    def _rerank(
+        self, conn: Connection, query: str, fused: list[tuple[int, float]]
+    ) -> tuple[list[tuple[int, float]], str | None]:
+        """`fused` with its head re-ordered by the reranker; or unchanged, with the reason, when
+        the reranker fails (the first stage's order is a good answer, an error is not)."""
+        assert self.reranker is not None
+        head = [chunk_id for chunk_id, _ in fused[: self.rerank_candidates]]
+        texts = Retriever.texts(conn, head)
+        head = [chunk_id for chunk_id in head if chunk_id in texts]
+        if len(head) < 2:
+            return fused, None
+        try:
+            scores = self.reranker.scores(query, [texts[chunk_id] for chunk_id in head])
+        except RerankError as exc:
+            log.warning("search kept the first stage's order: %s", exc)
+            return fused, f"reranking skipped: {exc}"
+        return rerank(fused, dict(zip(head, scores, strict=True)), weight=self.reranker.weight), None
 
 
 def _flag_partial(response: SearchResponse, repos: list[repositories.Repository]) -> SearchResponse:

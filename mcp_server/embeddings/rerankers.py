@@ -1,0 +1,219 @@
+"""Second-stage rerankers: a stronger model re-scores a search's best candidates (opt-in).
+
+The first stage (full text and the fast static vectors, fused) sees every chunk of a project; a
+reranker sees only its best few (CODEBASE_RERANK_CANDIDATES), so it may be a hundred times slower
+per text and still cost tens of milliseconds per query. Three backends, chosen by CODEBASE_RERANKER:
+
+- `transformer`: all-MiniLM-L6-v2 (or another BERT encoder) run in numpy by `TransformerEmbedder`,
+  scoring each candidate by the cosine of its vector with the query's. A bi-encoder, not a
+  cross-encoder: no cross-encoder weights are published on a registry this project may download
+  from, and the bi-encoder is the model bench/quality measured to understand paraphrases
+  (NOTES.md). Candidate vectors are kept in memory by text hash, so a candidate met again costs
+  nothing.
+- `tei`: a Hugging Face text-embeddings-inference server's `/rerank` (a real cross-encoder such as
+  BAAI/bge-reranker-base, on whatever hardware that server has).
+- `cohere`: the `/v1/rerank` request shape that Cohere, Jina, Voyage, vLLM and llama.cpp's server
+  share (`model`, `query`, `documents`; answers `results[].relevance_score`).
+
+A reranker that fails (server down, timeout, bad answer) raises `RerankError`; the searcher then
+keeps the first stage's order and says so in the response. No retries: a search is interactive
+and the first stage's answer is a good one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+from collections import OrderedDict
+from typing import Any, Literal, Protocol
+
+import httpx
+import numpy as np
+
+from mcp_server.core.errors import CodebaseMCPError, ConfigurationError
+from mcp_server.embeddings.base import Embedder
+from mcp_server.embeddings.http import describe_error, display_url, scrub
+from mcp_server.embeddings.transformer import TransformerEmbedder, model_directory
+
+RERANKERS = ("none", "transformer", "tei", "cohere")
+# Tokens of each candidate the transformer reranker reads, as many as the model was trained on.
+# 128 costs a quarter as much on the CPU but lost half the gain on paraphrases (bench/quality/NOTES.md).
+TRANSFORMER_RERANK_TOKENS = 256
+HttpFlavour = Literal["tei", "cohere"]
+
+
+class RerankError(CodebaseMCPError):
+    """The reranker could not score the candidates; the first stage's order stands."""
+
+
+class Reranker(Protocol):
+    """Scores candidate texts against a query: higher is more relevant, one score per text."""
+
+    @property
+    def name(self) -> str: ...
+
+    # How much the reranker's order counts against the first stage's in the fusion
+    # (ranking.rerank): a cross-encoder is trusted more than a bi-encoder.
+    weight: float
+
+    def scores(self, query: str, texts: list[str]) -> list[float]: ...
+
+
+class EmbeddingReranker:
+    """Cosine similarity under a second, stronger embedder; document vectors cached by text hash."""
+
+    # Tuned on the dev half of bench/quality with all-MiniLM-L6-v2 over the static first stage.
+    weight = 1.5
+
+    def __init__(self, embedder: Embedder, *, cache_entries: int = 8192) -> None:
+        self._embedder = embedder
+        self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._cache_entries = max(0, cache_entries)
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self._embedder.model_id
+
+    @property
+    def embedder(self) -> Embedder:
+        return self._embedder
+
+    def scores(self, query: str, texts: list[str]) -> list[float]:
+        if not texts:
+            return []
+        keys = [hashlib.blake2b(t.encode("utf-8", "surrogatepass"), digest_size=16).digest() for t in texts]
+        with self._lock:
+            known = {k: self._cache[k] for k in keys if k in self._cache}
+            for k in known:
+                self._cache.move_to_end(k)
+        missing = list(dict.fromkeys(k for k in keys if k not in known))
+        try:
+            if missing:
+                first = {k: i for i, k in reversed(list(enumerate(keys)))}
+                vectors = self._embedder.embed_documents([texts[first[k]] for k in missing])
+                known.update(zip(missing, vectors, strict=True))
+            q = self._embedder.embed_query(query)
+        except CodebaseMCPError as exc:
+            raise RerankError(f"the {self.name} reranker failed: {exc}") from exc
+        with self._lock:
+            for k in missing:
+                self._cache[k] = known[k]
+            while len(self._cache) > self._cache_entries:
+                self._cache.popitem(last=False)
+        matrix = np.stack([known[k] for k in keys])
+        return [float(s) for s in matrix @ q]
+
+
+class HttpReranker:
+    """A rerank endpoint: text-embeddings-inference (`tei`) or the Cohere-style `/v1/rerank`."""
+
+    # A cross-encoder reads query and candidate together: its order leads the fusion. Not tuned
+    # here (no cross-encoder can run on this project's CI); see bench/quality/NOTES.md.
+    weight = 3.0
+
+    def __init__(
+        self,
+        *,
+        flavour: HttpFlavour,
+        url: str,
+        model: str | None = None,
+        api_key: str | None = None,
+        timeout_seconds: float = 3.0,
+        max_chars: int = 4000,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._flavour: HttpFlavour = flavour
+        base = url.rstrip("/")
+        if flavour == "tei":
+            self._endpoint = base + "/rerank"
+        else:
+            self._endpoint = base + ("/rerank" if base.endswith("/v1") else "/v1/rerank")
+        self._display_url = display_url(self._endpoint)
+        self._model = model
+        self._api_key = api_key or None
+        self._max_chars = max_chars
+        headers = {"Accept": "application/json"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        self._client = httpx.Client(timeout=timeout_seconds, headers=headers, transport=transport)
+
+    @property
+    def name(self) -> str:
+        return f"{self._flavour}:{self._model or 'default'}"
+
+    def scores(self, query: str, texts: list[str]) -> list[float]:
+        if not texts:
+            return []
+        documents = [t[: self._max_chars] for t in texts]
+        payload: dict[str, Any]
+        if self._flavour == "tei":
+            payload = {"query": query, "texts": documents, "truncate": True}
+        else:
+            payload = {"query": query, "documents": documents, "top_n": len(documents)}
+            if self._model:
+                payload["model"] = self._model
+        where = f"the reranker at {self._display_url}"
+        try:
+            response = self._client.post(self._endpoint, json=payload)
+        except httpx.HTTPError as exc:
+            raise RerankError(f"cannot reach {where}: {describe_error(exc, self._api_key)}") from None
+        if response.status_code in (401, 403):
+            raise RerankError(
+                f"{where} refused the request with HTTP {response.status_code}; check CODEBASE_RERANK_API_KEY"
+            )
+        if not response.is_success:
+            body = scrub(response.text, self._api_key)[:300].strip()
+            raise RerankError(f"{where} answered HTTP {response.status_code}" + (f": {body}" if body else ""))
+        try:
+            data = response.json()
+            items = data if self._flavour == "tei" else data["results"]
+            key = "score" if self._flavour == "tei" else "relevance_score"
+            scored = {int(item["index"]): float(item[key]) for item in items}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RerankError(
+                f"{where} sent an unexpected response: {scrub(str(exc), self._api_key)}"
+            ) from None
+        if sorted(scored) != list(range(len(texts))) or not all(math.isfinite(s) for s in scored.values()):
+            raise RerankError(f"{where} did not score each of the {len(texts)} candidates exactly once")
+        return [scored[i] for i in range(len(texts))]
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def create_reranker(
+    *,
+    backend: str,
+    url: str | None,
+    model: str | None,
+    api_key: str | None,
+    model_path: str | None,
+    timeout_ms: int,
+) -> Reranker | None:
+    """The configured reranker, or None for `none`; mistakes raise ConfigurationError naming the variable.
+
+    Nothing is loaded or requested here: the transformer's weights load on the first search that
+    reranks.
+    """
+    name = (backend or "none").strip().lower()
+    if name not in RERANKERS:
+        raise ConfigurationError(f"CODEBASE_RERANKER must be one of {', '.join(RERANKERS)}, not {backend!r}")
+    if name == "none":
+        return None
+    if name == "transformer":
+        directory = model_directory(
+            model_path, variable="CODEBASE_RERANK_MODEL_PATH", choice="CODEBASE_RERANKER=transformer"
+        )
+        return EmbeddingReranker(
+            TransformerEmbedder(model_path=directory, max_tokens=TRANSFORMER_RERANK_TOKENS)
+        )
+    if not url:
+        raise ConfigurationError(f"CODEBASE_RERANK_URL is required for CODEBASE_RERANKER={name}")
+    if not url.startswith(("http://", "https://")):
+        raise ConfigurationError("CODEBASE_RERANK_URL must start with http:// or https://")
+    flavour: HttpFlavour = "tei" if name == "tei" else "cohere"
+    return HttpReranker(
+        flavour=flavour, url=url, model=model, api_key=api_key, timeout_seconds=timeout_ms / 1000
+    )
