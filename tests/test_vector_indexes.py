@@ -13,6 +13,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
+from mcp_server.core.settings import Settings
+from mcp_server.db.database import is_embedded
 from mcp_server.embeddings import StaticEmbedder
 from mcp_server.index import vector_indexes
 from mcp_server.index.vector_indexes import MIB, MIN_BUILD_MEMORY, BuildBudget, VectorIndexes
@@ -58,6 +60,14 @@ def test_the_embedded_budget_follows_this_machine_and_its_free_shared_memory(
     monkeypatch.setattr(vector_indexes, "_free_shared_memory", lambda: 1 * GIB)
     monkeypatch.setattr(vector_indexes.os, "cpu_count", lambda: 2)
     assert BuildBudget.for_server(embedded=True) == BuildBudget(1 * GIB * 8 // 10, 2)
+
+
+def test_every_builder_reads_one_budget_from_the_settings(session_settings: Settings) -> None:
+    # The index run, the supervisor and the server's restore of a dropped index all call this.
+    configured = session_settings.replace(indexing={"vector_build_memory_mb": 300, "vector_build_workers": 3})
+    assert BuildBudget.from_settings(configured) == BuildBudget(300 * MIB, 3)
+    automatic = session_settings.replace(indexing={"vector_build_memory_mb": 0, "vector_build_workers": 0})
+    assert BuildBudget.from_settings(automatic) == BuildBudget.for_server(embedded=is_embedded(automatic))
 
 
 def _indexed_project(engine: Engine, root: Path, budget: BuildBudget) -> None:

@@ -39,7 +39,7 @@ from mcp_server.index.catalogue import IndexCatalogue
 from mcp_server.index.navigation import Navigator
 from mcp_server.index.search import DEFAULT_CONTEXT_LINES, DEFAULT_MAX_CHARS, Searcher
 from mcp_server.index.store import IndexStore
-from mcp_server.index.vector_indexes import VectorIndexes
+from mcp_server.index.vector_indexes import BuildBudget, VectorIndexes
 from mcp_server.indexer.languages import canonical_language
 from mcp_server.runners import Launcher, create_launcher
 from mcp_server.runners.watch import watch_state
@@ -526,4 +526,4 @@ class CodebaseService:
         prune the job history."""
         self.launcher.reconcile()
         self.jobs.prune(older_than_days=self.settings.jobs.history_days, keep=self.settings.jobs.history_max)
-        VectorIndexes(self.engine).restore_missing()
+        VectorIndexes(self.engine, BuildBudget.from_settings(self.settings)).restore_missing()

@@ -20,6 +20,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from mcp_server.core.settings import Settings
+from mcp_server.db.database import is_embedded
 from mcp_server.db.errors import first_line, is_out_of_shared_memory
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,16 @@ class BuildBudget:
         return cls(
             memory_bytes=max(MIN_BUILD_MEMORY, memory_mb * MIB if memory_mb else auto_memory),
             workers=workers if workers else auto_workers,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BuildBudget:
+        """The budget every build uses, whoever starts it: an index run, or the supervisor and the
+        server restoring an index a killed run dropped (CODEBASE_VECTOR_BUILD_MEMORY_MB/_WORKERS)."""
+        return cls.for_server(
+            embedded=is_embedded(settings),
+            memory_mb=settings.indexing.vector_build_memory_mb,
+            workers=settings.indexing.vector_build_workers,
         )
 
     def settings_for(self, rows: int, dimension: int) -> dict[str, str]:

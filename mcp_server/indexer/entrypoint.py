@@ -262,11 +262,7 @@ def run_job(
                 scan_secrets=not _secrets_opted_in(settings, job.repo_path),
                 shard=shard,
                 source_commit=commit,
-                vector_build=BuildBudget.for_server(
-                    embedded=is_embedded(settings),
-                    memory_mb=settings.indexing.vector_build_memory_mb,
-                    workers=settings.indexing.vector_build_workers,
-                ),
+                vector_build=BuildBudget.from_settings(settings),
             )
             counters = run.run()
             if shard is not None and run.published:  # the last shard: the summary is the run's

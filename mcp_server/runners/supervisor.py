@@ -27,11 +27,18 @@ from typing import TypeVar
 from mcp_server.core import lifecycle, logs
 from mcp_server.core.jobs import JobStatus, JobStore
 from mcp_server.core.lifecycle import Outcome
-from mcp_server.core.settings import DatabaseSettings, JobSettings, LoggingSettings, Settings, load_settings
+from mcp_server.core.settings import (
+    DatabaseSettings,
+    IndexingSettings,
+    JobSettings,
+    LoggingSettings,
+    Settings,
+    load_settings,
+)
 from mcp_server.db.database import get_engine
 from mcp_server.db.errors import DATABASE_ERRORS, first_line
 from mcp_server.index.store import IndexStore
-from mcp_server.index.vector_indexes import VectorIndexes
+from mcp_server.index.vector_indexes import BuildBudget, VectorIndexes
 from mcp_server.indexer.outcome import RETRY_NEVER, SHARD_RETRIES, IndexerExit, failure_reason
 from mcp_server.runners.local import LocalLauncher
 
@@ -220,7 +227,8 @@ def supervise(settings: Settings, job_id: uuid.UUID) -> int:
         )
     # Best effort: any later dispatch or server start does both again.
     if outcome is not None or failed is not None:
-        _until_it_lands("restoring vector indexes", VectorIndexes(jobs.engine).restore_missing, 30)
+        indexes = VectorIndexes(jobs.engine, BuildBudget.from_settings(settings))
+        _until_it_lands("restoring vector indexes", indexes.restore_missing, 30)
     _until_it_lands("dispatching the next job", LocalLauncher(settings, jobs).dispatch, 30)
     return 0
 
@@ -285,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # SIGTERM (e.g. a system shutdown) must still stop the child and record a failure.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    settings = load_settings(DatabaseSettings, JobSettings, LoggingSettings)
+    # IndexingSettings: the vector build budget of the indexes it restores.
+    settings = load_settings(DatabaseSettings, JobSettings, LoggingSettings, IndexingSettings)
     logs.set_context(job_id=str(args.job_id))
     logs.configure("INFO", settings.logging.format)
     try:
