@@ -245,29 +245,37 @@ class Reconciler:
         conditions = (body.get("status") or {}).get("conditions") or []
         if any(c.get("type") == "Accepted" and c.get("status") == "False" for c in conditions):
             return  # refused: it never had a Job, and its jobId may name another request's job
-        self.cancel_request(ref, job_id, f"the IndexingRequest {ref.namespace}/{ref.name} was deleted")
+        self.cancel_deleted(ref.namespace, ref.name, job_id)
+
+    def cancel_deleted(self, namespace: str, name: str, job_id: uuid.UUID) -> None:
+        """The request is gone: from its DELETED event, or from the resync when that event was missed."""
+        self.cancel_request(namespace, name, job_id, f"the IndexingRequest {namespace}/{name} was deleted")
 
     def cancel_as_asked(self, ref: ObjectRef, job_id: uuid.UUID) -> None:
         """The request's spec.status says Cancelled: from its event, or from the resync when that
         event was missed."""
         self.cancel_request(
-            ref, job_id, f"spec.status of the IndexingRequest {ref.namespace}/{ref.name} is Cancelled"
+            ref.namespace,
+            ref.name,
+            job_id,
+            f"spec.status of the IndexingRequest {ref.namespace}/{ref.name} is Cancelled",
         )
 
-    def cancel_request(self, ref: ObjectRef, job_id: uuid.UUID, reason: str) -> None:
+    def cancel_request(self, namespace: str, name: str, job_id: uuid.UUID, reason: str) -> None:
         """The request's job ends cancelled (if the row is this request's) and its Job goes: the
-        request was deleted, or its spec.status says Cancelled (then its phase shows it)."""
-        jl = job_log(job_id, f"{ref.namespace}/{ref.name}")
+        request was deleted (seen as an event, or by the resync when the event was missed), or its
+        spec.status says Cancelled (then its phase shows it)."""
+        jl = job_log(job_id, f"{namespace}/{name}")
         try:
             row = self._row(job_id)
-            ours = row is not None and (row.k8s_namespace, row.k8s_name) == (ref.namespace, ref.name)
+            ours = row is not None and (row.k8s_namespace, row.k8s_name) == (namespace, name)
             if ours and self.jobs.cancel(job_id, reason):
                 self.metrics.transitions.labels(status="cancelled").inc()
                 jl.info("cancelled: %s", reason)
         finally:
             # Even when the database is down: the Job must not run on (the resync cancels the row later).
-            if self.kube.delete_job(ref.namespace, job_name(job_id)):
-                self.view.job_deleted(ref.namespace, job_name(job_id))
+            if self.kube.delete_job(namespace, job_name(job_id)):
+                self.view.job_deleted(namespace, job_name(job_id))
                 jl.info("deleted Job %s (propagation Background)", job_name(job_id))
             self.wake()
 

@@ -24,7 +24,6 @@ from codebase_operator.jobs_builder import (
     JOB_ID_LABEL,
     build_job,
     is_suspended,
-    job_name,
     queue_name_for,
     queued_by_kueue,
 )
@@ -200,10 +199,7 @@ class Resync:
             # Read it again: the MCP launcher records the names only after creating the object,
             # which may be after our list.
             if r.kube.get_indexing_request(row.k8s_namespace, row.k8s_name) is None:
-                reason = f"the IndexingRequest {row.k8s_namespace}/{row.k8s_name} was deleted"
-                r.record(row.id, Outcome.cancelled(reason))
-                if r.kube.delete_job(row.k8s_namespace, job_name(row.id)):
-                    r.view.job_deleted(row.k8s_namespace, job_name(row.id))
+                r.cancel_deleted(row.k8s_namespace, row.k8s_name, row.id)
 
         # 5. Admission, with the policy the local launcher uses too.
         self._admit(jobs_by_id, stopped, pending_rows)
