@@ -194,7 +194,10 @@ def test_ctrl_c_during_wait_says_the_job_continues_and_how_to_cancel_it(
 ) -> None:
     repo: Path = make_repo({f"m{i}.py": f"def f{i}():\n    return {i}\n" for i in range(40)})
     with FakeEmbeddingServer() as slow:
-        slow.delay_seconds = 0.5
+        # Every embedding request hangs for 30 s: once one is in flight, the job cannot finish
+        # before the Ctrl-C arrives (the embedder sends batches concurrently, so a short delay per
+        # request let a loaded machine finish the whole job first).
+        slow.delay_seconds = 30
         env = {
             **os.environ,
             "EMBEDDING_BACKEND": "ollama",
@@ -213,12 +216,11 @@ def test_ctrl_c_during_wait_says_the_job_continues_and_how_to_cancel_it(
         try:
             deadline = time.monotonic() + 90
             job_id = None
-            while job_id is None and time.monotonic() < deadline:
+            while (job_id is None or slow.in_flight == 0) and time.monotonic() < deadline:
                 jobs = JobStore(get_engine(settings)).list()
                 job_id = str(jobs[0].id) if jobs and jobs[0].status.value == "running" else None
                 time.sleep(0.2)
-            assert job_id, "the job started"
-            time.sleep(1.0)
+            assert job_id and slow.in_flight, "the job started and is embedding"
             proc.send_signal(signal.SIGINT)
             _out, err = proc.communicate(timeout=30)
         finally:
