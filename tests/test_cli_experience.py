@@ -8,6 +8,7 @@ a terminal, a signal or a second process is the point.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -189,13 +190,21 @@ def test_models_fetch_refuses_a_file_that_is_not_the_model_wheel(
 # --- Ctrl-C during --wait -------------------------------------------------------------------------
 
 
+def _as_from_a_terminal() -> None:
+    """The child gets SIGINT's default action, so Python turns it into KeyboardInterrupt. A test run
+    started in the background of a script (`cmd &` without job control) inherits SIGINT ignored,
+    and Python then leaves it ignored: Ctrl-C would never reach the wait (two CI runs here)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_during_wait_says_the_job_continues_and_how_to_cancel_it(
     settings: Settings, make_repo: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # 200 files in batches of 2, each request 0.5 s: even with the embedder's concurrent batches the
-    # job has seconds of embedding left when the first request is seen in flight (with 40 files and
-    # a fixed one-second sleep instead, a loaded machine once finished the job first).
+    # 200 files in batches of 2, each request 0.5 s: the job has seconds of embedding left when the
+    # first request is seen in flight, even with the embedder's concurrent batches.
     repo: Path = make_repo({f"m{i}.py": f"def f{i}():\n    return {i}\n" for i in range(200)})
+    store = JobStore(get_engine(settings))
+    job_id: str | None = None
     with FakeEmbeddingServer() as slow:
         slow.delay_seconds = 0.5
         env = {
@@ -213,12 +222,12 @@ def test_ctrl_c_during_wait_says_the_job_continues_and_how_to_cancel_it(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=_as_from_a_terminal,
         )
         try:
             deadline = time.monotonic() + 90
-            job_id = None
             while (job_id is None or slow.in_flight == 0) and time.monotonic() < deadline:
-                jobs = JobStore(get_engine(settings)).list()
+                jobs = store.list()
                 job_id = str(jobs[0].id) if jobs and jobs[0].status.value == "running" else None
                 time.sleep(0.2)
             assert job_id and slow.in_flight, "the job started and is embedding"
@@ -229,20 +238,23 @@ def test_ctrl_c_during_wait_says_the_job_continues_and_how_to_cancel_it(
                 proc.send_signal(signal.SIGABRT)
                 _out, err = proc.communicate(timeout=30)
                 pytest.fail(f"Ctrl-C did not end the wait within 30 s; its stacks:\n{err}")
+            assert proc.returncode == 130, (_out, err)
+            assert "continues in the background" in err and f"codebase-mcp cancel {job_id[:8]}" in err, err
+            job = store.get(uuid.UUID(job_id))
+            assert job.status.value == "running", "the job goes on"
+            assert job.runner is not None
         finally:
             if proc.poll() is None:
                 proc.kill()
-        assert proc.returncode == 130, (_out, err)
-        assert "continues in the background" in err and f"codebase-mcp cancel {job_id[:8]}" in err, err
-        store = JobStore(get_engine(settings))
-        job = store.get(uuid.UUID(job_id))
-        assert job.status.value == "running", "the job goes on"
-        assert job.runner is not None
-        supervisor = psutil.Process(int(job.runner.split(":")[1]))
-        store.cancel(job.id)
-        # The supervisor sees the cancel, stops the indexer and exits; until then the indexer may
-        # still write, and the next test's TRUNCATE would deadlock with it.
-        supervisor.wait(60)
+            # Whatever happened above: the supervisor sees the cancel, stops the indexer and exits.
+            # Until then the indexer may still write, and the next test's TRUNCATE would deadlock
+            # with it (or its run fail the next test's job).
+            if job_id is not None:
+                job = store.get(uuid.UUID(job_id))
+                store.cancel(job.id)
+                if job.runner is not None:
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        psutil.Process(int(job.runner.split(":")[1])).wait(60)
 
 
 # --- the warm helper ------------------------------------------------------------------------------
