@@ -67,10 +67,7 @@ class HttpEmbedder:
         self._backoff = backoff_seconds
         self._max_chars = max_chars
         self._sleep = sleep
-        headers = {"Accept": "application/json"}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
-        self._client = httpx.Client(timeout=timeout_seconds, headers=headers, transport=transport)
+        self._client = json_client(self._api_key, timeout_seconds, transport)
         self._probe_lock = threading.Lock()
 
     @property
@@ -137,13 +134,8 @@ class HttpEmbedder:
             attempt += 1
 
     def _status_problem(self, response: httpx.Response) -> str:
-        status = response.status_code
         where = f"{self.model_id} at {self._display_url}"
-        if status in (401, 403):
-            # The body of an authentication failure may echo (part of) the key; do not quote it.
-            return f"{where} refused the request with HTTP {status}; check EMBEDDING_API_KEY"
-        body = scrub(response.text, self._api_key)[:300].strip()
-        return f"{where} answered HTTP {status}" + (f": {body}" if body else "")
+        return status_problem(response, where, self._api_key, "EMBEDDING_API_KEY")
 
     def _parse(self, response: httpx.Response, expected: int) -> list[list[float]]:
         where = f"{self.model_id} at {self._display_url}"
@@ -176,6 +168,26 @@ def _endpoint(flavour: Flavour, url: str) -> str:
     if flavour == "ollama":
         return base + ("/embed" if base.endswith("/api") else "/api/embed")
     return base + ("/embeddings" if base.endswith("/v1") else "/v1/embeddings")
+
+
+def json_client(
+    api_key: str | None, timeout_seconds: float, transport: httpx.BaseTransport | None
+) -> httpx.Client:
+    """The client of a JSON API, sending `api_key` as a bearer token when there is one."""
+    headers = {"Accept": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return httpx.Client(timeout=timeout_seconds, headers=headers, transport=transport)
+
+
+def status_problem(response: httpx.Response, where: str, secret: str | None, key_variable: str) -> str:
+    """What an unsuccessful answer of the server `where` says, for an error message."""
+    status = response.status_code
+    if status in (401, 403):
+        # The body of an authentication failure may echo (part of) the key; do not quote it.
+        return f"{where} refused the request with HTTP {status}; check {key_variable}"
+    body = scrub(response.text, secret)[:300].strip()
+    return f"{where} answered HTTP {status}" + (f": {body}" if body else "")
 
 
 def display_url(url: str) -> str:

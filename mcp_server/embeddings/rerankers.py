@@ -1,8 +1,10 @@
 """Second-stage rerankers: a stronger model re-scores a search's best candidates (opt-in).
 
 The first stage (full text and the fast static vectors, fused) sees every chunk of a project; a
-reranker sees only its best few (CODEBASE_RERANK_CANDIDATES), so it may be a hundred times slower
-per text and still cost tens of milliseconds per query. Three backends, chosen by CODEBASE_RERANKER:
+reranker sees only its best few (CODEBASE_RERANK_CANDIDATES), so it may be far slower per text: on
+two cores the `transformer` one costs hundreds of milliseconds to seconds per search (measured in
+bench/quality/NOTES.md), a rerank server on a GPU far less. Three backends, chosen by
+CODEBASE_RERANKER:
 
 - `transformer`: all-MiniLM-L6-v2 (or another BERT encoder) run in numpy by `TransformerEmbedder`,
   scoring each candidate by the cosine of its vector with the query's. A bi-encoder, not a
@@ -33,7 +35,7 @@ import numpy as np
 
 from mcp_server.core.errors import CodebaseMCPError, ConfigurationError
 from mcp_server.embeddings.base import Embedder
-from mcp_server.embeddings.http import describe_error, display_url, scrub
+from mcp_server.embeddings.http import describe_error, display_url, json_client, scrub, status_problem
 from mcp_server.embeddings.transformer import TransformerEmbedder, model_directory
 
 RERANKERS = ("none", "transformer", "tei", "cohere")
@@ -134,10 +136,7 @@ class HttpReranker:
         self._model = model
         self._api_key = api_key or None
         self._max_chars = max_chars
-        headers = {"Accept": "application/json"}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
-        self._client = httpx.Client(timeout=timeout_seconds, headers=headers, transport=transport)
+        self._client = json_client(self._api_key, timeout_seconds, transport)
 
     @property
     def name(self) -> str:
@@ -159,13 +158,8 @@ class HttpReranker:
             response = self._client.post(self._endpoint, json=payload)
         except httpx.HTTPError as exc:
             raise RerankError(f"cannot reach {where}: {describe_error(exc, self._api_key)}") from None
-        if response.status_code in (401, 403):
-            raise RerankError(
-                f"{where} refused the request with HTTP {response.status_code}; check CODEBASE_RERANK_API_KEY"
-            )
         if not response.is_success:
-            body = scrub(response.text, self._api_key)[:300].strip()
-            raise RerankError(f"{where} answered HTTP {response.status_code}" + (f": {body}" if body else ""))
+            raise RerankError(status_problem(response, where, self._api_key, "CODEBASE_RERANK_API_KEY"))
         try:
             data = response.json()
             items = data if self._flavour == "tei" else data["results"]

@@ -48,8 +48,8 @@ from mcp_server.index.search.retrieval import Retriever, Scope
 
 log = logging.getLogger(__name__)
 
-# Candidates a reranker reads per query (CODEBASE_RERANK_CANDIDATES): enough to reach the answers
-# the first stage ranks low, few enough that a numpy transformer reads them in tens of milliseconds.
+# Candidates a reranker reads per query (CODEBASE_RERANK_CANDIDATES): 40 found more paraphrases but
+# cost the numpy transformer twice as long per search (bench/quality/NOTES.md).
 DEFAULT_RERANK_CANDIDATES = 20
 
 
