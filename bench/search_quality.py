@@ -578,6 +578,12 @@ def main() -> int:
     parser.add_argument("--rerank-tokens", type=int, default=TRANSFORMER_RERANK_TOKENS)
     parser.add_argument("--rerank-weight", type=float, default=None, help="override the reranker's weight")
     parser.add_argument(
+        "--rerank-timeout-ms",
+        type=int,
+        default=3000,
+        help="the latency run's reranker time bound (CODEBASE_RERANK_TIMEOUT_MS); the quality run has none",
+    )
+    parser.add_argument(
         "--embedding-cache",
         default="~/.cache/codebase-mcp/search-quality",
         help="where transformer document vectors are cached between runs ('' for no cache)",
@@ -633,10 +639,12 @@ def main() -> int:
         if args.json:
             Path(args.json).write_text(json.dumps(rows, indent=1), encoding="utf-8")
     if args.latency:
-        # A fresh reranker without the disk cache: its latency is what a server would see.
+        # A fresh reranker without the disk cache, under the server's time bound: its latency is
+        # what a server would see.
         fresh = (
             EmbeddingReranker(
-                TransformerEmbedder(model_path=Path(rerank_path), max_tokens=args.rerank_tokens)
+                TransformerEmbedder(model_path=Path(rerank_path), max_tokens=args.rerank_tokens),
+                timeout_seconds=args.rerank_timeout_ms / 1000,
             )
             if rerank_path
             else None

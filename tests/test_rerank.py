@@ -224,6 +224,35 @@ def test_the_bi_encoder_scores_by_cosine_and_embeds_a_text_once() -> None:
     assert embedder.embedded[-1] == texts[0]
 
 
+class SlowEmbedder(CountingEmbedder):
+    """Each batch of documents takes `seconds`: a model far slower than the reranker's time bound."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.batches = 0
+
+    def embed_documents(self, texts: list[str]) -> Any:
+        self.batches += 1
+        time.sleep(self.seconds)  # the cost of the model, not a wait for a condition
+        return super().embed_documents(texts)
+
+
+def test_the_bi_encoder_stops_at_its_time_bound_and_scores_the_best_candidates_it_reached() -> None:
+    embedder = SlowEmbedder(0.2)
+    reranker = EmbeddingReranker(embedder, timeout_seconds=0.05)
+    texts = [f"def handler_{i}(request): answer request {i}" for i in range(20)]
+    scores = reranker.scores("answer a request", texts)
+    # One batch ran (the bound had passed when it ended); its texts are the first stage's best.
+    assert embedder.batches == 1 and len(scores) == EmbeddingReranker.batch
+    assert embedder.embedded == texts[: EmbeddingReranker.batch]
+    # What it reached is cached: the next search of the same candidates gets further.
+    again = reranker.scores("answer a request", texts)
+    assert len(again) == 2 * EmbeddingReranker.batch and again[:4] == pytest.approx(scores)
+    unbounded = EmbeddingReranker(CountingEmbedder())
+    assert len(unbounded.scores("answer a request", texts)) == len(texts)
+
+
 # --- the searcher ------------------------------------------------------------------------------------------
 
 
@@ -305,6 +334,41 @@ def test_an_exact_identifier_still_leads_whatever_the_reranker_prefers(indexed: 
     response = searcher.search("load_settings_3", project_id="default")
     assert response.results[0].file_path == "loader_3.py"
     assert response.reranker == "marker"
+
+
+class PrefixReranker(MarkerReranker):
+    """Scores only the first `reached` texts, as a local reranker out of time does."""
+
+    def __init__(self, marker: str, reached: int) -> None:
+        super().__init__(marker)
+        self.reached = reached
+
+    def scores(self, query: str, texts: list[str]) -> list[float]:
+        return super().scores(query, texts)[: self.reached]
+
+
+def test_a_reranker_out_of_time_orders_the_head_it_reached_and_says_how_much(indexed: Engine) -> None:
+    plain = Searcher(indexed, StaticEmbedder()).search(
+        "load the settings file", project_id="default", limit=9
+    )
+    first_stage = [r.file_path for r in plain.results]
+    fourth = first_stage[3]
+    assert fourth.startswith("loader_")
+    marker = fourth.removeprefix("loader_").removesuffix(".py")
+    reranker = PrefixReranker(f"load_settings_{marker}(", 4)
+    response = Searcher(indexed, StaticEmbedder(), reranker=reranker).search(
+        "load the settings file", project_id="default", limit=9
+    )
+    assert response.results[0].file_path == fourth
+    assert response.reranker == "marker"
+    assert response.note is not None and "reranked the best 4 of 9 candidates" in response.note
+    # What it did not reach keeps the first stage's order, after the reranked head.
+    assert [r.file_path for r in response.results][4:] == first_stage[4:]
+
+    short = Searcher(indexed, StaticEmbedder(), reranker=PrefixReranker("key=value", 1))
+    skipped = short.search("load the settings file", project_id="default", limit=9)
+    assert [r.file_path for r in skipped.results] == first_stage and skipped.reranker is None
+    assert skipped.note is not None and "reached no candidate" in skipped.note
 
 
 # --- configured through settings, as the MCP server and the CLI build it ----------------------------------

@@ -426,7 +426,9 @@ class SearchSettings(_Group):
         validation_alias="CODEBASE_RERANK_TIMEOUT_MS",
         json_schema_extra=_chart(".Values.server.rerank.timeoutMs | quote"),
     )
-    """A rerank server slower than this is skipped for that search (the first stage's order stands)."""
+    """The reranker's time per search: a rerank server slower than this is skipped for that search
+    (the first stage's order stands); the `transformer` reranker scores the candidates it reached
+    in this time, best first, and leaves the rest in their places."""
 
 
 class HttpSettings(_Group):

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
+import time
 from collections import OrderedDict
 from typing import Any, Literal, Protocol
 
@@ -50,7 +51,11 @@ class RerankError(CodebaseMCPError):
 
 
 class Reranker(Protocol):
-    """Scores candidate texts against a query: higher is more relevant, one score per text."""
+    """Scores candidate texts against a query: higher is more relevant.
+
+    One score per text, or per text of a prefix of them (the first stage's best) when a local model
+    ran out of its time: the texts it did not reach keep their first-stage places.
+    """
 
     @property
     def name(self) -> str: ...
@@ -63,13 +68,23 @@ class Reranker(Protocol):
 
 
 class EmbeddingReranker:
-    """Cosine similarity under a second, stronger embedder; document vectors cached by text hash."""
+    """Cosine similarity under a second, stronger embedder; document vectors cached by text hash.
+
+    A local model has no request to abandon, so its time bound is kept between small batches: the
+    candidates are embedded best first, and those not reached when `timeout_seconds` has passed
+    are left out (the first stage's order stands for them). A search therefore costs at most about
+    the bound plus one batch, on a loaded machine too.
+    """
 
     # Tuned on the dev half of bench/quality with all-MiniLM-L6-v2 over the static first stage.
     weight = 1.5
+    batch = 4  # candidates embedded between two looks at the clock
 
-    def __init__(self, embedder: Embedder, *, cache_entries: int = 8192) -> None:
+    def __init__(
+        self, embedder: Embedder, *, cache_entries: int = 8192, timeout_seconds: float | None = None
+    ) -> None:
         self._embedder = embedder
+        self._timeout = timeout_seconds
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._cache_entries = max(0, cache_entries)
         self._lock = threading.Lock()
@@ -85,26 +100,36 @@ class EmbeddingReranker:
     def scores(self, query: str, texts: list[str]) -> list[float]:
         if not texts:
             return []
+        deadline = None if self._timeout is None else time.monotonic() + self._timeout
         keys = [hashlib.blake2b(t.encode("utf-8", "surrogatepass"), digest_size=16).digest() for t in texts]
         with self._lock:
             known = {k: self._cache[k] for k in keys if k in self._cache}
             for k in known:
                 self._cache.move_to_end(k)
         missing = list(dict.fromkeys(k for k in keys if k not in known))
+        first = {k: i for i, k in reversed(list(enumerate(keys)))}
+        embedded: list[bytes] = []
         try:
-            if missing:
-                first = {k: i for i, k in reversed(list(enumerate(keys)))}
-                vectors = self._embedder.embed_documents([texts[first[k]] for k in missing])
-                known.update(zip(missing, vectors, strict=True))
             q = self._embedder.embed_query(query)
+            for start in range(0, len(missing), self.batch):
+                if deadline is not None and start > 0 and time.monotonic() >= deadline:
+                    break
+                part = missing[start : start + self.batch]
+                vectors = self._embedder.embed_documents([texts[first[k]] for k in part])
+                known.update(zip(part, vectors, strict=True))
+                embedded += part
         except CodebaseMCPError as exc:
             raise RerankError(f"the {self.name} reranker failed: {exc}") from exc
         with self._lock:
-            for k in missing:
+            for k in embedded:
                 self._cache[k] = known[k]
             while len(self._cache) > self._cache_entries:
                 self._cache.popitem(last=False)
-        matrix = np.stack([known[k] for k in keys])
+        # The scored prefix: the first-stage order up to the first candidate not reached.
+        reached = next((i for i, k in enumerate(keys) if k not in known), len(keys))
+        if reached == 0:
+            return []
+        matrix = np.stack([known[k] for k in keys[:reached]])
         return [float(s) for s in matrix @ q]
 
 
@@ -201,7 +226,8 @@ def create_reranker(
             model_path, variable="CODEBASE_RERANK_MODEL_PATH", choice="CODEBASE_RERANKER=transformer"
         )
         return EmbeddingReranker(
-            TransformerEmbedder(model_path=directory, max_tokens=TRANSFORMER_RERANK_TOKENS)
+            TransformerEmbedder(model_path=directory, max_tokens=TRANSFORMER_RERANK_TOKENS),
+            timeout_seconds=timeout_ms / 1000,
         )
     if not url:
         raise ConfigurationError(f"CODEBASE_RERANK_URL is required for CODEBASE_RERANKER={name}")

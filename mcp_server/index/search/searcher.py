@@ -111,7 +111,8 @@ class Searcher:
                 "README's settings)"
             )
         use_reranker = self.reranker is not None and (rerank or (rerank is None and mode != "lexical"))
-        rerank_note: str | None = None
+        rerank_note: str | None = None  # why the reranker did not (fully) order the results
+        reranked = False
         rerank_ms: float | None = None
         filters = SearchFilters(language, path, parse_file_types(file_type))
         empty = SearchResponse([], 0, project_id, mode, 0.0)
@@ -159,7 +160,7 @@ class Searcher:
             fused = demote_test_code(conn, rrf(ranked, fusion.k), query)
             if use_reranker:
                 rerank_started = time.perf_counter()
-                fused, rerank_note = self._rerank(conn, query, fused)
+                fused, reranked, rerank_note = self._rerank(conn, query, fused)
                 rerank_ms = round((time.perf_counter() - rerank_started) * 1000, 2)
             if mode != "semantic" and self.exact_identifiers:
                 names = query_identifiers(query)
@@ -181,30 +182,47 @@ class Searcher:
             why = "no indexed chunk in scope holds the query's words; try mode='hybrid' or other words"
         response = SearchResponse(results, len(results), project_id, mode, 0.0, truncated, why)
         if use_reranker and self.reranker is not None:
-            if rerank_note is None:
+            if reranked:
                 response = replace(response, reranker=self.reranker.name, rerank_ms=rerank_ms)
-            else:
+            if rerank_note is not None:
                 note = rerank_note if response.note is None else f"{response.note}; {rerank_note}"
                 response = replace(response, note=note)
         return finish(_flag_partial(response, repos), started)
 
     def _rerank(
         self, conn: Connection, query: str, fused: list[tuple[int, float]]
-    ) -> tuple[list[tuple[int, float]], str | None]:
-        """`fused` with its head re-ordered by the reranker; or unchanged, with the reason, when
-        the reranker fails (the first stage's order is a good answer, an error is not)."""
+    ) -> tuple[list[tuple[int, float]], bool, str | None]:
+        """`fused` with its head re-ordered by the reranker, whether it was, and a note: unchanged,
+        with the reason, when the reranker fails (the first stage's order is a good answer, an
+        error is not); the share reranked when a local reranker ran out of time."""
         assert self.reranker is not None
         head = [chunk_id for chunk_id, _ in fused[: self.rerank_candidates]]
         texts = Retriever.texts(conn, head)
         head = [chunk_id for chunk_id in head if chunk_id in texts]
         if len(head) < 2:
-            return fused, None
+            return fused, False, None
         try:
             scores = self.reranker.scores(query, [texts[chunk_id] for chunk_id in head])
+            if len(scores) > len(head):
+                raise RerankError(
+                    f"the {self.reranker.name} reranker gave {len(scores)} scores for {len(head)} texts"
+                )
         except RerankError as exc:
             log.warning("search kept the first stage's order: %s", exc)
-            return fused, f"reranking skipped: {exc}"
-        return rerank(fused, dict(zip(head, scores, strict=True)), weight=self.reranker.weight), None
+            return fused, False, f"reranking skipped: {exc}"
+        if len(scores) < 2:
+            return (
+                fused,
+                False,
+                "reranking skipped: the reranker reached no candidate within CODEBASE_RERANK_TIMEOUT_MS",
+            )
+        note = None
+        if len(scores) < len(head):
+            note = (
+                f"reranked the best {len(scores)} of {len(head)} candidates within CODEBASE_RERANK_TIMEOUT_MS"
+            )
+        scored = dict(zip(head, scores, strict=False))
+        return rerank(fused, scored, weight=self.reranker.weight), True, note
 
 
 def _flag_partial(response: SearchResponse, repos: list[repositories.Repository]) -> SearchResponse:
