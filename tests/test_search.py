@@ -457,3 +457,33 @@ def test_a_query_about_tests_or_a_path_filter_still_finds_tests_first(
 )
 def test_test_code_is_recognised_by_its_path(path: str, is_test: bool) -> None:
     assert search.is_test_path(path) is is_test
+
+
+@pytest.fixture
+def name_of_common_words(make_repo: Any, clean_db: Engine, embedder: StaticEmbedder) -> Path:
+    """A crate about backtraces: "rust", "lib" and "backtrace" are in every file, apart; one file
+    reads the RUST_LIB_BACKTRACE variable, and another talks about the environment."""
+    files = {
+        f"src/part_{i}.rs": f"/// The rust lib keeps a backtrace for error number {i}.\n"
+        f"pub fn backtrace_{i}(lib: &Lib) -> Backtrace {{ lib.rust_backtrace({i}) }}\n"
+        for i in range(12)
+    }
+    files["src/enabled.rs"] = (
+        'fn enabled() -> bool {\n    match env::var_os("RUST_LIB_BACKTRACE") {\n'
+        '        Some(s) => s != "0",\n        None => false,\n    }\n}\n'
+    )
+    files["src/docs.rs"] = (
+        "/// Read the environment once at start-up, for every setting.\npub fn start() {}\n"
+    )
+    root = make_repo(files)
+    index(clean_db, embedder, root)
+    return root
+
+
+def test_an_identifier_made_of_common_words_finds_the_chunk_that_names_it(
+    searcher: Searcher, name_of_common_words: Path
+) -> None:
+    # Each word alone is in most chunks, so none selects candidates; the name, as a phrase, does.
+    for query in ("RUST_LIB_BACKTRACE environment", "where is RUST_LIB_BACKTRACE read"):
+        top = searcher.search(query, project_id="default", mode="lexical", limit=3).results
+        assert top and top[0].file_path == "src/enabled.rs", (query, [r.file_path for r in top])

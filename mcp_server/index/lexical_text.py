@@ -30,7 +30,7 @@ def split_identifiers(content: str) -> str:
 
 
 # ASCII punctuation except "_" (PostgreSQL's parser already splits words at underscores).
-_PUNCTUATION_TO_SPACE = str.maketrans({ch: " " for ch in "!\"#$%&'()*+,-./:;<=>?@[\\]^`{|}~"})
+PUNCTUATION_TO_SPACE = str.maketrans({ch: " " for ch in "!\"#$%&'()*+,-./:;<=>?@[\\]^`{|}~"})
 
 
 def lexical_text(content: str) -> str:
@@ -38,7 +38,7 @@ def lexical_text(content: str) -> str:
     then the camelCase identifiers split into words. Without the first step PostgreSQL's parser
     reads `self.cache`, `a/b.py` and `x-y` as one host, file or hyphenated token, so none of
     their words could be found."""
-    plain = content.translate(_PUNCTUATION_TO_SPACE)
+    plain = content.translate(PUNCTUATION_TO_SPACE)
     return plain + " " + split_identifiers(plain)
 
 

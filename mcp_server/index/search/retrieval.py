@@ -38,10 +38,10 @@ from sqlalchemy.engine import Connection
 from mcp_server.embeddings.base import Embedder
 from mcp_server.index import term_stats
 from mcp_server.index.embedding_text import embedding_text
-from mcp_server.index.lexical_text import lexical_text
+from mcp_server.index.lexical_text import PUNCTUATION_TO_SPACE, lexical_text
 from mcp_server.index.repositories import Repository
 from mcp_server.index.search import categories
-from mcp_server.index.search.identifiers import DefinitionMatch, Identifier
+from mcp_server.index.search.identifiers import DefinitionMatch, Identifier, query_identifiers
 from mcp_server.index.search.query import SearchFilters, glob_to_regex
 from mcp_server.index.search.ranking import Ranking
 from mcp_server.index.store import TEXT_SEARCH_CONFIG
@@ -159,7 +159,7 @@ class Retriever:
                 + ", ".join(f"c.search_tsv @@ CAST(:t{i} AS tsquery)" for i in range(len(terms)))
                 + " FROM chunks c WHERE c.id = :id"
             ),
-            {"id": ranking[0][0], **{f"t{i}": _tsquery_literal(t) for i, (t, _, _) in enumerate(terms)}},
+            {"id": ranking[0][0], **{f"t{i}": t for i, (t, _, _) in enumerate(terms)}},
         ).one_or_none()
         if matched is None:
             # Each statement reads the latest commit: a run that published meanwhile has deleted
@@ -180,11 +180,12 @@ class Retriever:
             return [], []
         stats = self._term_stats(conn, scope.params["project_id"], partial)
         terms = _weigh_terms(list(lexemes), stats)[:MAX_QUERY_TERMS]
+        terms += _identifier_phrases(conn, query, stats)
         selective = [t for t, _, is_selective in terms if is_selective]
         params: dict[str, Any] = {**scope.params, "k": k, "cap": LEXICAL_SCAN_CAP}
         score = []
-        for i, (lexeme, weight, _) in enumerate(terms):
-            params[f"t{i}"] = _tsquery_literal(lexeme)
+        for i, (term, weight, _) in enumerate(terms):
+            params[f"t{i}"] = term
             params[f"w{i}"] = weight
             score.append(
                 f":w{i} * ts_rank('{_LABEL_WEIGHTS}'::float4[], c.search_tsv, CAST(:t{i} AS tsquery), "
@@ -193,7 +194,7 @@ class Retriever:
         # Three steps, each on fewer rows: at most `cap` matching rows; the best `rescore` of them by
         # one plain ts_rank over all the query's words; those by the IDF-weighted sum of per-word
         # ranks (a ts_rank call per word and row is what makes scoring thousands of rows slow).
-        params["any"] = " | ".join(_tsquery_literal(t) for t, _, _ in terms)
+        params["any"] = " | ".join(t for t, _, _ in terms)
         params["rescore"] = max(k, LEXICAL_RESCORE_ROWS)
         sql = (
             f"SELECT id, ({' + '.join(score)}) AS score FROM ("
@@ -205,13 +206,13 @@ class Retriever:
             ") c ORDER BY score DESC, id LIMIT :k"
         )
         if selective:
-            params["match"] = " | ".join(_tsquery_literal(t) for t in selective)
+            params["match"] = " | ".join(selective)
             return [(r.id, float(r.score)) for r in conn.execute(text(sql), params)], terms
         # Only common words: rows with all of them, else rows with any.
-        params["match"] = " & ".join(_tsquery_literal(t) for t, _, _ in terms)
+        params["match"] = " & ".join(t for t, _, _ in terms)
         ranked = [(r.id, float(r.score)) for r in conn.execute(text(sql), params)]
         if len(ranked) < k and len(terms) > 1:
-            params["match"] = " | ".join(_tsquery_literal(t) for t, _, _ in terms)
+            params["match"] = " | ".join(t for t, _, _ in terms)
             seen = {chunk_id for chunk_id, _ in ranked}
             ranked += [(r.id, float(r.score)) for r in conn.execute(text(sql), params) if r.id not in seen]
         return ranked[:k], terms
@@ -255,16 +256,42 @@ def _table_stats(conn: Connection) -> TermStats:
 
 
 def _weigh_terms(lexemes: list[str], stats: TermStats) -> list[tuple[str, float, bool]]:
-    """(lexeme, weight, selective) per query word, rarest first: BM25's inverse document frequency."""
+    """(tsquery, weight, selective) per query word, rarest first: BM25's inverse document frequency."""
     weighed = []
     for lexeme in dict.fromkeys(lexemes):
         df = stats.document_frequency(lexeme)
         if df is None:
-            weighed.append((lexeme, 1.0, True))
+            weighed.append((_tsquery_literal(lexeme), 1.0, True))
             continue
         idf = math.log(1 + (stats.rows - df + 0.5) / (df + 0.5))
-        weighed.append((lexeme, max(idf, 0.01), df <= SELECTIVE_FRACTION * stats.rows))
+        weighed.append((_tsquery_literal(lexeme), max(idf, 0.01), df <= SELECTIVE_FRACTION * stats.rows))
     return sorted(weighed, key=lambda item: -item[1])
+
+
+def _identifier_phrases(conn: Connection, query: str, stats: TermStats) -> list[tuple[str, float, bool]]:
+    """(tsquery, weight, selective) per identifier of the query that the index holds as several
+    words in a row: `RUST_LIB_BACKTRACE`, `make_password`, `os.path.join`, `URLResolver.resolve`.
+
+    Its words alone also match every chunk that uses them apart (`make_token` and a `password`
+    elsewhere); the phrase counts only the name itself, with the weight of all its words. It also
+    selects candidates, even when each of its words is common (`RUST_LIB_BACKTRACE` in a crate
+    about backtraces): the rows it adds hold all its words in a row, a narrow set.
+    """
+    phrases: list[tuple[str, float, bool]] = []
+    for identifier in query_identifiers(query):
+        spaced = identifier.text.translate(PUNCTUATION_TO_SPACE)
+        row = conn.execute(
+            text(
+                f"SELECT phraseto_tsquery('{TEXT_SEARCH_CONFIG}', :t)::text AS phrase, "
+                f"tsvector_to_array(to_tsvector('{TEXT_SEARCH_CONFIG}', :t)) AS lexemes"
+            ),
+            {"t": spaced},
+        ).one()
+        if not row.phrase or "<->" not in row.phrase:
+            continue
+        weight = sum(weight for _, weight, _ in _weigh_terms(list(row.lexemes), stats))
+        phrases.append((f"({row.phrase})", weight, True))
+    return phrases
 
 
 def _tsquery_literal(lexeme: str) -> str:
