@@ -10,7 +10,10 @@ CODEBASE_MCP_HOME), as one repository.
 
 Query sets (bench/quality/*.json), each query with the file(s) that answer it:
   everyday    - words a developer would type; they may use the code's own vocabulary;
-  paraphrase  - descriptions that avoid the code's identifiers and the answering file's name.
+  paraphrase  - descriptions that avoid the code's identifiers and the answering file's name;
+  identifiers - names defined once in the corpus, picked from the parse (no file: see below).
+`everyday.json` and `paraphrase.json` judge the Python corpus; `everyday-go.json`,
+`paraphrase-rust.json`... judge the pinned corpora of bench/quality_corpora.py.
 Every query is marked `dev` or `test`: fusion settings were tuned on `dev` only (see
 bench/quality/NOTES.md), `test` is the held-out half.
 
@@ -117,8 +120,12 @@ class CachedEmbedder:
             np.savez(self._file, keys=keys, vectors=np.stack(list(self._vectors.values())))
 
 
-def load_set(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((QUALITY_DIR / f"{name}.json").read_text(encoding="utf-8"))
+def load_set(name: str, language: str = "python") -> dict[str, Any] | None:
+    """A judged query set: `everyday.json` for the Python corpus, `everyday-go.json` for Go..."""
+    path = QUALITY_DIR / (f"{name}.json" if language == "python" else f"{name}-{language}.json")
+    if not path.is_file():
+        return None
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return data
 
 
@@ -264,8 +271,9 @@ def quality(
     rerank_candidates: int = DEFAULT_RERANK_CANDIDATES,
 ) -> list[dict[str, Any]]:
     languages = languages or ["python", *CORPORA]
-    sets = {name: load_set(name) for name in SETS}
-    packages = sets["everyday"]["corpus"]
+    everyday = load_set("everyday")
+    assert everyday is not None
+    packages = everyday["corpus"]
     corpus = build_corpus(packages, HOME / "corpus")
     print(f"corpus python: {', '.join(f'{k}=={v}' for k, v in packages.items())}")
     rows: list[dict[str, Any]] = []
@@ -286,10 +294,12 @@ def quality(
                 searchers["reranked"] = Searcher(
                     engine, embedder, reranker=reranker, rerank_candidates=rerank_candidates
                 )
-            if language == "python":
-                for set_name, data in sets.items():
-                    queries = [q for q in data["queries"] if split == "all" or q["split"] == split]
-                    _evaluate_set(rows, searchers, project, label, language, set_name, queries, verbose)
+            for set_name in SETS:
+                data = load_set(set_name, language)
+                if data is None:
+                    continue
+                queries = [q for q in data["queries"] if split == "all" or q["split"] == split]
+                _evaluate_set(rows, searchers, project, label, language, set_name, queries, verbose)
             queries = identifier_queries(engine, project, language, IDENTIFIER_QUERIES)
             _evaluate_set(rows, searchers, project, label, language, "identifiers", queries, verbose)
     return rows
