@@ -487,3 +487,34 @@ def test_an_identifier_made_of_common_words_finds_the_chunk_that_names_it(
     for query in ("RUST_LIB_BACKTRACE environment", "where is RUST_LIB_BACKTRACE read"):
         top = searcher.search(query, project_id="default", mode="lexical", limit=3).results
         assert top and top[0].file_path == "src/enabled.rs", (query, [r.file_path for r in top])
+
+
+def test_the_scope_clause_written_for_the_word_index_changes_the_plan_not_the_results(
+    searcher: Searcher, big_repo: Path, clean_db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A project holding most of the table gets its scope as `... IS TRUE` (no index narrows it);
+    any other gets the plain clause. Both must find the same chunks, filters included."""
+    from mcp_server.index.search import retrieval
+    from mcp_server.index.search.query import SearchFilters
+    from mcp_server.index.term_stats import TermStats
+
+    with clean_db.connect() as conn:
+        repos = repositories.readable(conn, "default", repositories.project_repositories(conn, "default"))
+        scope = retrieval.Scope.build(conn, "default", repos, SearchFilters(None, None, ()))
+        assert scope is not None
+        dominant = retrieval._lexical_scope(conn, scope, TermStats(rows=10**9))
+        minor = retrieval._lexical_scope(conn, scope, TermStats(rows=1))
+        assert dominant == f"({scope.where}) IS TRUE" and minor == scope.where
+        narrow = retrieval.Scope.build(conn, "default", repos, SearchFilters(None, "special/**", ()))
+        assert narrow is not None and "file_ids" in narrow.params
+        assert retrieval._lexical_scope(conn, narrow, TermStats(rows=10**9)) == narrow.where
+
+    def lexical(**filters: Any) -> list[tuple[str, int]]:
+        found = searcher.search("checksum record", project_id="default", mode="lexical", limit=20, **filters)
+        return [(r.file_path, r.start_line) for r in found.results]
+
+    for filters in ({}, {"path": "special/**"}, {"language": "python"}, {"path": "**/area_3.py"}):
+        monkeypatch.setattr(retrieval, "DOMINANT_PROJECT_SHARE", 0.0)
+        always = lexical(**filters)
+        monkeypatch.setattr(retrieval, "DOMINANT_PROJECT_SHARE", 2.0)
+        assert lexical(**filters) == always and always, filters

@@ -53,6 +53,8 @@ SELECTIVE_FRACTION = 0.05  # a word in more rows than this does not select candi
 LEXICAL_SCAN_CAP = 4000  # matching rows ranked at most per query: bounds the cost of a vague query
 LEXICAL_RESCORE_ROWS = 300  # of those, rows given the full IDF-weighted score
 MAX_QUERY_TERMS = 12
+# A project with at least this share of all chunks is not narrowed by the scope index (_lexical_scope).
+DOMINANT_PROJECT_SHARE = 0.5
 _LABEL_WEIGHTS = "{0.0, 0.0, 0.7, 1.0}"  # D, C, B (content), A (path and symbol)
 _RANK_NORMALIZATION = 1  # ts_rank: divide by 1 + log(length), so long chunks do not win by size
 _STATS_TTL_SECONDS = 300.0
@@ -196,17 +198,42 @@ class Retriever:
         # ranks (a ts_rank call per word and row is what makes scoring thousands of rows slow).
         params["any"] = " | ".join(t for t, _, _ in terms)
         params["rescore"] = max(k, LEXICAL_RESCORE_ROWS)
+        where = _lexical_scope(conn, scope, stats)
         sql = (
             f"SELECT id, ({' + '.join(score)}) AS score FROM ("
             " SELECT id, search_tsv FROM ("
             f"  SELECT c.id, c.search_tsv FROM chunks c"
-            f"  WHERE {scope.where} AND c.search_tsv @@ CAST(:match AS tsquery) LIMIT :cap"
+            f"  WHERE {where} AND c.search_tsv @@ CAST(:match AS tsquery) LIMIT :cap"
             f" ) m ORDER BY ts_rank('{_LABEL_WEIGHTS}'::float4[], search_tsv, CAST(:any AS tsquery), "
             f"{_RANK_NORMALIZATION}) DESC LIMIT :rescore"
             ") c ORDER BY score DESC, id LIMIT :k"
         )
+        # LIMIT :cap invites a sequential scan that stops after `cap` matches, which the planner
+        # costs as if matches were spread evenly; they are not (another project's rows, or one
+        # repository's, fill whole stretches of the table), and at 1,000,000 chunks such a scan
+        # read 200,000 pages for a query the word index answers from 6,000 (bench/million_chunks.py).
+        # (A failed statement ends the transaction, and the setting with it.)
+        conn.execute(text("SET LOCAL enable_seqscan = off"))
+        ranked = self._lexical_candidates(conn, sql, params, terms, selective, k)
+        conn.execute(text("SET LOCAL enable_seqscan = on"))
+        return ranked
+
+    @staticmethod
+    def _lexical_candidates(
+        conn: Connection,
+        sql: str,
+        params: dict[str, Any],
+        terms: list[tuple[str, float, bool]],
+        selective: list[str],
+        k: int,
+    ) -> tuple[Ranking, list[tuple[str, float, bool]]]:
         if selective:
-            params["match"] = " | ".join(selective)
+            # Rows holding a rare word, and rows holding the two rarest common words together: a
+            # rare word the answer lacks ("holds", in "subject that holds a current value") must
+            # not hide the rows that hold the rest of the query.
+            common = [t for t, _, is_selective in terms if not is_selective][:2]
+            pair = [f"({common[0]} & {common[1]})"] if len(common) == 2 else []
+            params["match"] = " | ".join(selective + pair)
             return [(r.id, float(r.score)) for r in conn.execute(text(sql), params)], terms
         # Only common words: rows with all of them, else rows with any.
         params["match"] = " & ".join(t for t, _, _ in terms)
@@ -232,6 +259,24 @@ class Retriever:
             stats = term_stats.load(conn, project_id) or _table_stats(conn)
             self._stats[project_id] = (now, stats)
             return stats
+
+
+def _lexical_scope(conn: Connection, scope: Scope, stats: TermStats) -> str:
+    """The scope's WHERE clause for the word index's candidates.
+
+    When the project holds most of the table, the planner still ANDs the word index's bitmap
+    with one of `ix_chunks_project_repo_gen` over all the project's rows: at 1,000,000 chunks
+    that index scan alone took 45 to 50 ms of a 90 ms search, to rule out almost nothing. Then
+    the clause is written so that no index can serve it (`IS TRUE`), and the rows the word index
+    finds are checked against it as they are read. A project that is a small part of the table,
+    or a filter on a few files (`ix_chunks_file`), keeps the plain clause.
+    """
+    if "file_ids" in scope.params or stats.rows <= 0:
+        return scope.where
+    table_rows = conn.execute(text("SELECT reltuples FROM pg_class WHERE oid = 'chunks'::regclass")).scalar()
+    if not table_rows or stats.rows < DOMINANT_PROJECT_SHARE * float(table_rows):
+        return scope.where
+    return f"({scope.where}) IS TRUE"
 
 
 def _table_stats(conn: Connection) -> TermStats:
