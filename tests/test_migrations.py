@@ -50,6 +50,22 @@ def test_the_jobs_table_has_the_active_partial_index_and_status_check(scratch_en
             )
 
 
+def test_a_path_glob_without_a_leading_directory_can_use_the_trigram_index(scratch_engine: Engine) -> None:
+    """`**/net/http/**` is a regular expression with no fixed prefix: only a trigram index serves it."""
+    from mcp_server.index.search.query import glob_to_regex
+
+    database.upgrade(scratch_engine)
+    with scratch_engine.connect() as conn:
+        conn.execute(text("SET LOCAL enable_seqscan = off"))
+        plan = "\n".join(
+            row[0]
+            for row in conn.execute(
+                text("EXPLAIN SELECT id FROM files WHERE path ~ :r"), {"r": glob_to_regex("**/net/http/**")}
+            )
+        )
+    assert "ix_files_path_trgm" in plan, plan
+
+
 def test_downgrade_to_base_removes_everything_and_upgrade_works_again(scratch_engine: Engine) -> None:
     database.upgrade(scratch_engine)
     database.downgrade(scratch_engine, "base")
@@ -91,5 +107,5 @@ def test_the_head_read_from_the_files_is_alembics_single_head(engine: Engine) ->
     from mcp_server.db import revisions
 
     script = ScriptDirectory.from_config(database._alembic_config(engine))
-    assert script.get_heads() == ["0008_job_git_secret"]
+    assert script.get_heads() == ["0009_files_path_trigrams"]
     assert revisions.head_from_files() == script.get_current_head()

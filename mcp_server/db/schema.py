@@ -164,6 +164,8 @@ files = Table(
     Index("ix_files_repository_path", "repository_id", "path"),
     # Finding the same content in another repository of the project (IndexStore.copy_shared).
     Index("ix_files_content_hash", "content_hash"),
+    # Path globs without a fixed leading directory (`**/net/http/**`): migration 0009.
+    Index("ix_files_path_trgm", "path", postgresql_using="gin", postgresql_ops={"path": "gin_trgm_ops"}),
 )
 
 chunks = Table(
