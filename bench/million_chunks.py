@@ -41,7 +41,10 @@ from pathlib import Path
 
 from _common import make_show, percentile, private_home, remove_home, settings_index_run
 
-HOME = private_home("codebase-mcp-million-")
+# BENCH_KEEP_HOME=DIR: build the database there and leave it (and its server) for a later
+# --searches-only run, which times the searches again (after a change to search) without rebuilding.
+KEEP_HOME = os.environ.get("BENCH_KEEP_HOME")
+HOME = private_home("codebase-mcp-million-", path=Path(KEEP_HOME) if KEEP_HOME else None)
 
 import numpy as np  # noqa: E402
 from sqlalchemy import text  # noqa: E402
@@ -345,6 +348,11 @@ def measure(engine, settings, repository_id: int, target: int, args, before: dic
         show(f"  {name} (with its indexes)", f"{added[name] / 2**20:,.0f} MiB")
     show("  of which the project's HNSW index", f"{index_bytes / 2**20:,.0f} MiB")
 
+    search_latency(engine, settings, args.queries)
+
+
+def search_latency(engine, settings, queries: int) -> None:  # type: ignore[no-untyped-def]
+    """`queries` searches of project `big` in rotation over modes and filters, beside SELECT 1."""
     service = CodebaseService(settings, engine=engine)
     with engine.connect() as conn:
         base = []
@@ -358,7 +366,7 @@ def measure(engine, settings, repository_id: int, target: int, args, before: dic
         service.search(query, project_id=PROJECT)
     by_group: dict[str, list[float]] = {}
     everything: list[float] = []
-    for i in range(args.queries):
+    for i in range(queries):
         label, language, path = FILTERS[i % len(FILTERS)]
         mode = MODES[(i // len(FILTERS)) % len(MODES)]
         query = QUERIES[(i * 7) % len(QUERIES)]
@@ -392,12 +400,24 @@ def main() -> int:
         help="HNSW build budgets timed in turn at each size, MB or auto (512,auto); searches use the last",
     )
     parser.add_argument("--seed", action="append", type=Path, help="trees to seed from (default: see above)")
+    parser.add_argument(
+        "--searches-only",
+        action="store_true",
+        help="only time the searches, of the project an earlier run left in BENCH_KEEP_HOME",
+    )
     args = parser.parse_args()
     targets = [int(x) for x in args.chunks.split(",") if x]
     vector_indexes.log.addHandler(_Overflow())
 
     settings = load_settings()
     engine = get_engine(settings)
+    if args.searches_only:
+        if not KEEP_HOME:
+            raise SystemExit("--searches-only reads the database an earlier run left in BENCH_KEEP_HOME")
+        with engine.connect() as conn:
+            print(f"machine: {os.cpu_count()} cores; project {PROJECT}: {live_chunks(conn):,} live chunks")
+        search_latency(engine, settings, args.queries)
+        return 0
     embedder = embedder_from_settings(settings)
     if args.seed:
         roots = [("py" if i == 0 else f"go{i}", root) for i, root in enumerate(args.seed)]
@@ -428,4 +448,5 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     finally:
-        remove_home(HOME)
+        if not KEEP_HOME:
+            remove_home(HOME)
