@@ -273,8 +273,9 @@ def _lexical_scope(conn: Connection, scope: Scope, stats: TermStats) -> str:
     """
     if "file_ids" in scope.params or stats.rows <= 0:
         return scope.where
+    # reltuples is -1 for a table never analyzed or vacuumed: the share is unknown.
     table_rows = conn.execute(text("SELECT reltuples FROM pg_class WHERE oid = 'chunks'::regclass")).scalar()
-    if not table_rows or stats.rows < DOMINANT_PROJECT_SHARE * float(table_rows):
+    if not table_rows or table_rows <= 0 or stats.rows < DOMINANT_PROJECT_SHARE * float(table_rows):
         return scope.where
     return f"({scope.where}) IS TRUE"
 
