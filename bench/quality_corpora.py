@@ -64,16 +64,22 @@ CORPORA = {
 
 
 def fetch(corpus: Corpus) -> bytes:
-    CACHE.mkdir(parents=True, exist_ok=True)
-    cached = CACHE / corpus.sha256
+    return fetch_pinned(corpus.url, corpus.sha256, CACHE)
+
+
+def fetch_pinned(url: str, sha256: str, cache: Path) -> bytes:
+    """The archive at `url`, downloaded once into `cache` and checked against its pinned sha256
+    (also used by scripts/train_static_model.py)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    cached = cache / sha256
     if cached.is_file():
         data = cached.read_bytes()
     else:
-        with urllib.request.urlopen(corpus.url, timeout=120) as response:  # pinned https URLs
+        with urllib.request.urlopen(url, timeout=120) as response:  # pinned https URLs
             data = response.read()
     digest = hashlib.sha256(data).hexdigest()
-    if digest != corpus.sha256:
-        raise SystemExit(f"{corpus.url}: sha256 {digest}, expected {corpus.sha256}")
+    if digest != sha256:
+        raise SystemExit(f"{url}: sha256 {digest}, expected {sha256}")
     cached.write_bytes(data)
     return data
 
