@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 
 from mcp_server.core.errors import ConfigurationError
-from mcp_server.embeddings import DEFAULT_MODEL_DIR, Embedder, StaticEmbedder, create_embedder
+from mcp_server.embeddings import (
+    DEFAULT_MODEL_DIR,
+    Embedder,
+    StaticEmbedder,
+    create_embedder,
+    embedder_for_project,
+)
 from mcp_server.embeddings.identifiers import split_identifier, split_identifiers
+from mcp_server.embeddings.static import SHIPPED_MODEL_DIRS
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -93,17 +100,28 @@ class TestShippedStaticModel:
         self, static: StaticEmbedder
     ) -> None:
         config = json.loads((DEFAULT_MODEL_DIR / "config.json").read_text())
-        assert static.model_id == config["model_id"] == "minilm-l6-static-v1"
+        assert static.model_id == config["model_id"] == "minilm-l6-static-code-v1"
         assert static.dimension == config["dimension"] == 256
         assert isinstance(static, Embedder)
 
-    def test_its_table_is_the_one_recorded_in_config_and_provenance(self) -> None:
-        config = json.loads((DEFAULT_MODEL_DIR / "config.json").read_text())
-        table = (DEFAULT_MODEL_DIR / "embeddings.safetensors").read_bytes()
+    @pytest.mark.parametrize("model_id", sorted(SHIPPED_MODEL_DIRS))
+    def test_each_shipped_table_is_the_one_recorded_in_config_and_provenance(self, model_id: str) -> None:
+        directory = SHIPPED_MODEL_DIRS[model_id]
+        config = json.loads((directory / "config.json").read_text())
+        assert config["model_id"] == model_id
+        table = (directory / "embeddings.safetensors").read_bytes()
         assert hashlib.sha256(table).hexdigest() == config["embeddings_sha256"]
-        provenance = (DEFAULT_MODEL_DIR / "PROVENANCE.md").read_text()
-        assert config["source"]["wheel_sha256"] in provenance
-        assert "Apache" in (DEFAULT_MODEL_DIR / "LICENSE").read_text()
+        provenance = (directory / "PROVENANCE.md").read_text()
+        assert provenance.startswith(f"# Provenance of `{model_id}`")
+        assert config["source"]["wheel_sha256"] in provenance or "training" in config
+        assert "Apache" in (directory / "LICENSE").read_text()
+
+    def test_the_trained_table_names_its_base_and_every_corpus_by_hash(self) -> None:
+        trained = json.loads((DEFAULT_MODEL_DIR / "config.json").read_text())["training"]
+        base = json.loads((SHIPPED_MODEL_DIRS[trained["base_model_id"]] / "config.json").read_text())
+        assert trained["base_embeddings_sha256"] == base["embeddings_sha256"]
+        fetched = [c for c in trained["corpora"] if "url" in c]
+        assert fetched and all(c["url"].startswith("https://") and len(c["sha256"]) == 64 for c in fetched)
 
     def test_documents_become_unit_float32_rows_of_the_model_dimension(self, static: StaticEmbedder) -> None:
         vectors = static.embed_documents(list(SNIPPETS.values()))
@@ -210,7 +228,7 @@ class TestFactory:
     def test_the_default_backend_is_the_shipped_static_model(self) -> None:
         embedder = self.make()
         assert isinstance(embedder, StaticEmbedder)
-        assert embedder.model_id == "minilm-l6-static-v1"
+        assert embedder.model_id == "minilm-l6-static-code-v1"
 
     def test_a_matching_dimension_is_accepted_and_a_wrong_one_names_the_variable(self) -> None:
         assert self.make(dimension=256).dimension == 256
@@ -253,3 +271,37 @@ class TestFactory:
     def test_a_nonpositive_batch_size_is_refused(self) -> None:
         with pytest.raises(ConfigurationError, match="EMBEDDING_BATCH_SIZE"):
             self.make(batch_size=0)
+
+
+class TestAProjectKeepsTheShippedModelItWasIndexedWith:
+    """The default table changed (minilm-l6-static-v1 -> -code-v1): projects indexed before go on
+    with theirs rather than failing with a model mismatch after an upgrade."""
+
+    def test_the_default_embedder_reads_an_older_shipped_project_with_that_model(
+        self, static: StaticEmbedder
+    ) -> None:
+        old = static.for_project("minilm-l6-static-v1")
+        assert old.model_id == "minilm-l6-static-v1" and old.dimension == static.dimension
+        explicit = StaticEmbedder(model_dir=SHIPPED_MODEL_DIRS["minilm-l6-static-v1"])
+        text = "def parse_status_line(raw): return raw.split()"
+        np.testing.assert_array_equal(old.embed_query(text), explicit.embed_query(text))
+        assert not np.allclose(old.embed_query(text), static.embed_query(text))
+
+    def test_its_own_model_a_new_project_and_an_unknown_model_keep_the_default(
+        self, static: StaticEmbedder
+    ) -> None:
+        assert static.for_project(static.model_id) is static
+        assert static.for_project("someone-elses-model") is static
+        assert embedder_for_project(static, None) is static
+
+    def test_a_chosen_model_directory_is_never_swapped(self) -> None:
+        chosen = StaticEmbedder(model_dir=SHIPPED_MODEL_DIRS["minilm-l6-static-v1"])
+        assert chosen.for_project("minilm-l6-static-code-v1") is chosen
+        assert embedder_for_project(chosen, "minilm-l6-static-code-v1") is chosen
+
+    def test_other_backends_are_what_was_configured(self) -> None:
+        class Remote:
+            model_id, dimension = "openai:text-embedding-3-small", 1536
+
+        remote = Remote()
+        assert embedder_for_project(remote, "minilm-l6-static-v1") is remote  # type: ignore[arg-type]

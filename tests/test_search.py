@@ -182,10 +182,11 @@ def test_rows_of_one_project_are_never_returned_for_another_in_any_mode(
         repos = repositories.project_repositories(conn, "alpha")
         scope = search.Scope.build(conn, "alpha", repos, search.SearchFilters())
         assert scope is not None
-        retriever = search.retrieval.Retriever(embedder)
+        retriever = search.retrieval.Retriever()
+        vector = embedder.embed_query("zebra giraffe")
         lexical, _ = retriever.lexical(conn, "zebra giraffe shared entry", scope, 50)
-        semantic = retriever.semantic(conn, "zebra giraffe", embedder.dimension, scope, 50)
-        exact = retriever.semantic(conn, "zebra giraffe", embedder.dimension, scope.as_exact(), 50)
+        semantic = retriever.semantic(conn, vector, embedder.dimension, scope, 50)
+        exact = retriever.semantic(conn, vector, embedder.dimension, scope.as_exact(), 50)
     assert lexical and semantic and exact
     assert {chunk_id for chunk_id, _ in lexical + semantic + exact} <= alpha_ids
 

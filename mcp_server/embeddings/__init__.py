@@ -23,9 +23,19 @@ __all__ = [
     "StaticEmbedder",
     "TransformerEmbedder",
     "create_embedder",
+    "embedder_for_project",
 ]
 
 BACKENDS = ("static", "transformer", "ollama", "openai")
+
+
+def embedder_for_project(embedder: Embedder, recorded_model_id: str | None) -> Embedder:
+    """The embedder that reads and writes a project recorded with `recorded_model_id` (None: a new
+    project). Only the package's default static embedder has alternatives (the models shipped
+    before it, `StaticEmbedder.for_project`); any other embedder is what was configured."""
+    if recorded_model_id is None or not isinstance(embedder, StaticEmbedder):
+        return embedder
+    return embedder.for_project(recorded_model_id)
 
 
 def create_embedder(

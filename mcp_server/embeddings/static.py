@@ -1,7 +1,9 @@
 """The default embedder: a static token table distilled from all-MiniLM-L6-v2 (model2vec-style).
 
 A text's vector is a weighted sum of per-token vectors looked up in a table shipped with the
-package (`models/minilm-l6-static/`, built by `scripts/build_static_model.py`), L2-normalised.
+package, L2-normalised. The default table (`models/minilm-l6-static-code/`) is the distilled one
+(`models/minilm-l6-static/`, `scripts/build_static_model.py`) fine-tuned on doc comments paired
+with their code (`scripts/train_static_model.py`).
 There is no network and no neural network at run time, which is what lets indexing embed thousands
 of chunks per second on two cores (a transformer manages tens; design.md section 4).
 
@@ -38,7 +40,15 @@ from mcp_server.core.errors import EmbeddingError
 from mcp_server.embeddings.identifiers import split_identifier
 from mcp_server.embeddings.vectors import normalize_rows
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "minilm-l6-static"
+_MODELS = Path(__file__).resolve().parent / "models"
+# The static models shipped in the package, by model_id; the first is the default for new
+# projects. A project indexed with another one goes on with the one it was indexed with
+# (`StaticEmbedder.for_project`), so an upgrade that changes the default never forces a re-index.
+SHIPPED_MODEL_DIRS = {
+    "minilm-l6-static-code-v1": _MODELS / "minilm-l6-static-code",  # scripts/train_static_model.py
+    "minilm-l6-static-v1": _MODELS / "minilm-l6-static",  # scripts/build_static_model.py
+}
+DEFAULT_MODEL_DIR = SHIPPED_MODEL_DIRS["minilm-l6-static-code-v1"]
 
 # What this module implements; a model whose config.json asks for anything else is refused.
 _SUPPORTED_POOLING = {
@@ -215,6 +225,19 @@ class StaticEmbedder:
     @property
     def model_id(self) -> str:
         return self._model_id
+
+    def for_project(self, recorded_model_id: str) -> StaticEmbedder:
+        """The embedder for a project indexed with `recorded_model_id`: the shipped model of that
+        id when this one is the package default (no EMBEDDING_MODEL_PATH chosen), else this one.
+
+        A model someone chose is never swapped: a mismatch then stays the error it is.
+        """
+        if recorded_model_id == self._model_id or self._dir != DEFAULT_MODEL_DIR.resolve():
+            return self
+        shipped = SHIPPED_MODEL_DIRS.get(recorded_model_id)
+        if shipped is None:
+            return self
+        return StaticEmbedder(model_dir=shipped, max_chars=self._max_chars)
 
     @property
     def dimension(self) -> int:

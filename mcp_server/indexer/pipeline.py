@@ -33,6 +33,7 @@ import numpy.typing as npt
 from mcp_server.core.errors import CodebaseMCPError, JobNoLongerRunning
 from mcp_server.core.jobs import JobPhase
 from mcp_server.core.shards import Shard
+from mcp_server.embeddings import embedder_for_project
 from mcp_server.embeddings.base import Embedder
 from mcp_server.index import term_stats
 from mcp_server.index.embedding_text import embedding_text
@@ -322,6 +323,11 @@ class IndexRun:
             return self._locked_run()
 
     def _locked_run(self) -> RunCounters:
+        if not self.force:
+            # A project indexed with a model the package shipped before goes on with it; a forced
+            # run moves it to the configured one.
+            recorded = self.store.project_model(self.project_id)
+            self.embedder = embedder_for_project(self.embedder, recorded[0] if recorded else None)
         model_id, dimension = self.embedder.model_id, self.embedder.dimension
         self.store.check_project_model(
             self.project_id, model_id=model_id, dimension=dimension, allow_change=self.force

@@ -32,10 +32,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from mcp_server.embeddings.base import Embedder
 from mcp_server.index import term_stats
 from mcp_server.index.embedding_text import embedding_text
 from mcp_server.index.lexical_text import PUNCTUATION_TO_SPACE, lexical_text
@@ -70,14 +71,15 @@ MAX_FILTER_FILES = 500
 class Retriever:
     """Runs the retrievers inside a caller's connection; caches the lexical statistics."""
 
-    def __init__(self, embedder: Embedder) -> None:
-        self._embedder = embedder
+    def __init__(self) -> None:
         self._stats: dict[str, tuple[float, TermStats]] = {}  # project -> (loaded at, statistics)
         self._stats_lock = threading.Lock()
 
-    def semantic(self, conn: Connection, query: str, dimension: int, scope: Scope, k: int) -> Ranking:
-        """The k nearest chunks by cosine distance: [(chunk id, cosine similarity)], best first."""
-        vector = self._embedder.embed_query(query)
+    def semantic(
+        self, conn: Connection, vector: npt.NDArray[np.float32], dimension: int, scope: Scope, k: int
+    ) -> Ranking:
+        """The k nearest chunks to the query's vector by cosine distance: [(chunk id, cosine
+        similarity)], best first. The caller embeds the query with the project's model."""
         params = {
             **scope.params,
             "dim": dimension,
@@ -110,7 +112,7 @@ class Retriever:
         rows = conn.execute(text(sql), params).all()
         if len(rows) < k and scope.filtered and not scope.exact:
             # The iterative scan gave up before finding k rows; rank the filtered rows exactly.
-            return self.semantic(conn, query, dimension, scope.as_exact(), k)
+            return self.semantic(conn, vector, dimension, scope.as_exact(), k)
         return [(r.id, 1.0 - float(r.distance)) for r in rows]
 
     @staticmethod

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DataError, OperationalError
 
 from mcp_server.core.errors import EmbeddingModelMismatch, InvalidInput, SearchTimeout
+from mcp_server.embeddings import embedder_for_project
 from mcp_server.embeddings.base import Embedder
 from mcp_server.embeddings.rerankers import Reranker, RerankError
 from mcp_server.index import repositories
@@ -69,8 +70,11 @@ class Searcher:
         self.statement_timeout_ms = statement_timeout_ms
         self.exact_identifiers = exact_identifiers  # False: the baseline the benchmarks compare with
         self._embedder = embedder
+        # Per recorded model id: what embeds queries for a project indexed with it (a project
+        # indexed with a static model the package shipped before keeps being read with that one).
+        self._project_embedders: dict[str, Embedder] = {}
         self.fusion = fusion_for(embedder)
-        self._retriever = Retriever(embedder)
+        self._retriever = Retriever()
         # Opt-in second stage (CODEBASE_RERANKER): re-orders the best `rerank_candidates`.
         self.reranker = reranker
         self.rerank_candidates = max(2, rerank_candidates)
@@ -134,13 +138,14 @@ class Searcher:
                     note = f"repository {repository!r} has not finished indexing yet"
                 return finish(replace(empty, note=note), started)
             dimension = int(model.embedding_dimension)
+            embedder = self._embedder_for(model.embedding_model)
             if mode != "lexical" and (model.embedding_model, dimension) != (
-                self._embedder.model_id,
-                self._embedder.dimension,
+                embedder.model_id,
+                embedder.dimension,
             ):
                 raise EmbeddingModelMismatch(
                     f"project {project_id!r} was indexed with {model.embedding_model!r} but "
-                    f"{self._embedder.model_id!r} is configured; re-index with force_reindex=true, or "
+                    f"{embedder.model_id!r} is configured; re-index with force_reindex=true, or "
                     "search with mode='lexical'"
                 )
             scope = Scope.build(conn, project_id, repos, filters)
@@ -151,7 +156,9 @@ class Searcher:
             fusion = self.fusion
             ranked: list[tuple[Ranking, float]] = []
             if mode in ("hybrid", "semantic"):
-                semantic = self._retriever.semantic(conn, query, dimension, scope, candidates)
+                semantic = self._retriever.semantic(
+                    conn, embedder.embed_query(query), dimension, scope, candidates
+                )
                 ranked.append((semantic, fusion.semantic))
             partial = any(r.partial for r in repos)
             if mode in ("hybrid", "lexical"):
@@ -188,6 +195,13 @@ class Searcher:
                 note = rerank_note if response.note is None else f"{response.note}; {rerank_note}"
                 response = replace(response, note=note)
         return finish(_flag_partial(response, repos), started)
+
+    def _embedder_for(self, recorded_model_id: str) -> Embedder:
+        embedder = self._project_embedders.get(recorded_model_id)
+        if embedder is None:
+            embedder = embedder_for_project(self._embedder, recorded_model_id)
+            self._project_embedders[recorded_model_id] = embedder
+        return embedder
 
     def _rerank(
         self, conn: Connection, query: str, fused: list[tuple[int, float]]
