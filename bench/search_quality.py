@@ -565,6 +565,11 @@ def main() -> int:
         default="both",
         help="'both' includes the transformer only when EMBEDDING_MODEL_PATH is set",
     )
+    parser.add_argument(
+        "--static-model",
+        default=None,
+        help="a static model directory other than the default (e.g. scripts/train_static_model.py --output)",
+    )
     parser.add_argument("--split", choices=["all", "dev", "test"], default="all")
     parser.add_argument("--verbose", action="store_true", help="list the queries not answered first")
     parser.add_argument("--no-quality", action="store_true")
@@ -603,7 +608,7 @@ def main() -> int:
     engine = get_engine(load_settings())
     embedders: dict[str, Embedder] = {}
     if args.embedder in ("static", "both"):
-        embedders["static"] = StaticEmbedder()
+        embedders["static"] = StaticEmbedder(model_dir=args.static_model)
     model_path = os.environ.get("EMBEDDING_MODEL_PATH")
     if args.embedder == "transformer" and not model_path:
         raise SystemExit(
