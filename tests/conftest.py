@@ -91,9 +91,14 @@ def make_repo(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from mcp_server.db import embedded
     from mcp_server.db.database import dispose_engines
 
     dispose_engines()
+    # Stop the suite's server now, while pytest's streams are open: from the atexit hook its
+    # "stopped" log line hit a closed capture stream ("--- Logging error ---" in CI).
+    for server in list(embedded._servers.values()):
+        server.release()
 
 
 @pytest.fixture(scope="session", autouse=True)
