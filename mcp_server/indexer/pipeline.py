@@ -323,11 +323,10 @@ class IndexRun:
             return self._locked_run()
 
     def _locked_run(self) -> RunCounters:
-        if not self.force:
-            # A project indexed with a model the package shipped before goes on with it; a forced
-            # run moves it to the configured one.
-            recorded = self.store.project_model(self.project_id)
-            self.embedder = embedder_for_project(self.embedder, recorded[0] if recorded else None)
+        # A project indexed with a table the package shipped before goes on with it, forced runs
+        # too (StaticEmbedder.for_project says why).
+        recorded = self.store.project_model(self.project_id)
+        self.embedder = embedder_for_project(self.embedder, recorded[0] if recorded else None)
         model_id, dimension = self.embedder.model_id, self.embedder.dimension
         self.store.check_project_model(
             self.project_id, model_id=model_id, dimension=dimension, allow_change=self.force

@@ -161,6 +161,8 @@ def _db_lifetime(settings: Settings, command: str) -> int:
 
 
 def cmd_models(settings: Settings, args: argparse.Namespace) -> int:
+    if args.models_command == "list":
+        return _list_models(args)
     from pathlib import Path
 
     from mcp_server.embeddings.fetch import fetch_transformer
@@ -174,6 +176,29 @@ def cmd_models(settings: Settings, args: argparse.Namespace) -> int:
         "and re-index with --force (a project's vectors all come from one model)"
     )
     print(target)
+    return 0
+
+
+def _list_models(args: argparse.Namespace) -> int:
+    """The shipped static tables: the default for new projects, and the older ones that projects
+    indexed with them keep using. Naming one in EMBEDDING_MODEL_PATH (then `index --force`) moves a
+    project to it."""
+    from mcp_server.embeddings.static import DEFAULT_MODEL_DIR, SHIPPED_MODEL_DIRS
+
+    rows = [
+        {"model_id": model_id, "directory": str(directory), "default": directory == DEFAULT_MODEL_DIR}
+        for model_id, directory in SHIPPED_MODEL_DIRS.items()
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        mark = "  (default for new projects)" if row["default"] else ""
+        print(f"{row['model_id']}  {row['directory']}{mark}")
+    common.err_console.print(
+        "a project keeps the table it was indexed with; to move one to another: "
+        "EMBEDDING_MODEL_PATH=<directory> codebase-mcp index --force PATH"
+    )
     return 0
 
 
