@@ -59,14 +59,17 @@ class _Sampler(threading.Thread):
         """Live indexer processes of jobs not yet finished. An indexer records its job's outcome
         and then exits; until it has (interpreter shutdown, under load hundreds of ms) the freed
         slot may already run the next job, so a process of a finished job is not counted."""
-        jobs = []
-        for proc in psutil.process_iter(["cmdline"]):
+        found: dict[int, tuple[str, int]] = {}  # pid -> (job, parent pid)
+        for proc in psutil.process_iter(["cmdline", "ppid"]):
             cmdline = proc.info["cmdline"] or []
             if "indexer" in cmdline and "--job-id" in cmdline:
                 job = cmdline[cmdline.index("--job-id") + 1]
                 with contextlib.suppress(psutil.NoSuchProcess):
                     if job in self.job_ids and proc.status() != psutil.STATUS_ZOMBIE:
-                        jobs.append(job)
+                        found[proc.pid] = (job, proc.info["ppid"])
+        # A child of an indexer (its `git` between fork and exec, which still shows the parent's
+        # command line) is not a second indexer: CI once sampled 3 with 2 running rows.
+        jobs = [job for job, parent in found.values() if parent not in found]
         if not jobs:
             return 0
         with self.engine.connect() as conn:  # type: ignore[attr-defined]
