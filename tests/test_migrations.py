@@ -107,5 +107,43 @@ def test_the_head_read_from_the_files_is_alembics_single_head(engine: Engine) ->
     from mcp_server.db import revisions
 
     script = ScriptDirectory.from_config(database._alembic_config(engine))
-    assert script.get_heads() == ["0009_files_path_trigrams"]
+    assert script.get_heads() == ["0010_halfvec_hnsw"]
     assert revisions.head_from_files() == script.get_current_head()
+
+
+def test_the_vector_graphs_become_halfvec_ones_dropped_by_the_upgrade_and_rebuilt_by_restore(
+    scratch_engine: Engine,
+) -> None:
+    """0010 drops each project's `vector` graph (search's halfvec ordering cannot use it) and leaves
+    building the halfvec one to restore_missing: an upgrade must not run minutes of builds."""
+    from mcp_server.index.vector_indexes import BuildBudget, VectorIndexes, vector_index_name
+
+    database.upgrade(scratch_engine, "0009_files_path_trigrams")
+    old = "ix_chunks_hnsw_0123456789ab_4"
+    with scratch_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO projects (project_id, embedding_model, embedding_dimension) VALUES ('p', 'm', 4)"
+            )
+        )
+        conn.execute(
+            text(
+                f"CREATE INDEX {old} ON chunks USING hnsw ((embedding::vector(4)) vector_cosine_ops) "
+                "WHERE project_id = 'p' AND embedding_dim = 4"
+            )
+        )
+        conn.execute(text("CREATE INDEX ix_chunks_unrelated ON chunks (id)"))
+    database.upgrade(scratch_engine)
+    names = {i["name"] for i in inspect(scratch_engine).get_indexes("chunks")}
+    assert old not in names and "ix_chunks_unrelated" in names
+
+    assert VectorIndexes(scratch_engine, BuildBudget(64 * 2**20, 0)).restore_missing() == ["p"]
+    with scratch_engine.connect() as conn:
+        definition = conn.execute(
+            text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"), {"n": vector_index_name("p", 4)}
+        ).scalar_one()
+    assert "halfvec(4)" in definition and "halfvec_cosine_ops" in definition
+
+    database.downgrade(scratch_engine, "0009_files_path_trigrams")
+    names = {i["name"] for i in inspect(scratch_engine).get_indexes("chunks")}
+    assert vector_index_name("p", 4) not in names

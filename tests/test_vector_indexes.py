@@ -137,3 +137,36 @@ def test_other_database_errors_of_the_build_are_not_retried(
     with pytest.raises(OperationalError, match="administrator command"):
         _indexed_project(clean_db, repo, BuildBudget(memory_bytes=1 * GIB, workers=2))
     assert calls == [1]
+
+
+def test_the_graph_is_over_halfvec_and_answers_the_ordering_search_writes(
+    clean_db: Engine, make_repo: Any
+) -> None:
+    """Search orders by `vector_expression(d) <=> CAST(:qv AS vector_query_cast(d))`; the graph must
+    be built on that very expression, or the planner can never use it (a silent exact scan)."""
+    from mcp_server.index.search.retrieval import Retriever, Scope  # noqa: F401 - search's own module
+
+    _indexed_project(clean_db, _repo(make_repo), BuildBudget(memory_bytes=MIN_BUILD_MEMORY, workers=0))
+    dimension = _STATIC.dimension
+    name = vector_indexes.vector_index_name("default", dimension)
+    query = "[" + ",".join(f"{x:.7g}" for x in _STATIC.embed_query("handler").tolist()) + "]"
+    with clean_db.connect() as conn:
+        definition = conn.execute(
+            text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"), {"n": name}
+        ).scalar_one()
+        assert f"halfvec({dimension})" in definition and "halfvec_cosine_ops" in definition
+        # The question is whether the graph can answer the ordering, not whether it is cheaper here.
+        conn.execute(text("SET LOCAL enable_seqscan = off"))
+        conn.execute(text("SET LOCAL enable_bitmapscan = off"))
+        plan = "\n".join(
+            conn.execute(
+                text(
+                    f"EXPLAIN SELECT id FROM chunks c WHERE "
+                    f"{vector_indexes.vector_index_predicate('default', dimension)} ORDER BY "
+                    f"{vector_indexes.vector_expression(dimension).replace('embedding', 'c.embedding')} "
+                    f"<=> CAST(:qv AS {vector_indexes.vector_query_cast(dimension)}) LIMIT 5"
+                ),
+                {"qv": query},
+            ).scalars()
+        )
+    assert f"Index Scan using {name}" in plan, plan
