@@ -275,17 +275,23 @@ def _lexical_scope(conn: Connection, scope: Scope, stats: TermStats) -> str:
     """
     if "file_ids" in scope.params or stats.rows <= 0:
         return scope.where
-    # reltuples is -1 for a table never analyzed or vacuumed: the share is unknown.
-    table_rows = conn.execute(text("SELECT reltuples FROM pg_class WHERE oid = 'chunks'::regclass")).scalar()
-    if not table_rows or table_rows <= 0 or stats.rows < DOMINANT_PROJECT_SHARE * float(table_rows):
+    table_rows = _chunk_table_rows(conn)
+    if table_rows is None or stats.rows < DOMINANT_PROJECT_SHARE * table_rows:
         return scope.where
     return f"({scope.where}) IS TRUE"
+
+
+def _chunk_table_rows(conn: Connection) -> float | None:
+    """The planner's row count of `chunks`; None while unknown (reltuples is -1 for a table never
+    analyzed or vacuumed)."""
+    rows = conn.execute(text("SELECT reltuples FROM pg_class WHERE oid = 'chunks'::regclass")).scalar()
+    return float(rows) if rows and rows > 0 else None
 
 
 def _table_stats(conn: Connection) -> TermStats:
     """The whole table's statistics from the planner: for a project indexed before per-project
     statistics existed, until its next index run computes them."""
-    rows = conn.execute(text("SELECT reltuples FROM pg_class WHERE oid = 'chunks'::regclass")).scalar()
+    rows = _chunk_table_rows(conn)
     stats_row = conn.execute(
         text(
             "SELECT most_common_elems::text::text[] AS elems, most_common_elem_freqs AS freqs "
@@ -294,9 +300,9 @@ def _table_stats(conn: Connection) -> TermStats:
         )
     ).one_or_none()
     stats = TermStats()
-    if rows and rows > 0 and stats_row is not None and stats_row.elems:
+    if rows is not None and stats_row is not None and stats_row.elems:
         elems, freqs = list(stats_row.elems), list(stats_row.freqs)
-        stats.rows = float(rows)
+        stats.rows = rows
         stats.frequency = dict(zip(elems, freqs[: len(elems)], strict=True))
         # Lexemes below the cut-off of the list are rarer than its least frequent entry.
         stats.floor = min(freqs[: len(elems)]) / 2
